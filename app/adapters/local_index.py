@@ -1,0 +1,107 @@
+"""FaissVectorIndex: the embedded vector index (design §7).
+
+`IndexIDMap2` over an inner-product flat index (cosine on L2-normalised vectors): external ids are image ids,
+deletes are supported. The database holds the vectors, so the snapshot file is only a cache for fast starts;
+the service reconciles it with the database at start-up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from app.ports import Neighbor
+
+
+class FaissVectorIndex:
+    def __init__(self, dimension: int, model_name: str, snapshot_dir: Path | None = None) -> None:
+        self._dimension = dimension
+        self._model_name = model_name
+        self._snapshot_dir = snapshot_dir
+        self._lock = asyncio.Lock()
+        self._dirty = False
+        self._index = self._load_snapshot() or self._empty()
+
+    def _empty(self) -> faiss.IndexIDMap2:
+        return faiss.IndexIDMap2(faiss.IndexFlatIP(self._dimension))
+
+    @property
+    def _index_path(self) -> Path | None:
+        return self._snapshot_dir / "faiss.index" if self._snapshot_dir else None
+
+    @property
+    def _meta_path(self) -> Path | None:
+        return self._snapshot_dir / "faiss.json" if self._snapshot_dir else None
+
+    def _load_snapshot(self) -> faiss.IndexIDMap2 | None:
+        if not (self._index_path and self._meta_path and self._index_path.exists() and self._meta_path.exists()):
+            return None
+        try:
+            meta = json.loads(self._meta_path.read_text())
+            if meta.get("model") != self._model_name or meta.get("dimension") != self._dimension:
+                return None  # another model's vectors: rebuild from the database
+            index = faiss.read_index(str(self._index_path))
+            return index if index.d == self._dimension else None
+        except (OSError, ValueError, RuntimeError):
+            return None  # a damaged cache is rebuilt, never trusted
+
+    async def search(self, vectors: np.ndarray, k: int, exclude: Sequence[int | None]) -> list[list[Neighbor]]:
+        if len(vectors) == 0 or self._index.ntotal == 0:
+            return [[] for _ in range(len(vectors))]
+        query = np.ascontiguousarray(vectors, dtype=np.float32)
+        # One more than asked, so that dropping the image's own vector still leaves k.
+        fetch = min(k + 1, self._index.ntotal)
+        scores, ids = await asyncio.to_thread(self._index.search, query, fetch)
+        results: list[list[Neighbor]] = []
+        for row_scores, row_ids, own in zip(scores, ids, exclude, strict=True):
+            row = [
+                Neighbor(int(i), float(s))
+                for s, i in zip(row_scores, row_ids, strict=True)
+                if i != -1 and i != own
+            ]
+            results.append(row[:k])
+        return results
+
+    async def upsert(self, ids: Sequence[int], vectors: np.ndarray) -> None:
+        if not len(ids):
+            return
+        id_array = np.asarray(ids, dtype=np.int64)
+        async with self._lock:
+            self._index.remove_ids(id_array)  # idempotent: re-processing replaces, never duplicates
+            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), id_array)
+            self._dirty = True
+
+    async def delete(self, ids: Sequence[int]) -> None:
+        if not len(ids):
+            return
+        async with self._lock:
+            self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+            self._dirty = True
+
+    async def ids(self) -> set[int]:
+        return set(faiss.vector_to_array(self._index.id_map).tolist())
+
+    async def count(self) -> int:
+        return int(self._index.ntotal)
+
+    async def flush(self) -> None:
+        if not (self._dirty and self._index_path and self._meta_path and self._snapshot_dir):
+            return
+        async with self._lock:
+            self._snapshot_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self._index_path.with_suffix(".tmp")
+            faiss.write_index(self._index, str(tmp))
+            os.replace(tmp, self._index_path)  # atomic: a crash never leaves half a snapshot
+            self._meta_path.write_text(
+                json.dumps({"model": self._model_name, "dimension": self._dimension, "count": self._index.ntotal})
+            )
+            self._dirty = False
+
+    async def aclose(self) -> None:
+        await self.flush()

@@ -1,0 +1,47 @@
+"""create_app(settings): the FastAPI application; the lifespan builds the Container and yields it as state."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TypedDict
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from app.api.errors import install_error_handlers
+from app.api.limits import BodySizeLimit
+from app.api.routes import check, health, images
+from app.composition import Container, build_container
+from app.settings import Settings
+
+
+class State(TypedDict):
+    container: Container
+
+
+def _operation_id(route: APIRoute) -> str:
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[State]:
+        async with build_container(settings) as container:
+            yield {"container": container}
+
+    app = FastAPI(
+        title="imgdedup",
+        version="0.1.0",
+        description="Image de-duplication review service: is this image a copy of one already accepted?",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_upload_bytes + 64 * 1024)
+    app.include_router(check.router)
+    app.include_router(images.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,121 @@
+"""The composition root: the only place that chooses adapters. API, worker, CLI and tests all use it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.db.engine import make_engine, make_session_factory
+from app.db.migrate import upgrade
+from app.db.repositories import ImageRepository
+from app.db.tables import Tables
+from app.domain.errors import ConfigurationError
+from app.phash_index import PhashIndex
+from app.ports import Embedder, ImageFetcher, VectorIndex
+from app.service import CheckService
+from app.settings import Settings
+from app.thresholds import resolve_thresholds
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Container:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    tables: Tables
+    fetcher: ImageFetcher
+    embedder: Embedder
+    index: VectorIndex
+    service: CheckService
+
+    async def database_ready(self) -> bool:
+        try:
+            async with self.engine.connect() as connection:
+                await connection.execute(sa.text("SELECT 1"))
+            return True
+        except Exception:  # noqa: BLE001 - readiness reports any failure as not ready
+            return False
+
+
+def build_embedder(settings: Settings) -> Embedder:
+    match settings.embedder.kind:
+        case "local_cnn":
+            from app.adapters.local_cnn_embedder import LocalCnnEmbedder
+
+            e = settings.embedder
+            return LocalCnnEmbedder(e.image_size, e.batch_size, e.torch_threads, e.device)
+    raise ConfigurationError(f"unknown embedder kind {settings.embedder.kind!r}")
+
+
+def build_index(settings: Settings, embedder: Embedder) -> VectorIndex:
+    match settings.index.kind:
+        case "local":
+            from app.adapters.local_index import FaissVectorIndex
+
+            snapshot = settings.data_dir / "index" if settings.index.snapshot else None
+            return FaissVectorIndex(embedder.dimension, embedder.model_name, snapshot)
+    raise ConfigurationError(f"unknown index kind {settings.index.kind!r}")
+
+
+def build_fetcher(settings: Settings) -> ImageFetcher:
+    from app.adapters.http_fetcher import HttpImageFetcher
+
+    return HttpImageFetcher(settings.fetch)
+
+
+async def _check_stored_model(sessions: async_sessionmaker[AsyncSession], tables: Tables, model: str) -> None:
+    """Mixing models silently corrupts verdicts: refuse to start on another model's index."""
+    async with sessions() as session:
+        counts = await ImageRepository(session, tables).accepted_model_counts()
+    others = {m: n for m, n in counts.items() if m != model}
+    if others:
+        raise ConfigurationError(
+            f"the database holds accepted images embedded with {others} but the configured embedder is "
+            f"{model!r}. Configure the embedder those images were indexed with, or re-index them with the "
+            "new model (reset-vectors after re-embedding) before starting."
+        )
+
+
+@contextlib.asynccontextmanager
+async def build_container(settings: Settings) -> AsyncIterator[Container]:
+    """Build every backend from settings; close them in reverse order on exit."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    tables = Tables(settings.queue)
+    engine = make_engine(settings.database_url, settings.db.echo)
+    async with contextlib.AsyncExitStack() as stack:
+        stack.push_async_callback(engine.dispose)
+        if settings.db.auto_migrate:
+            await upgrade(engine, settings)
+        sessions = make_session_factory(engine)
+        embedder = build_embedder(settings)
+        stack.push_async_callback(embedder.aclose)
+        await _check_stored_model(sessions, tables, embedder.model_name)
+        index = build_index(settings, embedder)
+        stack.push_async_callback(index.aclose)
+        fetcher = build_fetcher(settings)
+        stack.push_async_callback(fetcher.aclose)
+        decode_executor = ThreadPoolExecutor(settings.decode.threads, thread_name_prefix="decode")
+        stack.callback(decode_executor.shutdown, wait=True)
+        service = CheckService(
+            session_factory=sessions,
+            tables=tables,
+            fetcher=fetcher,
+            embedder=embedder,
+            index=index,
+            phash_index=PhashIndex(),
+            thresholds=resolve_thresholds(settings.policy, embedder.model_name, settings.thresholds_file),
+            top_k=settings.policy.top_k,
+            phash_alone_max_index=settings.policy.phash_alone_max_index,
+            max_pixels=settings.decode.max_pixels,
+            decode_executor=decode_executor,
+        )
+        await service.start()
+        yield Container(settings, engine, sessions, tables, fetcher, embedder, index, service)

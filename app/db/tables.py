@@ -1,0 +1,89 @@
+"""Table definitions. The upstream queue table's names come from settings; our own tables sit beside it,
+so the upstream table is never altered.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+from app.settings import QueueSettings
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# BIGINT everywhere but SQLite, which only auto-increments an INTEGER PRIMARY KEY.
+BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+# Microsecond timestamps on MySQL, so leases and throughput windows are precise.
+Timestamp = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
+
+
+class Tables:
+    """Our tables plus the queue table as configured; built per settings, never a module global."""
+
+    def __init__(self, queue: QueueSettings) -> None:
+        self.metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+        self.queue_settings = queue
+        self.queue = sa.Table(
+            queue.table,
+            self.metadata,
+            sa.Column(queue.id_column, BigId, primary_key=True, autoincrement=True, key="id"),
+            sa.Column(queue.url_column, sa.String(1024), nullable=False, key="url"),
+            sa.Column(queue.status_column, sa.String(32), nullable=False, server_default=queue.status_waiting,
+                      key="status"),
+            sa.Column(queue.similarity_column, sa.String(32), nullable=False,
+                      server_default=queue.similarity_waiting, key="similarity"),
+            sa.Column(queue.created_column, Timestamp, nullable=False, server_default=sa.func.current_timestamp(),
+                      key="created_at"),
+            sa.Index(f"ix_{queue.table}_status_similarity", queue.status_column, queue.similarity_column),
+        )
+        self.image = sa.Table(
+            "image",
+            self.metadata,
+            sa.Column("image_id", BigId, primary_key=True, autoincrement=True),
+            sa.Column("source_id", sa.BigInteger, nullable=True, unique=True),
+            sa.Column("source_url", sa.String(2048), nullable=True),
+            sa.Column("sha256", sa.String(64), nullable=True, index=True),
+            sa.Column("phash", sa.BigInteger, nullable=True),
+            sa.Column("width", sa.Integer, nullable=True),
+            sa.Column("height", sa.Integer, nullable=True),
+            sa.Column("verdict", sa.String(16), nullable=True),
+            sa.Column("decided_by", sa.String(16), nullable=True),
+            sa.Column("similarity", sa.Float, nullable=True),
+            sa.Column("matched_image_id", sa.BigInteger, nullable=True),
+            sa.Column("phash_distance", sa.Integer, nullable=True),
+            # In the indexes: a registered unique or review verdict.
+            sa.Column("accepted", sa.Boolean, nullable=False, server_default=sa.false(), index=True),
+            sa.Column("model", sa.String(64), nullable=True),
+            sa.Column("explanation", sa.JSON, nullable=True),
+            # Queue bookkeeping for rows that came from the upstream table.
+            sa.Column("state", sa.String(16), nullable=False, server_default="done"),
+            sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+            sa.Column("error_code", sa.String(64), nullable=True),
+            sa.Column("last_error", sa.Text, nullable=True),
+            sa.Column("lease_until", Timestamp, nullable=True),
+            sa.Column("next_attempt_at", Timestamp, nullable=True),
+            sa.Column("created_at", Timestamp, nullable=False),
+            sa.Column("updated_at", Timestamp, nullable=False),
+            sa.Column("checked_at", Timestamp, nullable=True),
+        )
+        self.embedding = sa.Table(
+            "embedding",
+            self.metadata,
+            sa.Column(
+                "image_id",
+                BigId,
+                sa.ForeignKey("image.image_id", ondelete="CASCADE"),
+                primary_key=True,
+            ),
+            sa.Column("model", sa.String(64), nullable=False, index=True),
+            sa.Column("dimension", sa.Integer, nullable=False),
+            # float16, little-endian: half the bytes of float32 and ample for cosine at 1e-3.
+            sa.Column("vector", sa.LargeBinary, nullable=False),
+            sa.Column("created_at", Timestamp, nullable=False),
+        )

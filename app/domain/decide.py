@@ -1,0 +1,69 @@
+"""The decision rule (design §4): a pure function of the candidates and the policy."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from app.domain.models import Candidate, DecidedBy, Decision, Policy, VerdictLabel
+
+
+def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
+    """Decide duplicate / review / unique.
+
+    Exact hits win, then the nearest pHash hit (while pHash may decide alone), then each vector candidate, best
+    first: the first at or above the duplicate threshold decides. A candidate in the grey band makes the image
+    `review` (until verification exists), unless a later candidate makes it a duplicate.
+    """
+    limits = policy.thresholds
+
+    exact = [c for c in candidates if c.exact]
+    if exact:
+        best = min(exact, key=lambda c: c.image_id)
+        return Decision(VerdictLabel.DUPLICATE, DecidedBy.EXACT, best.image_id, 1.0, 0)
+
+    hashed = [c for c in candidates if c.phash_distance is not None]
+    nearest_hash = min(hashed, key=lambda c: (c.phash_distance, c.image_id)) if hashed else None
+    if (
+        policy.phash_decides_alone
+        and nearest_hash is not None
+        and nearest_hash.phash_distance is not None
+        and nearest_hash.phash_distance <= limits.phash
+    ):
+        return Decision(
+            VerdictLabel.DUPLICATE,
+            DecidedBy.PHASH,
+            nearest_hash.image_id,
+            nearest_hash.similarity,
+            nearest_hash.phash_distance,
+        )
+
+    scored = sorted(
+        (c for c in candidates if c.similarity is not None),
+        key=lambda c: (-(c.similarity or 0.0), c.image_id),
+    )
+    review: Candidate | None = None
+    for candidate in scored:
+        similarity = candidate.similarity or 0.0
+        if similarity >= limits.duplicate:
+            return Decision(
+                VerdictLabel.DUPLICATE,
+                DecidedBy.VECTOR,
+                candidate.image_id,
+                similarity,
+                candidate.phash_distance,
+            )
+        if similarity >= limits.review and review is None:
+            review = candidate
+
+    if review is not None:
+        return Decision(
+            VerdictLabel.REVIEW, DecidedBy.VECTOR, review.image_id, review.similarity, review.phash_distance
+        )
+    best = scored[0] if scored else nearest_hash
+    return Decision(
+        VerdictLabel.UNIQUE,
+        DecidedBy.VECTOR,
+        None,
+        best.similarity if best else None,
+        nearest_hash.phash_distance if nearest_hash else None,
+    )

@@ -1,0 +1,87 @@
+"""Domain errors. Each carries its HTTP status and a machine-readable code; one handler renders them.
+
+`technical` errors are worth retrying (network, timeouts, a backend down); the others are logical: the same
+input will fail the same way again.
+"""
+
+from __future__ import annotations
+
+
+class AppError(Exception):
+    status_code: int = 500
+    code: str = "internal_error"
+    technical: bool = False
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InvalidRequest(AppError):
+    status_code = 422
+    code = "invalid_request"
+
+
+class UrlRefused(AppError):
+    status_code = 400
+    code = "url_refused"
+
+
+class FetchFailed(AppError):
+    """The image host could not be reached or did not answer with the image."""
+
+    status_code = 502
+    code = "fetch_failed"
+    technical = True
+
+
+class FetchTimeout(FetchFailed):
+    status_code = 504
+    code = "fetch_timeout"
+
+
+class ImageTooLarge(AppError):
+    status_code = 413
+    code = "image_too_large"
+
+
+class UploadTooLarge(AppError):
+    status_code = 413
+    code = "upload_too_large"
+
+
+class InvalidImage(AppError):
+    status_code = 422
+    code = "invalid_image"
+
+
+class TooManyPixels(AppError):
+    status_code = 422
+    code = "too_many_pixels"
+
+
+class ImageNotFound(AppError):
+    status_code = 404
+    code = "image_not_found"
+
+
+class SourceNotFound(AppError):
+    status_code = 404
+    code = "source_not_found"
+
+
+class ImageNotRefetchable(AppError):
+    """A stored image whose bytes we never kept and whose features are incomplete."""
+
+    status_code = 409
+    code = "image_not_refetchable"
+
+
+class BackendUnavailable(AppError):
+    status_code = 503
+    code = "backend_unavailable"
+    technical = True
+
+
+class ConfigurationError(Exception):
+    """The service cannot start as configured; the message says what to change."""

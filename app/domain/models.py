@@ -1,0 +1,109 @@
+"""Domain types: plain frozen dataclasses, no IO, no framework imports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+
+class VerdictLabel(StrEnum):
+    DUPLICATE = "duplicate"
+    REVIEW = "review"
+    UNIQUE = "unique"
+
+    @property
+    def accepted(self) -> bool:
+        """Accepted images (unique, review) enter the indexes; duplicates never do."""
+        return self is not VerdictLabel.DUPLICATE
+
+
+class DecidedBy(StrEnum):
+    EXACT = "exact"
+    PHASH = "phash"
+    VECTOR = "vector"
+    VERIFIED = "verified"
+
+
+@dataclass(frozen=True)
+class UrlRef:
+    url: str
+
+
+@dataclass(frozen=True)
+class UploadRef:
+    data: bytes
+    filename: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredImageRef:
+    """Re-check an image we already hold, by our image_id."""
+
+    image_id: int
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """Check the upstream queue row with this id (the id the upstream service knows)."""
+
+    source_id: int
+
+
+ImageRef = UrlRef | UploadRef | StoredImageRef | SourceRef
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    ref: ImageRef
+    register: bool = True
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One accepted image that might be the original of the image being checked."""
+
+    image_id: int
+    similarity: float | None = None
+    phash_distance: int | None = None
+    exact: bool = False
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    phash: int
+    duplicate: float
+    review: float
+    # Where each value came from: env, config_ini, thresholds_json or default.
+    sources: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Policy:
+    thresholds: Thresholds
+    # False once the index is too large for a pHash hit alone to be safe (design §1.4).
+    phash_decides_alone: bool = True
+
+
+@dataclass(frozen=True)
+class Decision:
+    label: VerdictLabel
+    decided_by: DecidedBy
+    matched_image_id: int | None = None
+    similarity: float | None = None
+    phash_distance: int | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    image_id: int | None
+    source_id: int | None
+    label: VerdictLabel
+    decided_by: DecidedBy
+    matched_image_id: int | None
+    matched_source_id: int | None
+    similarity: float | None
+    phash_distance: int | None
+    thresholds: Thresholds
+    model: str | None
+    timings_ms: dict[str, float]
+    registered: bool

@@ -1,0 +1,85 @@
+"""Decoding and hashing of image bytes: CPU work, run on a bounded thread pool by the caller."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+
+import imagehash
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from app.domain.errors import InvalidImage, TooManyPixels
+from app.ports import DecodedImage
+
+# Magic numbers of the formats we accept; bytes are sniffed, headers are never trusted.
+_SIGNATURES: tuple[tuple[bytes, int], ...] = (
+    (b"\xff\xd8\xff", 0),  # JPEG
+    (b"\x89PNG\r\n\x1a\n", 0),
+    (b"GIF87a", 0),
+    (b"GIF89a", 0),
+    (b"BM", 0),
+    (b"II*\x00", 0),  # TIFF little-endian
+    (b"MM\x00*", 0),  # TIFF big-endian
+)
+# Largest side kept after decoding; enough for the embedder and the hashes, and it bounds memory.
+WORKING_SIDE = 512
+
+
+def looks_like_image(head: bytes) -> bool:
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return True
+    return any(head[offset : offset + len(magic)] == magic for magic, offset in _SIGNATURES)
+
+
+def phash64(image: Image.Image) -> int:
+    """64-bit perceptual hash as an unsigned int."""
+    bits = imagehash.phash(image).hash.flatten()
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def to_signed64(value: int) -> int:
+    """Store an unsigned 64-bit hash in a signed BIGINT column."""
+    return value - (1 << 64) if value >= (1 << 63) else value
+
+
+def to_unsigned64(value: int) -> int:
+    return value + (1 << 64) if value < 0 else value
+
+
+def decode_image(data: bytes, max_pixels: int, url: str | None = None) -> DecodedImage:
+    if not looks_like_image(data[:16]):
+        raise InvalidImage("the content is not an image (JPEG, PNG, GIF, WebP, BMP or TIFF)")
+    sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                raise TooManyPixels(f"the image has {width}x{height} pixels; at most {max_pixels} are accepted")
+            # JPEG: let libjpeg decode at a reduced scale, much cheaper than a full decode plus resize.
+            image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
+            image = ImageOps.exif_transpose(image)
+            image = _flatten_to_rgb(image)
+            image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BILINEAR)
+    except TooManyPixels:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+        raise InvalidImage(f"the image could not be decoded: {exc}") from exc
+    except Image.DecompressionBombWarning as exc:
+        raise TooManyPixels(str(exc)) from exc
+    return DecodedImage(
+        pixels=image, sha256=sha256, phash=phash64(image), width=width, height=height, url=url
+    )
+
+
+def _flatten_to_rgb(image: Image.Image) -> Image.Image:
+    """RGB on white for images with transparency, so a logo on alpha hashes like its JPEG copy."""
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba, mask=rgba.getchannel("A"))
+        return background
+    return image.convert("RGB")

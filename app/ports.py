@@ -1,0 +1,76 @@
+"""Ports: what the service layer needs from the outside world. Adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+from PIL import Image
+
+
+@dataclass(frozen=True)
+class FetchedImage:
+    data: bytes
+    url: str | None
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image decoded once: RGB pixels (possibly reduced for speed), its hashes and true size."""
+
+    pixels: Image.Image
+    sha256: str
+    phash: int
+    width: int
+    height: int
+    url: str | None
+
+
+@dataclass(frozen=True)
+class Neighbor:
+    image_id: int
+    similarity: float
+
+
+class ImageFetcher(Protocol):
+    async def fetch(self, url: str) -> FetchedImage: ...
+
+    async def aclose(self) -> None: ...
+
+
+class Embedder(Protocol):
+    @property
+    def model_name(self) -> str: ...
+
+    @property
+    def dimension(self) -> int: ...
+
+    async def embed(self, images: Sequence[DecodedImage]) -> np.ndarray:
+        """One L2-normalised float32 row per image."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+class VectorIndex(Protocol):
+    async def search(
+        self, vectors: np.ndarray, k: int, exclude: Sequence[int | None]
+    ) -> list[list[Neighbor]]:
+        """Top-k neighbours per row, best first, never the row's own id (`exclude[i]`)."""
+        ...
+
+    async def upsert(self, ids: Sequence[int], vectors: np.ndarray) -> None: ...
+
+    async def delete(self, ids: Sequence[int]) -> None: ...
+
+    async def ids(self) -> set[int]: ...
+
+    async def count(self) -> int: ...
+
+    async def flush(self) -> None:
+        """Persist whatever the adapter caches (a snapshot), if anything."""
+        ...
+
+    async def aclose(self) -> None: ...

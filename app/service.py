@@ -1,0 +1,478 @@
+"""CheckService: the one place where IO and the decision meet (design §1).
+
+Every entrance (`POST /check`, the scheduler, re-checks) calls `check(batch)`. Per batch:
+fetch+decode concurrently → exact/pHash prefilter → embed what is still undecided (one batch) → under the
+service's lock: search, decide each image in id order against the indexes *and* the images accepted earlier in
+the same batch, record in one transaction, then add the accepted ones to the indexes. The database write comes
+first, so a crash before the index write is repaired at the next start (`reconcile`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.repositories import ImageRepository, ImageRow, QueueRepository, VerdictRecord
+from app.db.tables import Tables
+from app.domain.decide import decide
+from app.domain.errors import (
+    AppError,
+    BackendUnavailable,
+    ImageNotFound,
+    ImageNotRefetchable,
+    SourceNotFound,
+)
+from app.domain.models import (
+    Candidate,
+    CheckItem,
+    Decision,
+    Policy,
+    SourceRef,
+    StoredImageRef,
+    Thresholds,
+    UploadRef,
+    UrlRef,
+    Verdict,
+)
+from app.imaging import decode_image
+from app.phash_index import hamming
+from app.ports import DecodedImage, Embedder, ImageFetcher, VectorIndex
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CheckOutcome:
+    item: CheckItem
+    verdict: Verdict | None = None
+    error: AppError | None = None
+
+
+@dataclass
+class ServiceCounters:
+    """Process-local counters for /stats: how much work the prefilters saved."""
+
+    checked: int = 0
+    embedded: int = 0
+    decided_by: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class _Work:
+    """One batch item on its way through the stages."""
+
+    position: int
+    item: CheckItem
+    image_id: int | None = None
+    source_id: int | None = None
+    url: str | None = None
+    sha256: str | None = None
+    phash: int | None = None
+    width: int | None = None
+    height: int | None = None
+    decoded: DecodedImage | None = None
+    vector: np.ndarray | None = None
+    was_accepted: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+    error: AppError | None = None
+
+    @property
+    def persist(self) -> bool:
+        # Queue rows are always tracked; other images only when registered.
+        return self.item.register or isinstance(self.item.ref, SourceRef)
+
+    @property
+    def order_key(self) -> tuple[int, int]:
+        # Decide in id order (design §5); images without an id yet come after, in arrival order.
+        return (0, self.image_id) if self.image_id is not None else (1, self.position)
+
+
+class _Stopwatch:
+    def __init__(self, works: Sequence[_Work], stage: str) -> None:
+        self._works, self._stage = works, stage
+
+    def __enter__(self) -> None:
+        self._start = time.perf_counter()
+
+    def __exit__(self, *_: object) -> None:
+        elapsed = round((time.perf_counter() - self._start) * 1000, 3)
+        for work in self._works:
+            work.timings[self._stage] = work.timings.get(self._stage, 0.0) + elapsed
+
+
+class CheckService:
+    def __init__(
+        self,
+        *,
+        session_factory: async_sessionmaker[AsyncSession],
+        tables: Tables,
+        fetcher: ImageFetcher,
+        embedder: Embedder,
+        index: VectorIndex,
+        phash_index: Any,
+        thresholds: Thresholds,
+        top_k: int,
+        phash_alone_max_index: int,
+        max_pixels: int,
+        decode_executor: Executor,
+    ) -> None:
+        self._sessions = session_factory
+        self._tables = tables
+        self._fetcher = fetcher
+        self._embedder = embedder
+        self._index = index
+        self._phash = phash_index
+        self.thresholds = thresholds
+        self._top_k = top_k
+        self._phash_alone_max = phash_alone_max_index
+        self._max_pixels = max_pixels
+        self._decode_executor = decode_executor
+        # Serialises search-decide-record-insert in this process: two near-copies checked at the same
+        # moment must not both come out unique (design §5). Embedding happens outside it.
+        self._decide_lock = asyncio.Lock()
+        self.counters = ServiceCounters()
+
+    @property
+    def model_name(self) -> str:
+        return self._embedder.model_name
+
+    def policy(self) -> Policy:
+        return Policy(self.thresholds, phash_decides_alone=len(self._phash) <= self._phash_alone_max)
+
+    # ---- start-up ---------------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the pHash index and make the vector index agree with the database (design §5)."""
+        async with self._sessions() as session:
+            repo = ImageRepository(session, self._tables)
+            self._phash.add_many(await repo.accepted_phashes())
+            accepted = await repo.accepted_ids()
+        await self.reconcile(accepted)
+
+    async def reconcile(self, accepted: set[int] | None = None) -> dict[str, int]:
+        """Re-insert accepted images missing from the index; remove vectors with no accepted row."""
+        async with self._sessions() as session:
+            repo = ImageRepository(session, self._tables)
+            if accepted is None:
+                accepted = await repo.accepted_ids()
+            indexed = await self._index.ids()
+            stale = sorted(indexed - accepted)
+            missing = sorted(accepted - indexed)
+            await self._index.delete(stale)
+            added = 0
+            for start in range(0, len(missing), 5000):
+                async for ids, vectors in repo.accepted_embeddings(self.model_name, missing[start : start + 5000]):
+                    await self._index.upsert(ids, vectors)
+                    added += len(ids)
+        if stale or added:
+            log.info("index reconciled: %d vectors added, %d stale removed", added, len(stale))
+            await self._index.flush()
+        return {"added": added, "removed": len(stale)}
+
+    # ---- the pipeline ----------------------------------------------------------------------------------
+    async def check(self, items: Sequence[CheckItem]) -> list[CheckOutcome]:
+        works = [_Work(position=i, item=item) for i, item in enumerate(items)]
+        await asyncio.gather(*(self._prepare(w) for w in works))
+        ready = [w for w in works if w.error is None]
+        if ready:
+            await self._embed_undecided(ready)
+            ready = [w for w in ready if w.error is None]
+        verdicts: dict[int, Verdict] = {}
+        if ready:
+            try:
+                async with self._decide_lock:
+                    verdicts = await self._decide_and_record(ready)
+            except SQLAlchemyError as exc:
+                log.exception("recording a batch failed")
+                for work in ready:
+                    work.error = BackendUnavailable(f"the database failed: {type(exc).__name__}")
+        outcomes = []
+        for work in works:
+            if work.error is not None:
+                self.counters.errors[work.error.code] = self.counters.errors.get(work.error.code, 0) + 1
+            outcomes.append(CheckOutcome(work.item, verdicts.get(work.position), work.error))
+        self.counters.checked += len(verdicts)
+        return outcomes
+
+    async def _prepare(self, work: _Work) -> None:
+        """Resolve the reference, then fetch and decode (or load stored features)."""
+        try:
+            ref = work.item.ref
+            if isinstance(ref, StoredImageRef):
+                await self._prepare_stored(work, ref.image_id)
+                return
+            data: bytes
+            if isinstance(ref, SourceRef):
+                async with self._sessions() as session:
+                    url = await QueueRepository(session, self._tables).url_of(ref.source_id)
+                    existing = await ImageRepository(session, self._tables).get_by_source(ref.source_id)
+                if url is None:
+                    raise SourceNotFound(f"no row {ref.source_id} in the queue table")
+                work.source_id = ref.source_id
+                if existing is not None:
+                    work.image_id, work.was_accepted = existing.image_id, existing.accepted
+                work.url = url
+            elif isinstance(ref, UrlRef):
+                work.url = ref.url
+            if isinstance(ref, UploadRef):
+                data = ref.data
+            else:
+                assert work.url is not None
+                with _Stopwatch([work], "fetch"):
+                    fetched = await self._fetcher.fetch(work.url)
+                data, work.url = fetched.data, fetched.url
+            await self._decode(work, data)
+        except AppError as exc:
+            work.error = exc
+        except SQLAlchemyError as exc:
+            work.error = BackendUnavailable(f"the database failed: {type(exc).__name__}")
+
+    async def _decode(self, work: _Work, data: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        with _Stopwatch([work], "decode"):
+            decoded = await loop.run_in_executor(
+                self._decode_executor, decode_image, data, self._max_pixels, work.url
+            )
+        work.decoded = decoded
+        work.sha256, work.phash = decoded.sha256, decoded.phash
+        work.width, work.height = decoded.width, decoded.height
+
+    async def _prepare_stored(self, work: _Work, image_id: int) -> None:
+        async with self._sessions() as session:
+            repo = ImageRepository(session, self._tables)
+            row = await repo.get(image_id)
+            if row is None:
+                raise ImageNotFound(f"no image with image_id {image_id}")
+            stored = (await repo.embeddings([image_id], self.model_name)).get(image_id)
+        work.image_id, work.source_id, work.was_accepted = row.image_id, row.source_id, row.accepted
+        if row.source_url and (stored is None or row.sha256 is None):
+            work.url = row.source_url
+            with _Stopwatch([work], "fetch"):
+                fetched = await self._fetcher.fetch(row.source_url)
+            await self._decode(work, fetched.data)
+            return
+        if row.sha256 is None or row.phash is None:
+            raise ImageNotRefetchable(f"image {image_id} was never decoded and has no URL to fetch it from")
+        work.url = row.source_url
+        work.sha256, work.phash, work.width, work.height = row.sha256, row.phash, row.width, row.height
+        work.vector = stored
+
+    async def _embed_undecided(self, works: list[_Work]) -> None:
+        """Embed only the images the hashes cannot settle: the exact and pHash paths cost no embedding."""
+        async with self._sessions() as session:
+            exact = await ImageRepository(session, self._tables).accepted_with_sha256(
+                [w.sha256 for w in works if w.sha256]
+            )
+        policy = self.policy()
+        need: list[_Work] = []
+        for work in works:
+            if work.vector is not None:
+                continue
+            if any(i != work.image_id for i in exact.get(work.sha256 or "", [])):
+                continue
+            if policy.phash_decides_alone and work.phash is not None:
+                near = self._phash.nearest(work.phash, exclude=work.image_id, limit=1)
+                if near and near[0][1] <= policy.thresholds.phash:
+                    continue
+            need.append(work)
+        await self._embed(need)
+
+    async def _embed(self, works: list[_Work]) -> None:
+        missing = [w for w in works if w.decoded is None]
+        for work in missing:
+            work.error = ImageNotRefetchable(f"image {work.image_id} has no stored embedding and no URL")
+        works = [w for w in works if w.decoded is not None]
+        if not works:
+            return
+        try:
+            with _Stopwatch(works, "embed"):
+                vectors = await self._embedder.embed([w.decoded for w in works if w.decoded is not None])
+        except AppError as exc:
+            for work in works:
+                work.error = exc
+            return
+        self.counters.embedded += len(works)
+        for work, vector in zip(works, vectors, strict=True):
+            work.vector = vector
+
+    async def _decide_and_record(self, works: list[_Work]) -> dict[int, Verdict]:
+        works = sorted(works, key=lambda w: w.order_key)
+        policy = self.policy()
+        # Hash lookups again under the lock: an image accepted a moment ago must count.
+        async with self._sessions() as session:
+            exact = await ImageRepository(session, self._tables).accepted_with_sha256(
+                [w.sha256 for w in works if w.sha256]
+            )
+        late = [w for w in works if w.vector is None and not self._hash_decides(w, exact, policy)]
+        if late:  # rare: a hash match vanished between prefilter and lock
+            await self._embed(late)
+            works = [w for w in works if w.error is None]
+
+        with _Stopwatch(works, "search"):
+            embedded = [w for w in works if w.vector is not None]
+            neighbours = await self._index.search(
+                np.stack([w.vector for w in embedded]) if embedded else np.zeros((0, 1), np.float32),
+                self._top_k,
+                [w.image_id for w in embedded],
+            )
+            by_work = {id(w): n for w, n in zip(embedded, neighbours, strict=True)}
+
+        by_position = {w.position: w for w in works}
+        decisions: list[tuple[_Work, Decision]] = []
+        accepted_in_batch: list[_Work] = []
+        with _Stopwatch(works, "decide"):
+            for work in works:
+                candidates = self._candidates(work, exact, by_work.get(id(work), []), accepted_in_batch)
+                decision = decide(candidates, policy)
+                decisions.append((work, decision))
+                if decision.label.accepted and work.item.register:
+                    accepted_in_batch.append(work)
+
+        with _Stopwatch(works, "record"):
+            async with self._sessions() as session, session.begin():
+                repo = ImageRepository(session, self._tables)
+                for n, (work, decision) in enumerate(decisions):
+                    if decision.matched_image_id is not None and decision.matched_image_id < 0:
+                        # Matched an image that this batch created a moment earlier: use its new id.
+                        earlier = by_position[-1 - decision.matched_image_id]
+                        decision = replace(decision, matched_image_id=earlier.image_id)
+                        decisions[n] = (work, decision)
+                    if not work.persist:
+                        continue
+                    if work.image_id is None:
+                        work.image_id = await repo.create(source_url=work.url, source_id=work.source_id)
+                    await repo.record_verdict(work.image_id, self._record(work, decision))
+                    if work.vector is not None:
+                        await repo.save_embedding(work.image_id, self.model_name, work.vector)
+                matched = await repo.get_many(
+                    [d.matched_image_id for _, d in decisions if d.matched_image_id is not None]
+                )
+            await self._update_indexes(decisions)
+
+        verdicts: dict[int, Verdict] = {}
+        for work, decision in decisions:
+            label_accepted = decision.label.accepted and work.item.register
+            verdicts[work.position] = self._verdict(work, decision, matched, label_accepted)
+            key = decision.decided_by.value
+            self.counters.decided_by[key] = self.counters.decided_by.get(key, 0) + 1
+        return verdicts
+
+    def _hash_decides(self, work: _Work, exact: dict[str, list[int]], policy: Policy) -> bool:
+        if any(i != work.image_id for i in exact.get(work.sha256 or "", [])):
+            return True
+        if policy.phash_decides_alone and work.phash is not None:
+            near = self._phash.nearest(work.phash, exclude=work.image_id, limit=1)
+            return bool(near) and near[0][1] <= policy.thresholds.phash
+        return False
+
+    def _candidates(
+        self,
+        work: _Work,
+        exact: dict[str, list[int]],
+        neighbours: Sequence[Any],
+        earlier: Sequence[_Work],
+    ) -> list[Candidate]:
+        found: dict[int, dict[str, Any]] = {}
+
+        def note(image_id: int, **values: Any) -> None:
+            if image_id != work.image_id:
+                found.setdefault(image_id, {}).update(values)
+
+        for image_id in exact.get(work.sha256 or "", []):
+            note(image_id, exact=True)
+        if work.phash is not None:
+            for image_id, distance in self._phash.nearest(work.phash, exclude=work.image_id, limit=3):
+                note(image_id, phash_distance=distance)
+        for neighbour in neighbours:
+            note(neighbour.image_id, similarity=neighbour.similarity)
+        # Images accepted earlier in this batch are not in the indexes yet: compare with them directly.
+        for other in earlier:
+            key = other.image_id if other.image_id is not None else -1 - other.position
+            values: dict[str, Any] = {}
+            if other.sha256 == work.sha256:
+                values["exact"] = True
+            if other.phash is not None and work.phash is not None:
+                values["phash_distance"] = hamming(other.phash, work.phash)
+            if other.vector is not None and work.vector is not None:
+                values["similarity"] = float(np.dot(other.vector, work.vector))
+            found.setdefault(key, {}).update(values)
+        return [Candidate(image_id=i, **v) for i, v in found.items()]
+
+    def _record(self, work: _Work, decision: Decision) -> VerdictRecord:
+        assert work.sha256 is not None and work.phash is not None
+        return VerdictRecord(
+            sha256=work.sha256,
+            phash=work.phash,
+            width=work.width or 0,
+            height=work.height or 0,
+            verdict=decision.label.value,
+            decided_by=decision.decided_by.value,
+            similarity=decision.similarity,
+            matched_image_id=decision.matched_image_id,
+            phash_distance=decision.phash_distance,
+            accepted=decision.label.accepted and work.item.register,
+            model=self.model_name,
+            explanation={"thresholds": self._thresholds_json(), "timings_ms": work.timings},
+        )
+
+    async def _update_indexes(self, decisions: list[tuple[_Work, Decision]]) -> None:
+        add_ids: list[int] = []
+        add_vectors: list[np.ndarray] = []
+        removed: list[int] = []
+        for work, decision in decisions:
+            if work.image_id is None or not work.persist:
+                continue
+            now_accepted = decision.label.accepted and work.item.register
+            if now_accepted:
+                assert work.phash is not None
+                self._phash.add(work.image_id, work.phash)
+                if work.vector is not None:
+                    add_ids.append(work.image_id)
+                    add_vectors.append(work.vector)
+            elif work.was_accepted and work.item.register:
+                removed.append(work.image_id)
+                self._phash.remove(work.image_id)
+        if add_ids:
+            await self._index.upsert(add_ids, np.stack(add_vectors))
+        if removed:
+            await self._index.delete(removed)
+
+    def _thresholds_json(self) -> dict[str, Any]:
+        t = self.thresholds
+        return {"phash": t.phash, "duplicate": t.duplicate, "review": t.review, "sources": dict(t.sources)}
+
+    def _verdict(
+        self, work: _Work, decision: Decision, matched: dict[int, ImageRow], registered: bool
+    ) -> Verdict:
+        matched_row = matched.get(decision.matched_image_id) if decision.matched_image_id is not None else None
+        return Verdict(
+            image_id=work.image_id if work.persist else None,
+            source_id=work.source_id,
+            label=decision.label,
+            decided_by=decision.decided_by,
+            matched_image_id=decision.matched_image_id,
+            matched_source_id=matched_row.source_id if matched_row else None,
+            similarity=decision.similarity,
+            phash_distance=decision.phash_distance,
+            thresholds=self.thresholds,
+            model=self.model_name,
+            timings_ms=dict(work.timings),
+            registered=registered,
+        )
+
+    async def flush(self) -> None:
+        await self._index.flush()
+
+
+def first_error(outcomes: Sequence[CheckOutcome]) -> AppError | None:
+    return next((o.error for o in outcomes if o.error is not None), None)
+

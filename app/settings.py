@@ -1,0 +1,127 @@
+"""Typed settings, read once at start-up and passed down (never imported as a global)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DbSettings(BaseModel):
+    # None means: an SQLite file in the data folder.
+    url: str | None = None
+    echo: bool = False
+    auto_migrate: bool = True
+
+
+class QueueSettings(BaseModel):
+    """The upstream service's queue table: its name, columns and status values (defaults of the old scripts)."""
+
+    table: str = "images"
+    id_column: str = "id"
+    url_column: str = "image_url"
+    status_column: str = "status"
+    similarity_column: str = "similarity"
+    created_column: str = "created_at"
+    score_column: str | None = None
+
+    status_waiting: str = "draft"
+    status_duplicate: str = "similarity"
+    status_unique: str = "tag_extension"
+    status_review: str = "review"
+    similarity_waiting: str = "draft"
+    similarity_done: str = "done"
+    similarity_recalc: str = "recalc"
+    similarity_failed: str = "failed"
+
+
+class FetchSettings(BaseModel):
+    cdn_base: str | None = None
+    # Hosts absolute URLs may point at, besides the cdn_base host; "*" allows any public host.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Hosts that may resolve to private/loopback/link-local addresses (tests, local deployments).
+    allow_private_hosts: list[str] = Field(default_factory=list)
+    max_bytes: int = 20 * 1024 * 1024
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
+    total_timeout_s: float = 30.0
+    max_redirects: int = 3
+    concurrency: int = 16
+
+
+class DecodeSettings(BaseModel):
+    max_pixels: int = 40_000_000
+    threads: int = 2
+
+
+class EmbedderSettings(BaseModel):
+    kind: Literal["local_cnn"] = "local_cnn"
+    image_size: int = 224
+    batch_size: int = 32
+    torch_threads: int = 2
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class IndexSettings(BaseModel):
+    kind: Literal["local"] = "local"
+    snapshot: bool = True
+
+
+class PolicySettings(BaseModel):
+    """Thresholds: None means 'not set here', so lower-precedence sources apply (design §8)."""
+
+    phash_threshold: int | None = None
+    duplicate_threshold: float | None = None
+    review_threshold: float | None = None
+    top_k: int = 5
+    # Beyond this many accepted images a pHash hit alone is no longer trusted (design §1.4): the embedding decides.
+    phash_alone_max_index: int = 200_000
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PolicySettings:
+        if (
+            self.duplicate_threshold is not None
+            and self.review_threshold is not None
+            and self.review_threshold > self.duplicate_threshold
+        ):
+            raise ValueError("policy.review_threshold must not exceed policy.duplicate_threshold")
+        return self
+
+
+class ApiSettings(BaseModel):
+    admin_token: SecretStr | None = None
+    max_upload_bytes: int = 20 * 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="APP_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    data_dir: Path = Path("./data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    db: DbSettings = Field(default_factory=DbSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    decode: DecodeSettings = Field(default_factory=DecodeSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self.db.url or f"sqlite+aiosqlite:///{self.data_dir / 'imgdedup.db'}"
+
+    @property
+    def thresholds_file(self) -> Path:
+        return self.data_dir / "thresholds.json"

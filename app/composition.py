@@ -85,8 +85,17 @@ async def _check_stored_model(sessions: async_sessionmaker[AsyncSession], tables
 
 
 @contextlib.asynccontextmanager
-async def build_container(settings: Settings) -> AsyncIterator[Container]:
-    """Build every backend from settings; close them in reverse order on exit."""
+async def build_container(
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    index: VectorIndex | None = None,
+    fetcher: ImageFetcher | None = None,
+) -> AsyncIterator[Container]:
+    """Build every backend from settings; close them in reverse order on exit.
+
+    Tests may hand in their own adapters (small doubles of our ports); everything else is built as configured.
+    """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     tables = Tables(settings.queue)
     engine = make_engine(settings.database_url, settings.db.echo)
@@ -95,12 +104,12 @@ async def build_container(settings: Settings) -> AsyncIterator[Container]:
         if settings.db.auto_migrate:
             await upgrade(engine, settings)
         sessions = make_session_factory(engine)
-        embedder = build_embedder(settings)
+        embedder = embedder or build_embedder(settings)
         stack.push_async_callback(embedder.aclose)
         await _check_stored_model(sessions, tables, embedder.model_name)
-        index = build_index(settings, embedder)
+        index = index or build_index(settings, embedder)
         stack.push_async_callback(index.aclose)
-        fetcher = build_fetcher(settings)
+        fetcher = fetcher or build_fetcher(settings)
         stack.push_async_callback(fetcher.aclose)
         decode_executor = ThreadPoolExecutor(settings.decode.threads, thread_name_prefix="decode")
         stack.callback(decode_executor.shutdown, wait=True)

@@ -293,16 +293,21 @@ class CheckService:
         works = [w for w in works if w.decoded is not None]
         if not works:
             return
+        # Identical bytes in one batch are embedded once.
+        distinct: dict[str, _Work] = {}
+        for work in works:
+            distinct.setdefault(work.sha256 or str(id(work)), work)
         try:
             with _Stopwatch(works, "embed"):
-                vectors = await self._embedder.embed([w.decoded for w in works if w.decoded is not None])
+                vectors = await self._embedder.embed([w.decoded for w in distinct.values() if w.decoded is not None])
         except AppError as exc:
             for work in works:
                 work.error = exc
             return
-        self.counters.embedded += len(works)
-        for work, vector in zip(works, vectors, strict=True):
-            work.vector = vector
+        self.counters.embedded += len(distinct)
+        by_digest = dict(zip(distinct, vectors, strict=True))
+        for work in works:
+            work.vector = by_digest[work.sha256 or str(id(work))]
 
     async def _decide_and_record(self, works: list[_Work]) -> dict[int, Verdict]:
         works = sorted(works, key=lambda w: w.order_key)

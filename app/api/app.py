@@ -11,7 +11,7 @@ from fastapi.routing import APIRoute
 
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
-from app.api.routes import check, health, images
+from app.api.routes import check, health, images, stats
 from app.composition import Container, build_container
 from app.settings import Settings
 
@@ -43,5 +43,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_upload_bytes + 64 * 1024)
     app.include_router(check.router)
     app.include_router(images.router)
+    app.include_router(stats.router)
     app.include_router(health.router)
     return app

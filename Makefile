@@ -1,0 +1,38 @@
+# imgdedup: `make run` serves on the embedded defaults, `make test` runs the whole suite.
+VENV ?= .venv
+PYTHON ?= python3
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+# Where a CPU build of torch comes from on a machine that has none on disk, e.g.
+#   make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
+TORCH_INDEX ?=
+
+.PHONY: venv run test lint bench mariadb clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	@# torch first and pinned: anything that depends on torch must find this CPU build already installed.
+	$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: venv
+	$(PY) -m app serve
+
+mariadb:
+	bash scripts/ensure-mariadb.sh
+
+test: venv mariadb
+	$(PY) -m pytest -q
+
+lint: venv
+	$(VENV)/bin/ruff check app tests bench
+
+bench: venv
+	$(PY) -m bench.run
+
+clean:
+	rm -rf $(VENV) data .cache

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Make sure a MariaDB server answers on 127.0.0.1:3306 (user root, no password) for the test suite:
+# install it from Debian's packages if missing, start it if down.
+set -euo pipefail
+ping() { mysqladmin --protocol=tcp -h 127.0.0.1 -P 3306 -u root ping >/dev/null 2>&1; }
+ping && exit 0
+if [ ! -x /usr/sbin/mariadbd ]; then
+  echo "installing mariadb-server"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq mariadb-server mariadb-client >/dev/null
+fi
+if [ ! -d /var/lib/mysql/mysql ]; then
+  mariadb-install-db --user=mysql --datadir=/var/lib/mysql >/dev/null
+fi
+mkdir -p /run/mysqld && chown mysql:mysql /run/mysqld 2>/dev/null || true
+echo "starting mariadbd"
+start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
+for _ in $(seq 1 60); do ping && break; sleep 1; done
+ping || { echo "MariaDB did not come up on 127.0.0.1:3306" >&2; exit 1; }
+mysql --protocol=tcp -h 127.0.0.1 -u root -e "CREATE DATABASE IF NOT EXISTS test"

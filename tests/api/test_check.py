@@ -1,0 +1,149 @@
+"""POST /check end to end on the real parts: the real model, FAISS, SQLite and MariaDB, a real HTTP server."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import pytest
+from PIL import Image
+
+from app.settings import Settings
+from tests.support import ImageServer, bench_image, cropped, flipped, jpeg, resized, running_app, upload
+
+ORIGINAL = "b0010"
+OTHER = "b0011"
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        pytest.param(lambda im: jpeg(resized(im, 0.5)), id="resized"),
+        pytest.param(lambda im: jpeg(im, quality=25), id="recompressed"),
+        pytest.param(lambda im: jpeg(cropped(im, 0.92)), id="cropped"),
+        pytest.param(lambda im: jpeg(flipped(im)), id="flipped"),
+    ],
+)
+async def test_check_copy_of_accepted_image_is_duplicate_matched_to_it(
+    make_settings: Callable[..., Settings], transform: Callable[[Image.Image], bytes]
+) -> None:
+    async with running_app(make_settings()) as (_, client):
+        first = await upload(client, jpeg(bench_image(ORIGINAL)))
+        assert first.status_code == 200, first.text
+        assert first.json()["verdict"] == "unique"
+        copy = await upload(client, transform(bench_image(ORIGINAL)))
+        assert copy.status_code == 200, copy.text
+        body = copy.json()
+        assert body["verdict"] == "duplicate", body
+        assert body["matched_image_id"] == first.json()["image_id"]
+        assert body["model"] == "efficientnet-lite0-gem3-224"
+
+
+async def test_check_different_photo_is_unique(make_settings: Callable[..., Settings]) -> None:
+    async with running_app(make_settings()) as (_, client):
+        await upload(client, jpeg(bench_image(ORIGINAL)))
+        other = (await upload(client, jpeg(bench_image(OTHER)))).json()
+        assert other["verdict"] == "unique"
+        assert other["matched_image_id"] is None
+        assert other["similarity"] < other["thresholds"]["review"]
+
+
+async def test_check_exact_and_phash_paths_skip_the_embedder(make_settings: Callable[..., Settings]) -> None:
+    original = jpeg(bench_image(ORIGINAL))
+    async with running_app(make_settings()) as (_, client):
+        await upload(client, original)
+        calls_before = (await client.get("/stats")).json()["embedder_calls"]
+
+        exact = (await upload(client, original, register=False)).json()
+        assert (exact["verdict"], exact["decided_by"], exact["similarity"]) == ("duplicate", "exact", 1.0)
+        assert "embed" not in exact["timings_ms"]
+
+        recompressed = (await upload(client, jpeg(bench_image(ORIGINAL), quality=70), register=False)).json()
+        assert (recompressed["verdict"], recompressed["decided_by"]) == ("duplicate", "phash")
+        assert recompressed["phash_distance"] <= recompressed["thresholds"]["phash"]
+
+        stats = (await client.get("/stats")).json()
+        assert stats["embedder_calls"] == calls_before  # neither path called the model
+        assert stats["embedder_calls_saved"] == 2
+
+        flipped_copy = (await upload(client, jpeg(flipped(bench_image(ORIGINAL))), register=False)).json()
+        assert flipped_copy["decided_by"] == "vector"
+        assert (await client.get("/stats")).json()["embedder_calls"] == calls_before + 1
+
+
+async def test_check_by_image_id_never_matches_itself(make_settings: Callable[..., Settings]) -> None:
+    async with running_app(make_settings()) as (_, client):
+        first = (await upload(client, jpeg(bench_image(ORIGINAL)))).json()
+        await upload(client, jpeg(bench_image(OTHER)))
+        again = await client.post("/check", json={"image_id": first["image_id"]})
+        assert again.status_code == 200, again.text
+        body = again.json()
+        assert body["image_id"] == first["image_id"]
+        assert body["verdict"] == "unique"
+        assert body["matched_image_id"] != first["image_id"]
+        # Re-checking is idempotent: the image stays indexed exactly once.
+        stats = (await client.get("/stats")).json()
+        assert stats["index_size"] == 2
+
+
+async def test_check_url_fetches_from_allowed_host(
+    make_settings: Callable[..., Settings], server: ImageServer
+) -> None:
+    original = server.put("/a.jpg", jpeg(bench_image(ORIGINAL)))
+    copy = server.put("/b.jpg", jpeg(resized(bench_image(ORIGINAL), 0.6)))
+    async with running_app(make_settings()) as (_, client):
+        first = (await client.post("/check", json={"image_url": original})).json()
+        second = (await client.post("/check", json={"image_url": copy})).json()
+        assert first["verdict"] == "unique"
+        assert (second["verdict"], second["matched_image_id"]) == ("duplicate", first["image_id"])
+        stored = (await client.get(f"/images/{second['image_id']}")).json()
+        assert stored["source_url"] == copy
+        assert stored["verdict"] == "duplicate"
+        assert stored["explanation"]["thresholds"]["duplicate"] == second["thresholds"]["duplicate"]
+
+
+async def test_check_relative_path_is_joined_to_cdn_base(
+    make_settings: Callable[..., Settings], server: ImageServer
+) -> None:
+    server.put("/cdn/images/a.jpg", jpeg(bench_image(ORIGINAL)))
+    settings = make_settings()
+    settings.fetch.cdn_base = server.url("/cdn/")
+    settings.fetch.allowed_hosts = []
+    async with running_app(settings) as (_, client):
+        response = await client.post("/check", json={"image_url": "images/a.jpg"})
+        assert response.status_code == 200, response.text
+        assert server.hits["/cdn/images/a.jpg"] == 1
+
+
+async def test_check_concurrent_twins_never_both_unique(make_settings: Callable[..., Settings]) -> None:
+    a = jpeg(bench_image(ORIGINAL))
+    b = jpeg(resized(bench_image(ORIGINAL), 0.7), quality=60)
+    async with running_app(make_settings()) as (_, client):
+        for _ in range(3):
+            first, second = await asyncio.gather(upload(client, a), upload(client, b))
+            verdicts = sorted([first.json()["verdict"], second.json()["verdict"]])
+            assert verdicts != ["unique", "unique"]
+        assert (await client.get("/stats")).json()["index_size"] == 1
+
+
+async def test_check_restart_keeps_earlier_images(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    async with running_app(settings) as (_, client):
+        first = (await upload(client, jpeg(bench_image(ORIGINAL)))).json()
+    async with running_app(settings) as (_, client):  # loads the snapshot
+        again = (await upload(client, jpeg(flipped(bench_image(ORIGINAL))), register=False)).json()
+        assert (again["verdict"], again["matched_image_id"]) == ("duplicate", first["image_id"])
+    for snapshot in (settings.data_dir / "index").iterdir():
+        snapshot.unlink()
+    async with running_app(settings) as (_, client):  # no snapshot: rebuilt from stored embeddings
+        assert (await client.get("/stats")).json()["index_size"] == 1
+        again = (await upload(client, jpeg(flipped(bench_image(ORIGINAL))), register=False)).json()
+        assert (again["verdict"], again["matched_image_id"]) == ("duplicate", first["image_id"])
+
+
+async def test_check_unregistered_image_is_not_stored(make_settings: Callable[..., Settings]) -> None:
+    async with running_app(make_settings()) as (_, client):
+        body = (await upload(client, jpeg(bench_image(ORIGINAL)), register=False)).json()
+        assert (body["verdict"], body["image_id"], body["registered"]) == ("unique", None, False)
+        second = (await upload(client, jpeg(bench_image(ORIGINAL)))).json()
+        assert second["verdict"] == "unique"  # the first one never entered the index

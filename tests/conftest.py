@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.settings import DbSettings, FetchSettings, Settings
+from tests.support import ImageServer, image_server
+
+MARIADB_SERVER = "mysql+asyncmy://root@127.0.0.1:3306"
+
+
+@pytest.fixture(params=["sqlite", pytest.param("mariadb", marks=pytest.mark.mariadb)])
+async def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """A fresh, empty database per test: an SQLite file, or a new schema on the real MariaDB server."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'imgdedup.db'}"
+        return
+    name = f"imgdedup_t_{uuid.uuid4().hex[:12]}"
+    admin = create_async_engine(f"{MARIADB_SERVER}/test", isolation_level="AUTOCOMMIT")
+    async with admin.connect() as connection:
+        await connection.execute(sa.text(f"CREATE DATABASE {name} CHARACTER SET utf8mb4"))
+    try:
+        yield f"{MARIADB_SERVER}/{name}"
+    finally:
+        async with admin.connect() as connection:
+            await connection.execute(sa.text(f"DROP DATABASE IF EXISTS {name}"))
+        await admin.dispose()
+
+
+@pytest.fixture
+def server() -> Iterator[ImageServer]:
+    with image_server() as running:
+        yield running
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": tmp_path / "data",
+            "db": DbSettings(url=database_url),
+            "fetch": FetchSettings(allowed_hosts=["127.0.0.1"], allow_private_hosts=["127.0.0.1"]),
+        }
+        values.update(overrides)
+        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make

@@ -60,6 +60,8 @@ def decode_image(data: bytes, max_pixels: int, url: str | None = None) -> Decode
             if width * height > max_pixels:
                 raise TooManyPixels(f"the image has {width}x{height} pixels; at most {max_pixels} are accepted")
             # JPEG: let libjpeg decode at a reduced scale, much cheaper than a full decode plus resize.
+            if image.getexif().get(0x0112) in (5, 6, 7, 8):  # orientations that swap width and height
+                width, height = height, width
             image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
             image = ImageOps.exif_transpose(image)
             image = _flatten_to_rgb(image)
@@ -70,9 +72,7 @@ def decode_image(data: bytes, max_pixels: int, url: str | None = None) -> Decode
         raise InvalidImage(f"the image could not be decoded: {exc}") from exc
     except Image.DecompressionBombWarning as exc:
         raise TooManyPixels(str(exc)) from exc
-    return DecodedImage(
-        pixels=image, sha256=sha256, phash=phash64(image), width=width, height=height, url=url
-    )
+    return DecodedImage(pixels=image, sha256=sha256, phash=phash64(image), width=width, height=height, url=url)
 
 
 def _flatten_to_rgb(image: Image.Image) -> Image.Image:

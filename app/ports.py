@@ -55,9 +55,7 @@ class Embedder(Protocol):
 
 
 class VectorIndex(Protocol):
-    async def search(
-        self, vectors: np.ndarray, k: int, exclude: Sequence[int | None]
-    ) -> list[list[Neighbor]]:
+    async def search(self, vectors: np.ndarray, k: int, exclude: Sequence[int | None]) -> list[list[Neighbor]]:
         """Top-k neighbours per row, best first, never the row's own id (`exclude[i]`)."""
         ...
 

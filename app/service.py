@@ -239,9 +239,7 @@ class CheckService:
     async def _decode(self, work: _Work, data: bytes) -> None:
         loop = asyncio.get_running_loop()
         with _Stopwatch([work], "decode"):
-            decoded = await loop.run_in_executor(
-                self._decode_executor, decode_image, data, self._max_pixels, work.url
-            )
+            decoded = await loop.run_in_executor(self._decode_executor, decode_image, data, self._max_pixels, work.url)
         work.decoded = decoded
         work.sha256, work.phash = decoded.sha256, decoded.phash
         work.width, work.height = decoded.width, decoded.height
@@ -455,9 +453,7 @@ class CheckService:
         t = self.thresholds
         return {"phash": t.phash, "duplicate": t.duplicate, "review": t.review, "sources": dict(t.sources)}
 
-    def _verdict(
-        self, work: _Work, decision: Decision, matched: dict[int, ImageRow], registered: bool
-    ) -> Verdict:
+    def _verdict(self, work: _Work, decision: Decision, matched: dict[int, ImageRow], registered: bool) -> Verdict:
         matched_row = matched.get(decision.matched_image_id) if decision.matched_image_id is not None else None
         return Verdict(
             image_id=work.image_id if work.persist else None,
@@ -480,4 +476,3 @@ class CheckService:
 
 def first_error(outcomes: Sequence[CheckOutcome]) -> AppError | None:
     return next((o.error for o in outcomes if o.error is not None), None)
-

@@ -38,8 +38,9 @@ class LocalCnnEmbedder:
     def __init__(self, image_size: int = 224, batch_size: int = 32, torch_threads: int = 2, device: str = "auto"):
         self._size = image_size
         self._batch_size = batch_size
-        self._device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else (
-            "cpu" if device == "auto" else device))
+        self._device = torch.device(
+            "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+        )
         self._threads = torch_threads
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
         self._model = load_lite0_features(weights_path()).to(self._device)

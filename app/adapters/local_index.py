@@ -60,11 +60,7 @@ class FaissVectorIndex:
         scores, ids = await asyncio.to_thread(self._index.search, query, fetch)
         results: list[list[Neighbor]] = []
         for row_scores, row_ids, own in zip(scores, ids, exclude, strict=True):
-            row = [
-                Neighbor(int(i), float(s))
-                for s, i in zip(row_scores, row_ids, strict=True)
-                if i != -1 and i != own
-            ]
+            row = [Neighbor(int(i), float(s)) for s, i in zip(row_scores, row_ids, strict=True) if i != -1 and i != own]
             results.append(row[:k])
         return results
 

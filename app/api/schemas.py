@@ -25,8 +25,7 @@ class CheckRequest(BaseModel):
         given = [n for n in ("image_url", "image_id", "source_id") if getattr(self, n) is not None]
         if len(given) != 1:
             raise ValueError(
-                "give exactly one of image_url, image_id or source_id"
-                + (f" (got {', '.join(given)})" if given else "")
+                "give exactly one of image_url, image_id or source_id" + (f" (got {', '.join(given)})" if given else "")
             )
         return self
 

@@ -92,9 +92,7 @@ class ImageRepository:
 
     async def get_by_source(self, source_id: int) -> ImageRow | None:
         row = (
-            (await self._session.execute(sa.select(self._t).where(self._t.c.source_id == source_id)))
-            .mappings()
-            .first()
+            (await self._session.execute(sa.select(self._t).where(self._t.c.source_id == source_id))).mappings().first()
         )
         return ImageRow.from_mapping(row) if row else None
 

@@ -34,12 +34,23 @@ class Tables:
             self.metadata,
             sa.Column(queue.id_column, BigId, primary_key=True, autoincrement=True, key="id"),
             sa.Column(queue.url_column, sa.String(1024), nullable=False, key="url"),
-            sa.Column(queue.status_column, sa.String(32), nullable=False, server_default=queue.status_waiting,
-                      key="status"),
-            sa.Column(queue.similarity_column, sa.String(32), nullable=False,
-                      server_default=queue.similarity_waiting, key="similarity"),
-            sa.Column(queue.created_column, Timestamp, nullable=False, server_default=sa.func.current_timestamp(),
-                      key="created_at"),
+            sa.Column(
+                queue.status_column, sa.String(32), nullable=False, server_default=queue.status_waiting, key="status"
+            ),
+            sa.Column(
+                queue.similarity_column,
+                sa.String(32),
+                nullable=False,
+                server_default=queue.similarity_waiting,
+                key="similarity",
+            ),
+            sa.Column(
+                queue.created_column,
+                Timestamp,
+                nullable=False,
+                server_default=sa.func.current_timestamp(),
+                key="created_at",
+            ),
             sa.Index(f"ix_{queue.table}_status_similarity", queue.status_column, queue.similarity_column),
         )
         self.image = sa.Table(

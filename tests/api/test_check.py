@@ -86,9 +86,7 @@ async def test_check_by_image_id_never_matches_itself(make_settings: Callable[..
         assert stats["index_size"] == 2
 
 
-async def test_check_url_fetches_from_allowed_host(
-    make_settings: Callable[..., Settings], server: ImageServer
-) -> None:
+async def test_check_url_fetches_from_allowed_host(make_settings: Callable[..., Settings], server: ImageServer) -> None:
     original = server.put("/a.jpg", jpeg(bench_image(ORIGINAL)))
     copy = server.put("/b.jpg", jpeg(resized(bench_image(ORIGINAL), 0.6)))
     async with running_app(make_settings()) as (_, client):
@@ -147,3 +145,32 @@ async def test_check_unregistered_image_is_not_stored(make_settings: Callable[..
         assert (body["verdict"], body["image_id"], body["registered"]) == ("unique", None, False)
         second = (await upload(client, jpeg(bench_image(ORIGINAL)))).json()
         assert second["verdict"] == "unique"  # the first one never entered the index
+
+
+async def test_check_by_source_id_uses_the_queue_row(
+    make_settings: Callable[..., Settings], server: ImageServer
+) -> None:
+    import sqlalchemy as sa
+
+    from app.db.engine import make_engine
+
+    settings = make_settings()
+    original = server.put("/q/1.jpg", jpeg(bench_image(ORIGINAL)))
+    copy = server.put("/q/2.jpg", jpeg(flipped(bench_image(ORIGINAL))))
+    async with running_app(settings) as (_, client):
+        engine = make_engine(settings.database_url)
+        async with engine.begin() as connection:
+            await connection.execute(
+                sa.text("INSERT INTO images (id, image_url) VALUES (41, :a), (42, :b)"), {"a": original, "b": copy}
+            )
+        await engine.dispose()
+        first = (await client.post("/check", json={"source_id": 41})).json()
+        second = (await client.post("/check", json={"source_id": 42})).json()
+        assert (first["source_id"], first["verdict"]) == (41, "unique")
+        assert (second["source_id"], second["verdict"]) == (42, "duplicate")
+        assert (second["matched_image_id"], second["matched_source_id"]) == (first["image_id"], 41)
+        found = (await client.get("/images", params={"source_id": 42})).json()
+        assert (found["image_id"], found["verdict"]) == (second["image_id"], "duplicate")
+        # checking the same row again reuses its image_id (one id per upstream row)
+        again = (await client.post("/check", json={"source_id": 41})).json()
+        assert (again["image_id"], again["verdict"]) == (first["image_id"], "unique")

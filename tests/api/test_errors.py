@@ -38,20 +38,24 @@ def strict_settings(make_settings: Callable[..., Settings]) -> Settings:
 async def test_errors_for_bad_requests(strict_settings: Settings, server: ImageServer) -> None:
     async with running_app(strict_settings) as (_, client):
         assert_error(await client.post("/check", json={}), 422, "invalid_request")
-        assert_error(await client.post("/check", json={"image_url": "http://x/a.jpg", "image_id": 1}),
-                     422, "invalid_request")
+        assert_error(
+            await client.post("/check", json={"image_url": "http://x/a.jpg", "image_id": 1}), 422, "invalid_request"
+        )
         assert_error(await client.post("/check", json={"image_id": "one"}), 422, "invalid_request")
-        assert_error(await client.post("/check", content=b"{not json", headers={"content-type": "application/json"}),
-                     422, "invalid_request")
+        assert_error(
+            await client.post("/check", content=b"{not json", headers={"content-type": "application/json"}),
+            422,
+            "invalid_request",
+        )
         assert_error(await client.post("/check", json={"image_id": 999}), 404, "image_not_found")
         assert_error(await client.post("/check", json={"source_id": 999}), 404, "source_not_found")
         assert_error(await client.get("/images/999"), 404, "image_not_found")
         assert_error(await client.get("/nowhere"), 404, "not_found")
         # the multipart form without a file part
-        assert_error(await client.post("/check", data={"register": "true"}, files={"other": ("x", b"1")}),
-                     422, "invalid_request")
-        assert_error(await client.post("/check", files={"file": ("a.jpg", b"", "image/jpeg")}), 422,
-                     "invalid_request")
+        assert_error(
+            await client.post("/check", data={"register": "true"}, files={"other": ("x", b"1")}), 422, "invalid_request"
+        )
+        assert_error(await client.post("/check", files={"file": ("a.jpg", b"", "image/jpeg")}), 422, "invalid_request")
 
 
 async def test_errors_for_refused_urls(strict_settings: Settings, server: ImageServer) -> None:
@@ -59,11 +63,11 @@ async def test_errors_for_refused_urls(strict_settings: Settings, server: ImageS
     async with running_app(strict_settings) as (_, client):
         # loopback is refused unless the host is listed in allow_private_hosts
         assert_error(await client.post("/check", json={"image_url": good}), 400, "url_refused")
-        assert_error(await client.post("/check", json={"image_url": good.replace("127.0.0.1", "localhost")}),
-                     400, "url_refused")
+        assert_error(
+            await client.post("/check", json={"image_url": good.replace("127.0.0.1", "localhost")}), 400, "url_refused"
+        )
         assert_error(await client.post("/check", json={"image_url": "http://10.1.2.3/a.jpg"}), 400, "url_refused")
-        assert_error(await client.post("/check", json={"image_url": "http://example.org/a.jpg"}), 400,
-                     "url_refused")
+        assert_error(await client.post("/check", json={"image_url": "http://example.org/a.jpg"}), 400, "url_refused")
         assert_error(await client.post("/check", json={"image_url": "file:///etc/passwd"}), 400, "url_refused")
         assert_error(await client.post("/check", json={"image_url": "images/a.jpg"}), 400, "url_refused")
 
@@ -72,8 +76,13 @@ async def test_errors_for_bad_images_and_hosts(make_settings: Callable[..., Sett
     settings = make_settings(
         api=ApiSettings(max_upload_bytes=200_000),
         decode=DecodeSettings(max_pixels=1_000_000),
-        fetch=FetchSettings(allowed_hosts=["127.0.0.1"], allow_private_hosts=["127.0.0.1"], max_bytes=300_000,
-                            read_timeout_s=1.0, total_timeout_s=2.0),
+        fetch=FetchSettings(
+            allowed_hosts=["127.0.0.1"],
+            allow_private_hosts=["127.0.0.1"],
+            max_bytes=300_000,
+            read_timeout_s=1.0,
+            total_timeout_s=2.0,
+        ),
     )
     big = Image.new("RGB", (1200, 1000), (10, 200, 30))
     noise = Image.fromarray(np.random.default_rng(1).integers(0, 255, (400, 400, 3), dtype=np.uint8))
@@ -82,20 +91,15 @@ async def test_errors_for_bad_images_and_hosts(make_settings: Callable[..., Sett
     server.put("/huge.png", png(big))
     async with running_app(settings) as (_, client):
         assert_error(await client.post("/check", json={"image_url": server.url("/text.jpg")}), 422, "invalid_image")
-        assert_error(await client.post("/check", json={"image_url": server.url("/truncated.jpg")}), 422,
-                     "invalid_image")
-        assert_error(await client.post("/check", json={"image_url": server.url("/huge.png")}), 422,
-                     "too_many_pixels")
-        assert_error(await client.post("/check", json={"image_url": server.url("/endless")}), 413,
-                     "image_too_large")
-        assert_error(await client.post("/check", json={"image_url": server.url("/missing.jpg")}), 502,
-                     "fetch_failed")
-        assert_error(await client.post("/check", json={"image_url": server.url("/status/500")}), 502,
-                     "fetch_failed")
-        assert_error(await client.post("/check", json={"image_url": "http://127.0.0.1:9/a.jpg"}), 502,
-                     "fetch_failed")
-        assert_error(await client.post("/check", json={"image_url": server.url("/slow?s=3")}), 504,
-                     "fetch_timeout")
+        assert_error(
+            await client.post("/check", json={"image_url": server.url("/truncated.jpg")}), 422, "invalid_image"
+        )
+        assert_error(await client.post("/check", json={"image_url": server.url("/huge.png")}), 422, "too_many_pixels")
+        assert_error(await client.post("/check", json={"image_url": server.url("/endless")}), 413, "image_too_large")
+        assert_error(await client.post("/check", json={"image_url": server.url("/missing.jpg")}), 502, "fetch_failed")
+        assert_error(await client.post("/check", json={"image_url": server.url("/status/500")}), 502, "fetch_failed")
+        assert_error(await client.post("/check", json={"image_url": "http://127.0.0.1:9/a.jpg"}), 502, "fetch_failed")
+        assert_error(await client.post("/check", json={"image_url": server.url("/slow?s=3")}), 504, "fetch_timeout")
         redirect_out = server.url("/redirect?to=http://169.254.169.254/latest/meta-data")
         assert_error(await client.post("/check", json={"image_url": redirect_out}), 400, "url_refused")
         # uploads
@@ -112,7 +116,7 @@ async def test_errors_for_chunked_upload_without_length(make_settings: Callable[
     boundary = "xyz"
 
     async def body():  # type: ignore[no-untyped-def]
-        yield f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n\r\n".encode()
+        yield f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n'.encode()
         for _ in range(50):
             yield b"\xff" * 10_000
         yield f"\r\n--{boundary}--\r\n".encode()

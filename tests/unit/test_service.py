@@ -54,7 +54,10 @@ async def test_service_in_batch_twins_decided_in_order(make_settings: Callable[.
         assert (first.label.value, other.label.value) == ("unique", "unique")
         assert (copy.label.value, copy.matched_image_id) == ("duplicate", first.image_id)
         assert (twin.label.value, twin.decided_by.value, twin.matched_image_id) == (
-            "duplicate", "exact", first.image_id)
+            "duplicate",
+            "exact",
+            first.image_id,
+        )
         assert first.image_id < copy.image_id < other.image_id < twin.image_id
         assert embedder.images == 3  # one embedding batch; the in-batch exact twin needed none
         assert embedder.calls == 1

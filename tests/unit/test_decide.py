@@ -1,0 +1,104 @@
+"""decide(): table-driven, no IO."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.domain.decide import decide
+from app.domain.models import Candidate as C
+from app.domain.models import Policy, Thresholds
+
+T = Thresholds(phash=5, duplicate=0.9, review=0.8)
+POLICY = Policy(T)
+NO_PHASH_ALONE = Policy(T, phash_decides_alone=False)
+
+CASES = [
+    # (name, candidates, policy, expected label, decided_by, matched id, similarity)
+    ("empty index", [], POLICY, "unique", "vector", None, None),
+    ("exact hit wins over everything", [C(7, similarity=0.95), C(3, exact=True)], POLICY, "duplicate", "exact", 3, 1.0),
+    ("lowest id among exact hits", [C(9, exact=True), C(4, exact=True)], POLICY, "duplicate", "exact", 4, 1.0),
+    ("phash at threshold", [C(2, phash_distance=5)], POLICY, "duplicate", "phash", 2, None),
+    ("phash above threshold", [C(2, phash_distance=6)], POLICY, "unique", "vector", None, None),
+    ("nearest phash chosen", [C(2, phash_distance=4), C(5, phash_distance=1)], POLICY, "duplicate", "phash", 5, None),
+    (
+        "phash alone not trusted at scale",
+        [C(2, phash_distance=3, similarity=0.5)],
+        NO_PHASH_ALONE,
+        "unique",
+        "vector",
+        None,
+        0.5,
+    ),
+    (
+        "phash confirmed by vector at scale",
+        [C(2, phash_distance=3, similarity=0.93)],
+        NO_PHASH_ALONE,
+        "duplicate",
+        "vector",
+        2,
+        0.93,
+    ),
+    ("vector at duplicate threshold", [C(1, similarity=0.9)], POLICY, "duplicate", "vector", 1, 0.9),
+    (
+        "best vector candidate decides",
+        [C(1, similarity=0.91), C(2, similarity=0.97)],
+        POLICY,
+        "duplicate",
+        "vector",
+        2,
+        0.97,
+    ),
+    ("grey band is review", [C(1, similarity=0.85)], POLICY, "review", "vector", 1, 0.85),
+    (
+        "review matched to best grey candidate",
+        [C(1, similarity=0.81), C(2, similarity=0.86)],
+        POLICY,
+        "review",
+        "vector",
+        2,
+        0.86,
+    ),
+    (
+        "a later duplicate beats an earlier grey one",
+        [C(1, similarity=0.85), C(2, similarity=0.95)],
+        POLICY,
+        "duplicate",
+        "vector",
+        2,
+        0.95,
+    ),
+    (
+        "below review is unique, nearest similarity reported",
+        [C(1, similarity=0.79), C(2, similarity=0.3)],
+        POLICY,
+        "unique",
+        "vector",
+        None,
+        0.79,
+    ),
+    ("ties broken by lower id", [C(8, similarity=0.95), C(3, similarity=0.95)], POLICY, "duplicate", "vector", 3, 0.95),
+]
+
+
+@pytest.mark.parametrize(
+    ("name", "candidates", "policy", "label", "decided_by", "matched", "similarity"), CASES, ids=[c[0] for c in CASES]
+)
+def test_decide_table(
+    name: str,
+    candidates: list[C],
+    policy: Policy,
+    label: str,
+    decided_by: str,
+    matched: int | None,
+    similarity: float | None,
+) -> None:
+    decision = decide(candidates, policy)
+    assert decision.label.value == label
+    assert decision.decided_by.value == decided_by
+    assert decision.matched_image_id == matched
+    assert decision.similarity == similarity
+
+
+def test_decide_reports_phash_distance_of_vector_match() -> None:
+    decision = decide([C(4, similarity=0.95, phash_distance=20)], POLICY)
+    assert decision.phash_distance == 20

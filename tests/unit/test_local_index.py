@@ -1,0 +1,53 @@
+"""FaissVectorIndex on real FAISS: stable ids, self exclusion, idempotent upserts, deletes, snapshots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from app.adapters.local_index import FaissVectorIndex
+
+
+def unit_rows(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
+    rows = np.random.default_rng(seed).normal(size=(n, dim)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+async def test_local_index_search_excludes_self_and_ranks_best_first(tmp_path: Path) -> None:
+    index = FaissVectorIndex(16, "m", tmp_path)
+    vectors = unit_rows(50)
+    await index.upsert(list(range(100, 150)), vectors)
+    results = await index.search(vectors[:3], k=5, exclude=[100, None, 999])
+    assert all(n.image_id != 100 for n in results[0]) and len(results[0]) == 5
+    assert results[1][0].image_id == 101 and abs(results[1][0].similarity - 1.0) < 1e-5
+    assert results[2][0].image_id == 102
+    sims = [n.similarity for n in results[0]]
+    assert sims == sorted(sims, reverse=True)
+
+
+async def test_local_index_upsert_is_idempotent_and_delete_removes(tmp_path: Path) -> None:
+    index = FaissVectorIndex(16, "m", tmp_path)
+    vectors = unit_rows(3)
+    await index.upsert([1, 2, 3], vectors)
+    await index.upsert([2], vectors[:1])  # re-processing replaces
+    assert await index.count() == 3
+    assert (await index.search(vectors[:1], 3, [None]))[0][0].image_id in (1, 2)
+    await index.delete([1, 2, 42])
+    assert await index.ids() == {3}
+
+
+async def test_local_index_snapshot_roundtrip_and_model_guard(tmp_path: Path) -> None:
+    index = FaissVectorIndex(16, "model-a", tmp_path)
+    await index.upsert([5, 6], unit_rows(2))
+    await index.aclose()
+    assert await FaissVectorIndex(16, "model-a", tmp_path).ids() == {5, 6}
+    # another model's snapshot is never trusted: start empty and rebuild from the database
+    assert await FaissVectorIndex(16, "model-b", tmp_path).count() == 0
+    (tmp_path / "faiss.index").write_bytes(b"garbage")
+    assert await FaissVectorIndex(16, "model-a", tmp_path).count() == 0
+
+
+async def test_local_index_empty_search(tmp_path: Path) -> None:
+    index = FaissVectorIndex(16, "m", None)
+    assert await index.search(unit_rows(2), 5, [None, None]) == [[], []]

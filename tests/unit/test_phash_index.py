@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import numpy as np
+
+from app.phash_index import PhashIndex, hamming, pairwise_hamming
+
+
+def test_phash_index_nearest_excludes_self_and_orders_by_distance() -> None:
+    index = PhashIndex()
+    index.add_many([(1, 0b0000), (2, 0b0111), (3, 0b0001), (4, 0xFFFF_FFFF_FFFF_FFFF)])
+    assert index.nearest(0b0000, limit=3) == [(1, 0), (3, 1), (2, 3)]
+    assert index.nearest(0b0000, exclude=1, limit=2) == [(3, 1), (2, 3)]
+    assert index.nearest(0, limit=10)[-1] == (4, 64)
+
+
+def test_phash_index_remove_and_replace() -> None:
+    index = PhashIndex()
+    for i in range(3000):  # beyond the initial capacity
+        index.add(i, i)
+    index.remove(0)
+    index.remove(1500)
+    index.add(7, 123456)  # re-adding an id replaces its hash
+    assert len(index) == 2998
+    assert index.nearest(123456, limit=1) == [(7, 0)]
+    assert all(image_id not in (0, 1500) for image_id, _ in index.nearest(0, limit=50))
+
+
+def test_phash_index_matches_bitcount_on_random_hashes() -> None:
+    rng = np.random.default_rng(0)
+    hashes = [int(h) for h in rng.integers(0, 2**64 - 1, 500, dtype=np.uint64, endpoint=True)]
+    index = PhashIndex()
+    index.add_many(enumerate(hashes))
+    query = hashes[17] ^ 0b1011
+    best = index.nearest(query, limit=1)[0]
+    assert best == (17, 3)
+    assert pairwise_hamming(hashes[:3])[0, 1] == hamming(hashes[0], hashes[1])

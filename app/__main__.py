@@ -7,6 +7,8 @@ import asyncio
 import logging
 import sys
 
+from pydantic import ValidationError
+
 from app.domain.errors import ConfigurationError
 from app.settings import Settings
 
@@ -51,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(f"APP_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
+        print(f"configuration error: {problems}", file=sys.stderr)
+        return 2
+    try:
         logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         for noisy in ("alembic", "faiss.loader"):
             logging.getLogger(noisy).setLevel(logging.WARNING)

@@ -1,0 +1,60 @@
+"""The labelled corpus and the protocol's fixed rules (../shared/bench/README.md)."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def is_indexed(base_id: str) -> bool:
+    return int(hashlib.sha256(f"dev-index:{base_id}".encode()).hexdigest(), 16) % 3 != 0
+
+
+def fold_of(base_id: str) -> int:
+    return int(hashlib.sha256(f"dev-fold:{base_id}".encode()).hexdigest(), 16) % 2
+
+
+@dataclass(frozen=True)
+class Query:
+    path: Path
+    base_id: str
+    transform: str  # "base" for a distractor base itself
+    expected_duplicate: bool
+
+
+@dataclass(frozen=True)
+class Corpus:
+    indexed: list[tuple[str, Path]]
+    queries: list[Query]
+
+
+def ensure_variants(corpus_dir: Path, cache_dir: Path) -> Path:
+    out = cache_dir / f"{corpus_dir.name}-variants"
+    if not (out / "labels.csv").exists():
+        generator = corpus_dir.parent / "make_variants.py"
+        print(f"generating variants into {out} (once)", file=sys.stderr)
+        subprocess.run([sys.executable, str(generator), str(corpus_dir / "base"), str(out)], check=True)
+    return out
+
+
+def load_corpus(corpus_dir: Path, cache_dir: Path) -> Corpus:
+    variants_dir = ensure_variants(corpus_dir, cache_dir)
+    bases = sorted(p.stem for p in (corpus_dir / "base").glob("*.jpg"))
+    indexed = [(b, corpus_dir / "base" / f"{b}.jpg") for b in bases if is_indexed(b)]
+    queries: list[Query] = []
+    with open(variants_dir / "labels.csv", newline="") as handle:
+        for row in csv.DictReader(handle):
+            queries.append(
+                Query(
+                    variants_dir / "variants" / row["variant_file"],
+                    row["base_id"],
+                    row["transform"],
+                    is_indexed(row["base_id"]),
+                )
+            )
+    queries += [Query(corpus_dir / "base" / f"{b}.jpg", b, "base", False) for b in bases if not is_indexed(b)]
+    return Corpus(indexed, queries)

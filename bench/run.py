@@ -1,0 +1,201 @@
+"""Benchmark through the real service: start `python -m app serve`, register the indexed bases over HTTP, check
+every query with register=false, and report accuracy, speed and memory beside a pHash-only baseline.
+
+python -m bench.run [--corpus ../shared/bench/dev] [--concurrency 4] [--limit N]
+Follows ../shared/bench/README.md (split rule, what counts as a correct duplicate).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+from app.imaging import decode_image
+from app.phash_index import PhashIndex
+from bench.corpus import Query, load_corpus
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_service(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
+    env.update({"APP_DATA_DIR": str(data_dir), "APP_LOG_LEVEL": "WARNING"})
+    return subprocess.Popen(
+        [sys.executable, "-m", "app", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
+    )
+
+
+async def wait_ready(client: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
+    for _ in range(240):
+        if process.poll() is not None:
+            raise SystemExit("the service exited during start-up")
+        try:
+            if (await client.get("/readyz")).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        await asyncio.sleep(0.5)
+    raise SystemExit("the service did not become ready")
+
+
+async def post_all(
+    client: httpx.AsyncClient, paths: list[Path], register: bool, concurrency: int
+) -> list[tuple[dict[str, Any], float]]:
+    results: list[tuple[dict[str, Any], float]] = [({}, 0.0)] * len(paths)
+    next_index = iter(range(len(paths)))
+
+    async def worker() -> None:
+        for i in next_index:
+            data = paths[i].read_bytes()
+            start = time.perf_counter()
+            response = await client.post(
+                "/check",
+                files={"file": (paths[i].name, data, "image/jpeg")},
+                data={"register": "true" if register else "false"},
+            )
+            results[i] = (response.json(), time.perf_counter() - start)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return results
+
+
+def phash_baseline(indexed: list[tuple[str, Path]], queries: list[Query], threshold: int = 5) -> dict[str, float]:
+    index = PhashIndex()
+    for n, (_, path) in enumerate(indexed):
+        index.add(n, decode_image(path.read_bytes(), 10**8).phash)
+    correct = flagged = 0
+    for query in queries:
+        near = index.nearest(decode_image(query.path.read_bytes(), 10**8).phash, limit=1)
+        if near and near[0][1] <= threshold:
+            flagged += 1
+            correct += indexed[near[0][0]][0] == query.base_id
+    positives = sum(q.expected_duplicate for q in queries)
+    return {"recall": correct / positives, "precision": correct / flagged if flagged else 1.0}
+
+
+def summarise(queries: list[Query], results: list[tuple[dict[str, Any], float]], base_of: dict[int, str],
+              wall: float) -> dict[str, Any]:
+    per_transform: dict[str, list[bool]] = defaultdict(list)
+    stages: Counter[str] = Counter()
+    reviews = {"positive": 0, "negative": 0}
+    flagged = correct = distractor_dups = errors = 0
+    for query, (body, _) in zip(queries, results, strict=True):
+        if "verdict" not in body:
+            errors += 1
+            continue
+        verdict = body["verdict"]
+        stages[body["decided_by"] if verdict != "unique" else "unique"] += 1
+        is_dup = verdict == "duplicate"
+        right = is_dup and base_of.get(body["matched_image_id"]) == query.base_id
+        flagged += is_dup
+        correct += right
+        if verdict == "review":
+            reviews["positive" if query.expected_duplicate else "negative"] += 1
+        if query.expected_duplicate:
+            per_transform[query.transform].append(right)
+        elif is_dup:
+            distractor_dups += 1
+    latencies = np.array([latency for _, latency in results]) * 1000
+    positives = sum(q.expected_duplicate for q in queries)
+    negatives = len(queries) - positives
+    return {
+        "queries": len(queries),
+        "errors": errors,
+        "recall": correct / positives if positives else None,
+        "precision": correct / flagged if flagged else 1.0,
+        "false_duplicate_rate_distractors": distractor_dups / negatives if negatives else None,
+        "review_rate": (reviews["positive"] + reviews["negative"]) / len(queries),
+        "review_rate_positive": reviews["positive"] / positives if positives else None,
+        "review_rate_negative": reviews["negative"] / negatives if negatives else None,
+        "recall_per_transform": {t: float(np.mean(v)) for t, v in sorted(per_transform.items())},
+        "decided_by": dict(stages),
+        "images_per_s": len(queries) / wall,
+        "latency_ms": {p: float(np.percentile(latencies, int(p[1:]))) for p in ("p50", "p95", "p99")},
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    q = report["queries_phase"]
+    print(f"\n## imgdedup benchmark ({report['corpus']}, {q['queries']} queries, {report['indexed']} indexed bases)")
+    print("| method | recall | precision | false-dup rate (distractors) | review rate | images/s |")
+    print("|---|---|---|---|---|---|")
+    print(
+        f"| imgdedup (HTTP, local embedder) | {q['recall']:.3f} | {q['precision']:.4f} | "
+        f"{q['false_duplicate_rate_distractors']:.4f} | {q['review_rate']:.3f} | {q['images_per_s']:.1f} |"
+    )
+    b = report["phash_baseline"]
+    print(f"| pHash ≤ 5 alone (same run) | {b['recall']:.3f} | {b['precision']:.4f} | | | |")
+    print("\nrecall per transform: " + ", ".join(f"{t} {r:.2f}" for t, r in q["recall_per_transform"].items()))
+    print(f"decided by: {q['decided_by']}")
+    lat = q["latency_ms"]
+    print(f"latency ms: p50 {lat['p50']:.0f}, p95 {lat['p95']:.0f}, p99 {lat['p99']:.0f}")
+    print(f"registration: {report['registration']}")
+    print(f"peak service memory: {report['peak_rss_mb']:.0f} MB; errors: {q['errors']}")
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    corpus = load_corpus(args.corpus, args.cache)
+    queries = corpus.queries[:: max(1, len(corpus.queries) // args.limit)] if args.limit else corpus.queries
+    with tempfile.TemporaryDirectory(prefix="imgdedup-bench-") as tmp:
+        port = free_port()
+        process = start_service(Path(tmp), port)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
+                await wait_ready(client, process)
+                start = time.perf_counter()
+                registered = await post_all(client, [p for _, p in corpus.indexed], True, args.concurrency)
+                register_wall = time.perf_counter() - start
+                base_of = {body["image_id"]: b for (b, _), (body, _) in zip(corpus.indexed, registered, strict=True)}
+                start = time.perf_counter()
+                results = await post_all(client, [q.path for q in queries], False, args.concurrency)
+                wall = time.perf_counter() - start
+            status = Path(f"/proc/{process.pid}/status").read_text()
+            peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
+        finally:
+            process.terminate()
+            process.wait(30)
+    labels = Counter(body.get("verdict", "error") for body, _ in registered)
+    return {
+        "corpus": str(args.corpus),
+        "indexed": len(corpus.indexed),
+        "registration": {"verdicts": dict(labels), "images_per_s": len(registered) / register_wall},
+        "queries_phase": summarise(queries, results, base_of, wall),
+        "phash_baseline": phash_baseline(corpus.indexed, queries),
+        "peak_rss_mb": peak_kb / 1024,
+        "concurrency": args.concurrency,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=Path("../shared/bench/dev"))
+    parser.add_argument("--cache", type=Path, default=Path(".cache/bench"))
+    parser.add_argument("--out", type=Path, default=Path("bench/out"))
+    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--limit", type=int, default=0, help="check about this many queries (0: all)")
+    args = parser.parse_args()
+    report = asyncio.run(run(args))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    print_report(report)
+
+
+if __name__ == "__main__":
+    main()

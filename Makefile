@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 #   make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: venv run test lint bench mariadb clean
+.PHONY: venv run test lint bench test-services clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,10 +22,10 @@ venv: $(STAMP)
 run: venv
 	$(PY) -m app serve
 
-mariadb:
-	bash scripts/ensure-mariadb.sh
+test-services:
+	bash scripts/ensure-test-services.sh
 
-test: venv mariadb
+test: venv test-services
 	$(PY) -m pytest -q
 
 lint: venv

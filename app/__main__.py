@@ -1,16 +1,54 @@
-"""`python -m app serve | migrate`: parse arguments, load Settings, hand off."""
+"""`python -m app serve | worker | stats | status | recalc | reset-data | reset-vectors | migrate`.
+
+Parse arguments, load Settings, hand off; every command builds its backends with the composition root.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import logging
+import signal
 import sys
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
 from app.domain.errors import ConfigurationError
 from app.settings import Settings
+
+
+def _configure_logging(settings: Settings) -> None:
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    if settings.log_file:
+        Path(settings.log_file).parent.mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.FileHandler(settings.log_file))
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers
+    )
+    for noisy in ("alembic", "faiss.loader", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@contextlib.asynccontextmanager
+async def _database(settings: Settings) -> AsyncIterator[Any]:
+    """Engine, sessions and tables only: commands that read or requeue rows need no model or index."""
+    from app.db.engine import make_engine, make_session_factory
+    from app.db.migrate import upgrade
+    from app.db.tables import Tables
+
+    engine = make_engine(settings.database_url)
+    try:
+        if settings.db.auto_migrate:
+            await upgrade(engine, settings)
+        yield make_session_factory(engine), Tables(settings.queue)
+    finally:
+        await engine.dispose()
 
 
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
@@ -26,46 +64,201 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
     )
 
 
-def _migrate(settings: Settings, _: argparse.Namespace) -> None:
-    from app.db.engine import make_engine
-    from app.db.migrate import upgrade
+async def _worker(settings: Settings, args: argparse.Namespace) -> None:
+    from app.composition import build_container
+    from app.worker.drain import drain_once
+    from app.worker.scheduler import run_scheduler
 
-    async def run() -> None:
-        engine = make_engine(settings.database_url)
-        try:
-            await upgrade(engine, settings)
-        finally:
-            await engine.dispose()
+    register = not args.no_register
+    async with build_container(settings, writes_index=register) as container:
+        if args.once:  # drain until nothing is due, then exit (benchmarks, cron)
+            total = 0
+            while claimed := await drain_once(container, register=register):
+                total += claimed
+            print(f"processed {total} rows")
+            return
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await run_scheduler(container, stop, register=register)
 
-    asyncio.run(run())
+
+async def _stats(settings: Settings, args: argparse.Namespace) -> None:
+    from app.stats import collect_database_stats
+
+    async with _database(settings) as (sessions, tables):
+        stats = await collect_database_stats(sessions, tables, settings.queue)
+    if args.json:
+        print(json.dumps(stats, indent=2, default=str))
+        return
+    q, names = stats["queue"], settings.queue
+    rows = [(r[names.status_column], r[names.similarity_column], r["rows"]) for r in q["by_status"]]
+    width = max([len(names.status_column), *(len(r[0]) for r in rows)]) + 2
+    print(f"{names.status_column:<{width}}{names.similarity_column:<12}{'rows':>10}")
+    print("-" * (width + 22))
+    for status, similarity, n in rows:
+        print(f"{status:<{width}}{similarity:<12}{n:>10}")
+    print("-" * (width + 22))
+    print(f"{'total':<{width + 12}}{sum(r[2] for r in rows):>10}")
+    print(f"\nwaiting: {q['waiting']} (oldest {q['oldest_waiting_seconds']:.0f} s)")
+    print(f"accepted images: {stats['accepted_images']}")
+    t = stats["throughput"]
+    print(f"checked: {t['checked_last_minute']} in the last minute, {t['checked_last_hour']} in the last hour")
+    for state, reasons in q["failures_by_reason"].items():
+        print(f"{state}: " + ", ".join(f"{code} {n}" for code, n in sorted(reasons.items())))
+
+
+async def _status(settings: Settings, args: argparse.Namespace) -> int:
+    from app.db.repositories import ImageRepository, QueueRepository
+
+    async with _database(settings) as (sessions, tables), sessions() as session:
+        images = ImageRepository(session, tables)
+        row = await (images.get_by_source(args.id) if args.source else images.get(args.id))
+        url = await QueueRepository(session, tables).url_of(args.id) if args.source else None
+    if row is None:
+        what = (
+            f"source_id {args.id}" + (" (a queue row not checked yet)" if url else "")
+            if args.source
+            else (f"image_id {args.id}")
+        )
+        print(f"no image with {what}", file=sys.stderr)
+        return 1
+    for field in (
+        "image_id",
+        "source_id",
+        "source_url",
+        "verdict",
+        "decided_by",
+        "similarity",
+        "matched_image_id",
+        "phash_distance",
+        "accepted",
+        "model",
+        "state",
+        "attempts",
+        "error_code",
+        "last_error",
+        "created_at",
+        "checked_at",
+    ):
+        print(f"{field:>17}: {getattr(row, field)}")
+    return 0
+
+
+def _when(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+async def _recalc(settings: Settings, args: argparse.Namespace) -> None:
+    from app.db.repositories import QueueRepository
+
+    ids = [int(x) for x in args.source_ids.split(",")] if args.source_ids else None
+    async with _database(settings) as (sessions, tables), sessions() as session, session.begin():
+        count = await QueueRepository(session, tables).requeue(
+            ids, _when(args.created_from), _when(args.created_to), args.include_done
+        )
+    print(f"re-queued {count} rows")
+
+
+def _confirmed(question: str, yes: bool) -> bool:
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        print("refusing without confirmation: pass --yes", file=sys.stderr)
+        return False
+    return input(f"{question} Type 'yes' to go on: ").strip().lower() == "yes"
+
+
+async def _reset_data(settings: Settings, args: argparse.Namespace) -> int:
+    from app.composition import build_container
+    from app.maintenance import reset_data
+
+    if not _confirmed("Every queue row goes back to draft and its verdict and vector are deleted.", args.yes):
+        return 1
+    async with build_container(settings) as container:
+        count = await reset_data(container)
+    print(f"{count} rows back to draft")
+    return 0
+
+
+async def _reset_vectors(settings: Settings, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from app.composition import build_container
+    from app.maintenance import accepted_count, rebuild_index
+
+    if not _confirmed("The vector index is cleared and rebuilt from the stored embeddings.", args.yes):
+        return 1
+    async with build_container(settings) as container:
+        with tqdm(total=await accepted_count(container), unit="vec", desc="rebuilding index") as bar:
+            added = await rebuild_index(container, bar.update)
+    print(f"index rebuilt with {added} vectors")
+    return 0
+
+
+async def _migrate(settings: Settings, _: argparse.Namespace) -> None:
+    async with _database(settings.model_copy(update={"db": settings.db.model_copy(update={"auto_migrate": True})})):
+        pass
     print(f"database at {settings.database_url.split('@')[-1]} is at the latest schema")
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m app", description="imgdedup: image de-duplication service")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the HTTP API")
+    serve = commands.add_parser("serve", help="run the HTTP API (and the scheduler, unless APP_WORKER__ENABLED=false)")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
     serve.set_defaults(handler=_serve)
+    worker = commands.add_parser("worker", help="drain the draft queue in this process")
+    worker.add_argument("--no-register", action="store_true", help="record verdicts, add nothing to the indexes")
+    worker.add_argument("--once", action="store_true", help="exit when nothing is due")
+    worker.set_defaults(handler=_worker)
+    stats = commands.add_parser("stats", help="queue counts, failures and throughput as a table")
+    stats.add_argument("--json", action="store_true")
+    stats.set_defaults(handler=_stats)
+    status = commands.add_parser("status", help="the verdict of one image (our image_id, or --source)")
+    status.add_argument("id", type=int)
+    status.add_argument("--source", action="store_true", help="the id is the upstream queue row's")
+    status.set_defaults(handler=_status)
+    recalc = commands.add_parser("recalc", help="re-queue recalc and failed rows")
+    recalc.add_argument("--source-ids", help="comma-separated upstream row ids")
+    recalc.add_argument("--from", dest="created_from", help="created at or after (ISO time, UTC)")
+    recalc.add_argument("--to", dest="created_to", help="created before (ISO time, UTC)")
+    recalc.add_argument("--include-done", action="store_true", help="also rows that already have a verdict")
+    recalc.set_defaults(handler=_recalc)
+    for name, handler, text in (
+        ("reset-data", _reset_data, "put every queue row back to draft (asks first)"),
+        ("reset-vectors", _reset_vectors, "clear the index and rebuild it from stored embeddings (asks first)"),
+    ):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("--yes", action="store_true", help="do not ask")
+        command.set_defaults(handler=handler)
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     try:
         settings = Settings()
-    except ValidationError as exc:
-        problems = "; ".join(f"APP_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
-        print(f"configuration error: {problems}", file=sys.stderr)
+    except (ValidationError, FileNotFoundError) as exc:
+        if isinstance(exc, ValidationError):
+            message = "; ".join(f"APP_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors())
+        else:
+            message = str(exc)
+        print(f"configuration error: {message}", file=sys.stderr)
         return 2
+    _configure_logging(settings)
     try:
-        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-        for noisy in ("alembic", "faiss.loader"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
-        args.handler(settings, args)
+        result = args.handler(settings, args)
+        if asyncio.iscoroutine(result):
+            result = asyncio.run(result)
     except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
-    return 0
+    return int(result or 0)
 
 
 if __name__ == "__main__":

@@ -12,10 +12,12 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.db.engine import make_engine, make_session_factory
+from app.db.index_guard import exclusive_index_writer
 from app.db.migrate import upgrade
 from app.db.repositories import ImageRepository
 from app.db.tables import Tables
 from app.domain.errors import ConfigurationError
+from app.metrics import Metrics
 from app.phash_index import PhashIndex
 from app.ports import Embedder, ImageFetcher, VectorIndex
 from app.service import CheckService
@@ -35,6 +37,7 @@ class Container:
     embedder: Embedder
     index: VectorIndex
     service: CheckService
+    metrics: Metrics
 
     async def database_ready(self) -> bool:
         try:
@@ -71,6 +74,16 @@ def build_fetcher(settings: Settings) -> ImageFetcher:
     return HttpImageFetcher(settings.fetch)
 
 
+def legacy_thresholds(settings: Settings) -> dict[str, float]:
+    """The old config.ini's [similarity] values; vector_threshold was tuned for DashScope only (design §8)."""
+    values: dict[str, float] = {}
+    if settings.legacy.phash_threshold is not None:
+        values["phash"] = settings.legacy.phash_threshold
+    if settings.legacy.vector_threshold is not None and settings.embedder.kind == "dashscope":
+        values["duplicate"] = settings.legacy.vector_threshold
+    return values
+
+
 async def _check_stored_model(sessions: async_sessionmaker[AsyncSession], tables: Tables, model: str) -> None:
     """Mixing models silently corrupts verdicts: refuse to start on another model's index."""
     async with sessions() as session:
@@ -91,10 +104,12 @@ async def build_container(
     embedder: Embedder | None = None,
     index: VectorIndex | None = None,
     fetcher: ImageFetcher | None = None,
+    writes_index: bool = True,
 ) -> AsyncIterator[Container]:
     """Build every backend from settings; close them in reverse order on exit.
 
     Tests may hand in their own adapters (small doubles of our ports); everything else is built as configured.
+    `writes_index=False` (read-only audits) may run beside the process that writes the embedded index.
     """
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     tables = Tables(settings.queue)
@@ -104,6 +119,8 @@ async def build_container(
         if settings.db.auto_migrate:
             await upgrade(engine, settings)
         sessions = make_session_factory(engine)
+        if writes_index and settings.index.kind == "local":
+            await stack.enter_async_context(exclusive_index_writer(engine, settings.database_url))
         embedder = embedder or build_embedder(settings)
         stack.push_async_callback(embedder.aclose)
         await _check_stored_model(sessions, tables, embedder.model_name)
@@ -111,6 +128,7 @@ async def build_container(
         stack.push_async_callback(index.aclose)
         fetcher = fetcher or build_fetcher(settings)
         stack.push_async_callback(fetcher.aclose)
+        metrics = Metrics()
         decode_executor = ThreadPoolExecutor(settings.decode.threads, thread_name_prefix="decode")
         stack.callback(decode_executor.shutdown, wait=True)
         service = CheckService(
@@ -120,11 +138,14 @@ async def build_container(
             embedder=embedder,
             index=index,
             phash_index=PhashIndex(),
-            thresholds=resolve_thresholds(settings.policy, embedder.model_name, settings.thresholds_file),
+            thresholds=resolve_thresholds(
+                settings.policy, embedder.model_name, settings.thresholds_file, legacy_thresholds(settings)
+            ),
             top_k=settings.policy.top_k,
             phash_alone_max_index=settings.policy.phash_alone_max_index,
             max_pixels=settings.decode.max_pixels,
             decode_executor=decode_executor,
+            metrics=metrics,
         )
         await service.start()
-        yield Container(settings, engine, sessions, tables, fetcher, embedder, index, service)
+        yield Container(settings, engine, sessions, tables, fetcher, embedder, index, service, metrics)

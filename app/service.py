@@ -44,6 +44,7 @@ from app.domain.models import (
     Verdict,
 )
 from app.imaging import decode_image
+from app.metrics import Metrics
 from app.phash_index import hamming
 from app.ports import DecodedImage, Embedder, ImageFetcher, VectorIndex
 
@@ -55,16 +56,6 @@ class CheckOutcome:
     item: CheckItem
     verdict: Verdict | None = None
     error: AppError | None = None
-
-
-@dataclass
-class ServiceCounters:
-    """Process-local counters for /stats: how much work the prefilters saved."""
-
-    checked: int = 0
-    embedded: int = 0
-    decided_by: dict[str, int] = field(default_factory=dict)
-    errors: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -125,6 +116,7 @@ class CheckService:
         phash_alone_max_index: int,
         max_pixels: int,
         decode_executor: Executor,
+        metrics: Metrics,
     ) -> None:
         self._sessions = session_factory
         self._tables = tables
@@ -140,7 +132,7 @@ class CheckService:
         # Serialises search-decide-record-insert in this process: two near-copies checked at the same
         # moment must not both come out unique (design §5). Embedding happens outside it.
         self._decide_lock = asyncio.Lock()
-        self.counters = ServiceCounters()
+        self.metrics = metrics
 
     @property
     def model_name(self) -> str:
@@ -197,10 +189,12 @@ class CheckService:
                     work.error = BackendUnavailable(f"the database failed: {type(exc).__name__}")
         outcomes = []
         for work in works:
+            verdict = verdicts.get(work.position)
             if work.error is not None:
-                self.counters.errors[work.error.code] = self.counters.errors.get(work.error.code, 0) + 1
-            outcomes.append(CheckOutcome(work.item, verdicts.get(work.position), work.error))
-        self.counters.checked += len(verdicts)
+                self.metrics.observe_error(work.error.code)
+            elif verdict is not None:
+                self.metrics.observe_verdict(verdict)
+            outcomes.append(CheckOutcome(work.item, verdict, work.error))
         return outcomes
 
     async def _prepare(self, work: _Work) -> None:
@@ -302,7 +296,7 @@ class CheckService:
             for work in works:
                 work.error = exc
             return
-        self.counters.embedded += len(distinct)
+        self.metrics.observe_embedded(len(distinct))
         by_digest = dict(zip(distinct, vectors, strict=True))
         for work in works:
             work.vector = by_digest[work.sha256 or str(id(work))]
@@ -365,8 +359,6 @@ class CheckService:
         for work, decision in decisions:
             label_accepted = decision.label.accepted and work.item.register
             verdicts[work.position] = self._verdict(work, decision, matched, label_accepted)
-            key = decision.decided_by.value
-            self.counters.decided_by[key] = self.counters.decided_by.get(key, 0) + 1
         return verdicts
 
     def _hash_decides(self, work: _Work, exact: dict[str, list[int]], policy: Policy) -> bool:

@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from app.legacy_config import LegacyIniSource
 
 
 class DbSettings(BaseModel):
@@ -90,6 +92,29 @@ class PolicySettings(BaseModel):
         return self
 
 
+class WorkerSettings(BaseModel):
+    """The draft-queue scheduler (design §3, §5)."""
+
+    enabled: bool = True  # run inside `serve`; `python -m app worker` runs it as its own process
+    batch_size: int = Field(100, ge=1, le=1000)
+    idle_seconds: float = Field(2.0, gt=0)
+    lease_seconds: float = Field(300.0, gt=0)
+    max_attempts: int = Field(5, ge=1)
+    retry_base_seconds: float = Field(30.0, ge=0)
+    retry_max_seconds: float = Field(3600.0, ge=0)
+
+
+class LegacySettings(BaseModel):
+    """What only the old scripts' config.ini says; it ranks below environment variables (design §8)."""
+
+    config_ini: Path | None = None
+    # The [dashscope] and [dashvector] keys, kept for the cloud backends.
+    cloud: dict[str, str] = Field(default_factory=dict)
+    phash_threshold: int | None = None
+    # A similarity (1 - cosine distance) tuned for DashScope: the duplicate threshold only for that embedder.
+    vector_threshold: float | None = None
+
+
 class ApiSettings(BaseModel):
     admin_token: SecretStr | None = None
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -104,6 +129,7 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
+    log_file: Path | None = None
     db: DbSettings = Field(default_factory=DbSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
@@ -112,6 +138,20 @@ class Settings(BaseSettings):
     index: IndexSettings = Field(default_factory=IndexSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    legacy: LegacySettings = Field(default_factory=LegacySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment variables override the old config.ini, which overrides the defaults.
+        return init_settings, env_settings, LegacyIniSource(settings_cls), dotenv_settings, file_secret_settings
 
     @field_validator("data_dir")
     @classmethod

@@ -90,8 +90,9 @@ def phash_baseline(indexed: list[tuple[str, Path]], queries: list[Query], thresh
     return {"recall": correct / positives, "precision": correct / flagged if flagged else 1.0}
 
 
-def summarise(queries: list[Query], results: list[tuple[dict[str, Any], float]], base_of: dict[int, str],
-              wall: float) -> dict[str, Any]:
+def summarise(
+    queries: list[Query], results: list[tuple[dict[str, Any], float]], base_of: dict[int, str], wall: float
+) -> dict[str, Any]:
     per_transform: dict[str, list[bool]] = defaultdict(list)
     stages: Counter[str] = Counter()
     reviews = {"positive": 0, "negative": 0}

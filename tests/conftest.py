@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.settings import DbSettings, FetchSettings, Settings
+from app.settings import DbSettings, FetchSettings, Settings, WorkerSettings
 from tests.support import ImageServer, image_server
 
 MARIADB_SERVER = "mysql+asyncmy://root@127.0.0.1:3306"
@@ -46,6 +46,8 @@ def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
             "data_dir": tmp_path / "data",
             "db": DbSettings(url=database_url),
             "fetch": FetchSettings(allowed_hosts=["127.0.0.1"], allow_private_hosts=["127.0.0.1"]),
+            # The scheduler runs only in the tests that are about it.
+            "worker": WorkerSettings(enabled=False),
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from typing import TypedDict
@@ -11,9 +12,10 @@ from fastapi.routing import APIRoute
 
 from app.api.errors import install_error_handlers
 from app.api.limits import BodySizeLimit
-from app.api.routes import check, health, images, stats
+from app.api.routes import admin, check, health, images, stats
 from app.composition import Container, build_container
 from app.settings import Settings
+from app.worker.scheduler import run_scheduler
 
 
 class State(TypedDict):
@@ -30,7 +32,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[State]:
         async with build_container(settings) as container:
-            yield {"container": container}
+            stop = asyncio.Event()
+            scheduler = (
+                asyncio.create_task(run_scheduler(container, stop), name="scheduler")
+                if settings.worker.enabled
+                else None
+            )
+            try:
+                yield {"container": container}
+            finally:
+                stop.set()  # the batch in hand is finished and written back before the container closes
+                if scheduler is not None:
+                    await scheduler
 
     app = FastAPI(
         title="imgdedup",
@@ -44,5 +57,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(check.router)
     app.include_router(images.router)
     app.include_router(stats.router)
+    app.include_router(admin.router)
     app.include_router(health.router)
     return app

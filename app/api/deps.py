@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Header, Request
 
 from app.composition import Container
+from app.domain.errors import AdminDisabled, Unauthorized
 from app.service import CheckService
 
 
@@ -21,3 +23,19 @@ def get_service(request: Request) -> CheckService:
 
 ContainerDep = Annotated[Container, Depends(get_container)]
 ServiceDep = Annotated[CheckService, Depends(get_service)]
+
+
+def require_admin(
+    container: ContainerDep,
+    authorization: Annotated[str | None, Header()] = None,
+) -> None:
+    """Admin endpoints take `Authorization: Bearer <APP_API__ADMIN_TOKEN>`; without a configured token they are off."""
+    token = container.settings.api.admin_token
+    if token is None or not token.get_secret_value():
+        raise AdminDisabled("admin endpoints are disabled: set APP_API__ADMIN_TOKEN to enable them")
+    scheme, _, given = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), token.get_secret_value()):
+        raise Unauthorized("a valid admin token is required: Authorization: Bearer <token>")
+
+
+AdminDep = Annotated[None, Depends(require_admin)]

@@ -53,6 +53,9 @@ class Tables:
             ),
             sa.Index(f"ix_{queue.table}_status_similarity", queue.status_column, queue.similarity_column),
         )
+        if queue.score_column:
+            # An upstream column of the user's choosing that also receives the similarity score.
+            self.queue.append_column(sa.Column(queue.score_column, sa.Float, key="score"))
         self.image = sa.Table(
             "image",
             self.metadata,

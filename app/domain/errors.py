@@ -85,3 +85,13 @@ class BackendUnavailable(AppError):
 
 class ConfigurationError(Exception):
     """The service cannot start as configured; the message says what to change."""
+
+
+class Unauthorized(AppError):
+    status_code = 401
+    code = "unauthorized"
+
+
+class AdminDisabled(AppError):
+    status_code = 403
+    code = "admin_disabled"

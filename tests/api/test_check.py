@@ -52,7 +52,7 @@ async def test_check_exact_and_phash_paths_skip_the_embedder(make_settings: Call
     original = jpeg(bench_image(ORIGINAL))
     async with running_app(make_settings()) as (_, client):
         await upload(client, original)
-        calls_before = (await client.get("/stats")).json()["embedder_calls"]
+        calls_before = (await client.get("/stats")).json()["this_process"]["embedder_calls"]
 
         exact = (await upload(client, original, register=False)).json()
         assert (exact["verdict"], exact["decided_by"], exact["similarity"]) == ("duplicate", "exact", 1.0)
@@ -63,12 +63,12 @@ async def test_check_exact_and_phash_paths_skip_the_embedder(make_settings: Call
         assert recompressed["phash_distance"] <= recompressed["thresholds"]["phash"]
 
         stats = (await client.get("/stats")).json()
-        assert stats["embedder_calls"] == calls_before  # neither path called the model
-        assert stats["embedder_calls_saved"] == 2
+        assert stats["this_process"]["embedder_calls"] == calls_before  # neither path called the model
+        assert stats["this_process"]["embedder_calls_saved"] == 2
 
         flipped_copy = (await upload(client, jpeg(flipped(bench_image(ORIGINAL))), register=False)).json()
         assert flipped_copy["decided_by"] == "vector"
-        assert (await client.get("/stats")).json()["embedder_calls"] == calls_before + 1
+        assert (await client.get("/stats")).json()["this_process"]["embedder_calls"] == calls_before + 1
 
 
 async def test_check_by_image_id_never_matches_itself(make_settings: Callable[..., Settings]) -> None:

@@ -1,34 +1,25 @@
-"""GET /stats: what ops dashboards need (this process's counters, index sizes, thresholds in force)."""
+"""GET /stats (JSON for dashboards) and GET /metrics (Prometheus text)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from fastapi import APIRouter
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.api.deps import ContainerDep
+from app.stats import collect_stats
 
 router = APIRouter(tags=["stats"])
 
 
-@router.get("/stats", summary="Counters, index sizes and the thresholds in force")
+@router.get("/stats", summary="Queue counts, failures, throughput, latency per stage, index size, thresholds")
 async def stats(container: ContainerDep) -> dict[str, Any]:
-    service = container.service
-    counters = service.counters
-    decided = counters.decided_by
-    thresholds = service.thresholds
-    return {
-        "checked": counters.checked,
-        "decided_by": dict(decided),
-        "embedder_calls": counters.embedded,
-        "embedder_calls_saved": decided.get("exact", 0) + decided.get("phash", 0),
-        "errors": dict(counters.errors),
-        "index_size": await container.index.count(),
-        "model": service.model_name,
-        "thresholds": {
-            "phash": thresholds.phash,
-            "duplicate": thresholds.duplicate,
-            "review": thresholds.review,
-            "sources": thresholds.sources,
-        },
-    }
+    return await collect_stats(container)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics(container: ContainerDep) -> Response:
+    await collect_stats(container)  # refreshes the gauges
+    return Response(generate_latest(container.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Make sure a MariaDB server answers on 127.0.0.1:3306 (user root, no password) for the test suite:
+# What the tests need from the machine. Make sure a MariaDB server answers on 127.0.0.1:3306 (user root, no password) for the test suite:
 # install it from Debian's packages if missing, start it if down.
 set -euo pipefail
 ping() { mysqladmin --protocol=tcp -h 127.0.0.1 -P 3306 -u root ping >/dev/null 2>&1; }
-ping && exit 0
+start_mariadb() {
 if [ ! -x /usr/sbin/mariadbd ]; then
   echo "installing mariadb-server"
   export DEBIAN_FRONTEND=noninteractive
@@ -17,4 +17,12 @@ echo "starting mariadbd"
 start-stop-daemon --start --oknodo --background --exec /usr/sbin/mariadbd
 for _ in $(seq 1 60); do ping && break; sleep 1; done
 ping || { echo "MariaDB did not come up on 127.0.0.1:3306" >&2; exit 1; }
+}
+ping || start_mariadb
 mysql --protocol=tcp -h 127.0.0.1 -u root -e "CREATE DATABASE IF NOT EXISTS test"
+# The compose file is validated by the tests with Debian's docker-compose (it needs no Docker engine).
+if ! command -v docker-compose >/dev/null 2>&1; then
+  echo "installing docker-compose (to validate docker-compose.yml)"
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get install -y -qq docker-compose >/dev/null 2>&1; } || { apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null; }
+fi

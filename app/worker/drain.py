@@ -1,0 +1,85 @@
+"""drain_once: claim a batch of queue rows, check it through the service, write each outcome back.
+
+No loop here, so it is easy to test; the scheduler calls it repeatedly.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from app.db.errors import is_transient_conflict
+from app.db.repositories import ClaimedRow, QueueRepository, utcnow
+from app.domain.errors import AppError, BackendUnavailable
+from app.domain.models import CheckItem, SourceRef, VerdictLabel
+from app.service import CheckOutcome
+
+if TYPE_CHECKING:
+    from app.composition import Container
+
+log = logging.getLogger(__name__)
+
+
+async def drain_once(container: Container, *, register: bool = True) -> int:
+    """Process one batch; returns how many rows it claimed (0: the queue had nothing due)."""
+    claimed = await _claim(container)
+    if not claimed:
+        return 0
+    try:
+        outcomes = await container.service.check([CheckItem(SourceRef(c.source_id), register) for c in claimed])
+    except Exception as exc:  # noqa: BLE001 - whatever broke, every claimed row must end in a defined state
+        log.exception("checking a batch of %d rows failed", len(claimed))
+        failure = BackendUnavailable(f"the batch failed: {type(exc).__name__}: {exc}")
+        outcomes = [CheckOutcome(CheckItem(SourceRef(c.source_id)), error=failure) for c in claimed]
+    async with container.sessions() as session, session.begin():
+        queue = QueueRepository(session, container.tables)
+        for row, outcome in zip(claimed, outcomes, strict=True):
+            await _write_back(container, queue, row, outcome)
+    return len(claimed)
+
+
+@retry(
+    retry=retry_if_exception(is_transient_conflict),
+    stop=stop_after_attempt(5),
+    wait=wait_random_exponential(multiplier=0.05, max=1.0),
+    reraise=True,
+)
+async def _claim(container: Container) -> list[ClaimedRow]:
+    """One claim transaction; a deadlock or lock timeout between workers is retried from the start."""
+    worker = container.settings.worker
+    async with container.sessions() as session, session.begin():
+        return await QueueRepository(session, container.tables).claim(worker.batch_size, worker.lease_seconds, utcnow())
+
+
+async def _write_back(container: Container, queue: QueueRepository, row: ClaimedRow, outcome: CheckOutcome) -> None:
+    names, worker, metrics = container.settings.queue, container.settings.worker, container.metrics
+    if outcome.verdict is not None:
+        status = {
+            VerdictLabel.DUPLICATE: names.status_duplicate,
+            VerdictLabel.UNIQUE: names.status_unique,
+            VerdictLabel.REVIEW: names.status_review,
+        }[outcome.verdict.label]
+        await queue.finish(row, status, outcome.verdict.similarity)
+        metrics.observe_queue_outcome(outcome.verdict.label.value)
+        log.info(
+            "source_id=%d image_id=%d verdict=%s matched=%s",
+            row.source_id,
+            row.image_id,
+            outcome.verdict.label.value,
+            outcome.verdict.matched_image_id,
+        )
+        return
+    error = outcome.error or AppError("no verdict and no error")
+    attempts = row.attempts + 1
+    if error.technical and attempts < worker.max_attempts:
+        delay = min(worker.retry_base_seconds * 2 ** (attempts - 1), worker.retry_max_seconds)
+        await queue.fail(row, error.code, error.message, attempts, utcnow() + timedelta(seconds=delay))
+        metrics.observe_queue_outcome("recalc")
+        log.warning("source_id=%d attempt %d failed (%s), retry in %.0fs", row.source_id, attempts, error.code, delay)
+    else:
+        await queue.fail(row, error.code, error.message, attempts, None)
+        metrics.observe_queue_outcome("failed")
+        log.warning("source_id=%d failed for good: %s: %s", row.source_id, error.code, error.message)

@@ -1,0 +1,61 @@
+"""The old scripts' config.ini, read as is, below the environment variables."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from app.composition import legacy_thresholds
+from app.legacy_config import settings_from_ini
+from app.settings import Settings
+from tests.support import REPO
+
+
+def readme_config_ini() -> str:
+    text = (REPO / "README.md").read_text()
+    match = re.search(r"<!-- config-ini-sample -->\s*```ini\n(.*?)```", text, re.S)
+    assert match, "the README shows a config.ini sample"
+    return match.group(1)
+
+
+def test_legacy_ini_maps_every_section(tmp_path: Path) -> None:
+    path = tmp_path / "config.ini"
+    path.write_text(readme_config_ini())
+    values = settings_from_ini(path)
+    assert values["db"]["url"] == "mysql+asyncmy://root@127.0.0.1:3306/content?charset=utf8mb4"
+    assert values["fetch"] == {"cdn_base": "https://cdn.example.com/", "concurrency": "16"}
+    assert values["worker"] == {"batch_size": "100"}
+    assert (values["log_level"], values["log_file"]) == ("INFO", "logs/similarity.log")
+    assert values["legacy"]["phash_threshold"] == "5"
+    assert values["legacy"]["vector_threshold"] == "0.94"
+    assert values["legacy"]["cloud"] == {
+        "dashscope_api_key": "sk-your-dashscope-key",
+        "dashvector_api_key": "your-dashvector-key",
+        "dashvector_endpoint": "vrs-cn-xxxx.dashvector.cn-hangzhou.aliyuncs.com",
+        "dashvector_collection": "images",
+        "dashvector_dimension": "1024",
+    }
+
+
+def test_legacy_ini_quotes_passwords_and_env_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "old.ini"
+    path.write_text(
+        "[database]\nhost = db.internal\nuser = app\npassword = p@ss:w/rd\ndatabase = cms\n"
+        "[process]\nbatch_size = 25\n[similarity]\nphash_threshold = 3\nvector_threshold = 0.9\n"
+    )
+    monkeypatch.setenv("APP_CONFIG_INI", str(path))
+    monkeypatch.setenv("APP_WORKER__BATCH_SIZE", "7")
+    settings = Settings()
+    assert settings.database_url == "mysql+asyncmy://app:p%40ss%3Aw%2Frd@db.internal:3306/cms"
+    assert settings.worker.batch_size == 7  # the environment overrides config.ini
+    assert settings.legacy.config_ini == path.resolve()
+    # vector_threshold was tuned for DashScope: the local embedder keeps its own
+    assert legacy_thresholds(settings) == {"phash": 3}
+
+
+def test_legacy_ini_named_but_missing_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("APP_CONFIG_INI", str(tmp_path / "nope.ini"))
+    with pytest.raises(FileNotFoundError, match="nope.ini"):
+        Settings()

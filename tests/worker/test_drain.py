@@ -1,0 +1,64 @@
+"""The scheduler's drain on the real stack: a planted queue drains completely and correctly."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from app.composition import build_container
+from app.settings import FetchSettings, Settings, WorkerSettings
+from app.worker.drain import drain_once
+from app.worker.scheduler import run_scheduler
+from tests.queue_support import DISTINCT_BASES, outcomes, plant_queue
+from tests.support import ImageServer
+
+
+def queue_settings(make_settings: Callable[..., Settings], server: ImageServer, **worker: object) -> Settings:
+    return make_settings(
+        fetch=FetchSettings(cdn_base=server.url("/cdn/"), allow_private_hosts=["127.0.0.1"]),
+        worker=WorkerSettings(**{"enabled": False, "batch_size": 40, **worker}),  # type: ignore[arg-type]
+    )
+
+
+async def test_drain_planted_queue_every_row_terminal_and_copies_found(
+    make_settings: Callable[..., Settings], server: ImageServer
+) -> None:
+    settings = queue_settings(make_settings, server)
+    planted = await plant_queue(settings, server, DISTINCT_BASES, copies=3)  # 120 rows
+    async with build_container(settings) as container:
+        batches = 0
+        while await drain_once(container):
+            batches += 1
+        assert batches == 3
+    rows = await outcomes(settings)
+    assert len(rows) == len(planted)
+    original_image = {p.base: rows[p.source_id]["image_id"] for p in planted if p.original}
+    for p in planted:
+        row = rows[p.source_id]
+        assert row["similarity"] == "done", row
+        if p.original:
+            assert (row["status"], row["verdict"]) == ("tag_extension", "unique"), (p, row)
+        else:
+            assert (row["status"], row["verdict"]) == ("similarity", "duplicate"), (p, row)
+            assert row["matched_image_id"] == original_image[p.base], (p, row)
+        assert row["lease_until"] is None
+
+
+async def test_scheduler_loop_drains_then_idles_and_stops_cleanly(
+    make_settings: Callable[..., Settings], server: ImageServer
+) -> None:
+    settings = queue_settings(make_settings, server, batch_size=7, idle_seconds=0.1)
+    planted = await plant_queue(settings, server, DISTINCT_BASES[:6], copies=2)
+    async with build_container(settings) as container:
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_scheduler(container, stop))
+        for _ in range(600):
+            rows = await outcomes(settings)
+            if all(r["similarity"] == "done" for r in rows.values()):
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        assert container.metrics.queue_outcomes["unique"] == 6
+        assert container.metrics.queue_outcomes["duplicate"] == 12
+    assert len(rows) == len(planted)

@@ -31,8 +31,8 @@ def _configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers
     )
-    for noisy in ("alembic", "faiss.loader", "httpx"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    for noisy in ("alembic", "faiss.loader", "httpx", "asyncmy"):
+        logging.getLogger(noisy).setLevel(logging.ERROR if noisy == "asyncmy" else logging.WARNING)
 
 
 @contextlib.asynccontextmanager

@@ -1,0 +1,182 @@
+"""Drain benchmark: N draft rows in MariaDB/MySQL pointing at images served over HTTP from a local folder,
+the service started with an old-style config.ini, GET /stats watched until nothing is queued.
+
+python -m bench.drain [--rows 1000] [--mysql root@127.0.0.1:3306] [--batch-size 100]
+Prints the drain throughput (rows/s) and how many planted duplicates were found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from bench.corpus import load_corpus
+from bench.run import free_port
+
+CONFIG_INI = """[database]
+host = {host}
+port = {port}
+user = {user}
+password =
+database = {database}
+charset = utf8mb4
+
+[image]
+cdn_base = http://127.0.0.1:{http_port}/
+
+[similarity]
+phash_threshold = 5
+
+[process]
+batch_size = {batch_size}
+concurrent_downloads = 16
+log_level = WARNING
+"""
+
+
+class _QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+def plant(corpus_dir: Path, cache: Path, rows: int, seed: int = 11) -> list[tuple[str, str, bool]]:
+    """(relative path, base id, is original): each indexed base first, its variants at random later places."""
+    corpus = load_corpus(corpus_dir, cache)
+    rng = random.Random(seed)
+    variants = [q for q in corpus.queries if q.expected_duplicate]
+    rng.shuffle(variants)
+    bases = corpus.indexed
+    n_variants = max(0, rows - len(bases))
+    chosen = variants[:n_variants]
+    order: list[tuple[str, str, bool]] = [(f"base/{b}.jpg", b, True) for b, _ in bases]
+    first = {b: i for i, (_, b, _) in enumerate(order)}
+    for q in chosen:
+        position = rng.randint(first[q.base_id] + 1, len(order))
+        order.insert(position, (f"variants/{q.path.name}", q.base_id, False))
+        first = {b: i for i, (_, b, o) in enumerate(order) if o}
+    return order[:rows]
+
+
+async def run(args: argparse.Namespace) -> None:
+    order = plant(args.corpus, args.cache, args.rows)
+    with tempfile.TemporaryDirectory(prefix="imgdedup-drain-") as tmp:
+        root = Path(tmp) / "www"
+        (root / "base").mkdir(parents=True)
+        (root / "variants").symlink_to((args.cache / f"{args.corpus.name}-variants" / "variants").resolve())
+        for path, _, original in order:
+            if original:
+                (root / path).symlink_to((args.corpus / path).resolve())
+        server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        user, hostport = args.mysql.split("@")
+        host, port = hostport.split(":")
+        database = "imgdedup_drain_bench"
+        admin = create_async_engine(f"mysql+asyncmy://{args.mysql}/", isolation_level="AUTOCOMMIT")
+        async with admin.connect() as c:
+            await c.execute(sa.text(f"DROP DATABASE IF EXISTS {database}"))
+            await c.execute(sa.text(f"CREATE DATABASE {database}"))
+            await c.execute(sa.text(f"USE {database}"))
+            await c.execute(
+                sa.text(
+                    "CREATE TABLE images (id BIGINT PRIMARY KEY AUTO_INCREMENT, image_url VARCHAR(1024) NOT NULL, "
+                    "status VARCHAR(32) NOT NULL DEFAULT 'draft', similarity VARCHAR(32) NOT NULL DEFAULT 'draft', "
+                    "created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, KEY (status, similarity))"
+                )
+            )
+            await c.execute(
+                sa.text("INSERT INTO images (id, image_url) VALUES (:id, :url)"),
+                [{"id": i, "url": p} for i, (p, _, _) in enumerate(order, start=1)],
+            )
+        config = Path(tmp) / "config.ini"
+        config.write_text(
+            CONFIG_INI.format(
+                host=host,
+                port=port,
+                user=user,
+                database=database,
+                http_port=server.server_address[1],
+                batch_size=args.batch_size,
+            )
+        )
+        api_port = free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
+        env.update(
+            {
+                "APP_CONFIG_INI": str(config),
+                "APP_DATA_DIR": str(Path(tmp) / "data"),
+                "APP_FETCH__ALLOW_PRIVATE_HOSTS": '["127.0.0.1"]',
+            }
+        )
+        service = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(api_port)], env=env)
+        try:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as client:
+                started = None
+                while True:
+                    try:
+                        stats = (await client.get("/stats")).json()
+                    except httpx.TransportError:
+                        await asyncio.sleep(0.2)
+                        continue
+                    started = started or time.perf_counter()
+                    if stats["queue"]["waiting"] == 0:
+                        break
+                    await asyncio.sleep(0.2)
+                elapsed = time.perf_counter() - started
+        finally:
+            service.terminate()
+            service.wait(60)
+            server.shutdown()
+        async with admin.connect() as c:
+            rows = (
+                await c.execute(
+                    sa.text(
+                        f"SELECT q.id, q.status, i.image_id, i.matched_image_id FROM {database}.images q "
+                        f"LEFT JOIN {database}.image i ON i.source_id = q.id ORDER BY q.id"
+                    )
+                )
+            ).all()
+            await c.execute(sa.text(f"DROP DATABASE {database}"))
+        await admin.dispose()
+    image_of_base = {b: r.image_id for (_, b, original), r in zip(order, rows, strict=True) if original}
+    found = sum(
+        r.status == "similarity" and r.matched_image_id == image_of_base[b]
+        for (_, b, original), r in zip(order, rows, strict=True)
+        if not original
+    )
+    planted = sum(not o for _, _, o in order)
+    originals_flagged = sum(r.status == "similarity" for (_, _, o), r in zip(order, rows, strict=True) if o)
+    statuses: dict[str, int] = {}
+    for r in rows:
+        statuses[r.status] = statuses.get(r.status, 0) + 1
+    print(f"drained {len(rows)} rows in {elapsed:.1f} s: {len(rows) / elapsed:.1f} rows/s (batch {args.batch_size})")
+    print(f"statuses: {statuses}")
+    print(f"planted duplicates found (matched to their own original): {found}/{planted} ({found / planted:.3f})")
+    print(f"originals marked duplicate: {originals_flagged}/{len(image_of_base)}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=Path("../shared/bench/dev"))
+    parser.add_argument("--cache", type=Path, default=Path(".cache/bench"))
+    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--mysql", default="root@127.0.0.1:3306")
+    asyncio.run(run(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()

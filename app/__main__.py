@@ -1,4 +1,4 @@
-"""`python -m app serve | worker | stats | status | recalc | reset-data | reset-vectors | migrate`.
+"""`python -m app serve | worker | stats | status | recalc | reset-data | reset-vectors | reindex | migrate`.
 
 Parse arguments, load Settings, hand off; every command builds its backends with the composition root.
 """
@@ -46,7 +46,7 @@ async def _database(settings: Settings) -> AsyncIterator[Any]:
     try:
         if settings.db.auto_migrate:
             await upgrade(engine, settings)
-        yield make_session_factory(engine), Tables(settings.queue)
+        yield engine, make_session_factory(engine), Tables(settings.queue)
     finally:
         await engine.dispose()
 
@@ -87,7 +87,7 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> None:
 async def _stats(settings: Settings, args: argparse.Namespace) -> None:
     from app.stats import collect_database_stats
 
-    async with _database(settings) as (sessions, tables):
+    async with _database(settings) as (engine, sessions, tables):
         stats = await collect_database_stats(sessions, tables, settings.queue)
     if args.json:
         print(json.dumps(stats, indent=2, default=str))
@@ -112,7 +112,7 @@ async def _stats(settings: Settings, args: argparse.Namespace) -> None:
 async def _status(settings: Settings, args: argparse.Namespace) -> int:
     from app.db.repositories import ImageRepository, QueueRepository
 
-    async with _database(settings) as (sessions, tables), sessions() as session:
+    async with _database(settings) as (engine, sessions, tables), sessions() as session:
         images = ImageRepository(session, tables)
         row = await (images.get_by_source(args.id) if args.source else images.get(args.id))
         url = await QueueRepository(session, tables).url_of(args.id) if args.source else None
@@ -154,7 +154,7 @@ async def _recalc(settings: Settings, args: argparse.Namespace) -> None:
     from app.db.repositories import QueueRepository
 
     ids = [int(x) for x in args.source_ids.split(",")] if args.source_ids else None
-    async with _database(settings) as (sessions, tables), sessions() as session, session.begin():
+    async with _database(settings) as (engine, sessions, tables), sessions() as session, session.begin():
         count = await QueueRepository(session, tables).requeue(
             ids, _when(args.created_from), _when(args.created_to), args.include_done
         )
@@ -197,6 +197,37 @@ async def _reset_vectors(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _reindex(settings: Settings, args: argparse.Namespace) -> int:
+    """Copy the stored embeddings of the configured model into another index backend."""
+    from tqdm import tqdm
+
+    from app.composition import build_embedder, build_index
+    from app.db.index_guard import exclusive_index_writer
+    from app.db.repositories import ImageRepository
+    from app.maintenance import copy_embeddings
+    from app.settings import IndexSettings
+
+    target = settings.model_copy(
+        update={"index": IndexSettings.model_validate({**settings.index.model_dump(), "kind": args.to})}
+    )
+    async with _database(settings) as (engine, sessions, tables), contextlib.AsyncExitStack() as stack:
+        if args.to == "local":
+            await stack.enter_async_context(exclusive_index_writer(engine, settings.database_url))
+        embedder = build_embedder(settings)
+        stack.push_async_callback(embedder.aclose)
+        index = build_index(target, embedder)
+        stack.push_async_callback(index.aclose)
+        await index.open()
+        async with sessions() as session:
+            total = len(await ImageRepository(session, tables).accepted_ids())
+        with tqdm(total=total, unit="vec", desc=f"copying to {args.to}") as bar:
+            copied = await copy_embeddings(sessions, tables, embedder.model_name, index, bar.update)
+    print(f"copied {copied} stored embeddings of {embedder.model_name} into the {args.to} index")
+    if args.to != settings.index.kind:
+        print(f"now set APP_INDEX__KIND={args.to} and restart")
+    return 0
+
+
 async def _migrate(settings: Settings, _: argparse.Namespace) -> None:
     async with _database(settings.model_copy(update={"db": settings.db.model_copy(update={"auto_migrate": True})})):
         pass
@@ -234,6 +265,9 @@ def _parser() -> argparse.ArgumentParser:
         command = commands.add_parser(name, help=text)
         command.add_argument("--yes", action="store_true", help="do not ask")
         command.set_defaults(handler=handler)
+    reindex = commands.add_parser("reindex", help="copy stored embeddings into another index backend (no embedding)")
+    reindex.add_argument("--to", choices=["local", "dashvector"], required=True)
+    reindex.set_defaults(handler=_reindex)
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
     return parser

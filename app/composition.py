@@ -11,12 +11,13 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from app.db.decision_lock import DatabaseDecisionLock
 from app.db.engine import make_engine, make_session_factory
 from app.db.index_guard import exclusive_index_writer
 from app.db.migrate import upgrade
 from app.db.repositories import ImageRepository
 from app.db.tables import Tables
-from app.domain.errors import ConfigurationError
+from app.domain.errors import BackendUnavailable, ConfigurationError
 from app.metrics import Metrics
 from app.phash_index import PhashIndex
 from app.ports import Embedder, ImageFetcher, VectorIndex
@@ -55,6 +56,11 @@ def build_embedder(settings: Settings) -> Embedder:
 
             e = settings.embedder
             return LocalCnnEmbedder(e.image_size, e.batch_size, e.torch_threads, e.device)
+        case "dashscope":
+            from app.adapters.dashscope_embedder import DashScopeEmbedder
+
+            # Images from hosts the cloud cannot reach go inline, as data: URIs.
+            return DashScopeEmbedder(settings.embedder, private_hosts=settings.fetch.allow_private_hosts)
     raise ConfigurationError(f"unknown embedder kind {settings.embedder.kind!r}")
 
 
@@ -65,6 +71,10 @@ def build_index(settings: Settings, embedder: Embedder) -> VectorIndex:
 
             snapshot = settings.data_dir / "index" if settings.index.snapshot else None
             return FaissVectorIndex(embedder.dimension, embedder.model_name, snapshot)
+        case "dashvector":
+            from app.adapters.dashvector_index import DashVectorIndex
+
+            return DashVectorIndex(settings.index, embedder.dimension, embedder.model_name)
     raise ConfigurationError(f"unknown index kind {settings.index.kind!r}")
 
 
@@ -126,6 +136,10 @@ async def build_container(
         await _check_stored_model(sessions, tables, embedder.model_name)
         index = index or build_index(settings, embedder)
         stack.push_async_callback(index.aclose)
+        try:
+            await index.open()
+        except BackendUnavailable as exc:  # a refused key or an unreachable service: say so, no traceback
+            raise ConfigurationError(f"the {settings.index.kind} index cannot be opened: {exc.message}") from exc
         fetcher = fetcher or build_fetcher(settings)
         stack.push_async_callback(fetcher.aclose)
         metrics = Metrics()
@@ -146,6 +160,11 @@ async def build_container(
             max_pixels=settings.decode.max_pixels,
             decode_executor=decode_executor,
             metrics=metrics,
+            cross_process_lock=(
+                DatabaseDecisionLock(engine, settings.database_url) if settings.index.kind != "local" else None
+            ),
+            visibility_window_s=settings.index.visibility_window_s,
+            reconcile_hours=settings.index.reconcile_hours,
         )
         await service.start()
         yield Container(settings, engine, sessions, tables, fetcher, embedder, index, service, metrics)

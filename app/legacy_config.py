@@ -61,14 +61,17 @@ def settings_from_ini(path: Path) -> dict[str, Any]:
         values["log_level"] = level
     if log_file := get("process", "log_file"):
         values["log_file"] = log_file
-    cloud = {
-        "dashscope_api_key": get("dashscope", "api_key"),
-        "dashvector_api_key": get("dashvector", "api_key"),
-        "dashvector_endpoint": get("dashvector", "endpoint"),
-        "dashvector_collection": get("dashvector", "collection_name"),
-        "dashvector_dimension": get("dashvector", "vector_dimension"),
-    }
-    values["legacy"]["cloud"] = {k: v for k, v in cloud.items() if v is not None}
+    # The old scripts ran on DashScope and DashVector: their keys choose those backends (environment variables
+    # such as APP_EMBEDDER__KIND=local_cnn still override).
+    if key := get("dashscope", "api_key"):
+        values["embedder"] = {"kind": "dashscope", "api_key": key}
+    if (key := get("dashvector", "api_key")) and (endpoint := get("dashvector", "endpoint")):
+        index: dict[str, Any] = {"kind": "dashvector", "api_key": key, "endpoint": endpoint}
+        if collection := get("dashvector", "collection_name"):
+            index["collection"] = collection
+        values["index"] = index
+    if dimension := get("dashvector", "vector_dimension"):
+        values.setdefault("embedder", {})["dimension"] = dimension
     return values
 
 

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from app.composition import Container
 from app.db.repositories import ImageRepository, QueueRepository
+from app.db.tables import Tables
+from app.ports import VectorIndex
 
 Progress = Callable[[int], None]
 
@@ -24,6 +28,25 @@ async def rebuild_index(container: Container, progress: Progress | None = None) 
                 progress(len(ids))
     await container.index.flush()
     return added
+
+
+async def copy_embeddings(
+    sessions: async_sessionmaker[AsyncSession],
+    tables: Tables,
+    model: str,
+    target: VectorIndex,
+    progress: Progress | None = None,
+) -> int:
+    """Fill another index backend from the embeddings stored in the database: no embedding calls (they cost)."""
+    copied = 0
+    async with sessions() as session:
+        async for ids, vectors in ImageRepository(session, tables).accepted_embeddings(model):
+            await target.upsert(ids, vectors)
+            copied += len(ids)
+            if progress:
+                progress(len(ids))
+    await target.flush()
+    return copied
 
 
 async def accepted_count(container: Container) -> int:

@@ -55,6 +55,10 @@ class Embedder(Protocol):
 
 
 class VectorIndex(Protocol):
+    async def open(self) -> None:
+        """Connect, create or check the collection; raise ConfigurationError on a mismatch."""
+        ...
+
     async def search(self, vectors: np.ndarray, k: int, exclude: Sequence[int | None]) -> list[list[Neighbor]]:
         """Top-k neighbours per row, best first, never the row's own id (`exclude[i]`)."""
         ...
@@ -63,7 +67,13 @@ class VectorIndex(Protocol):
 
     async def delete(self, ids: Sequence[int]) -> None: ...
 
-    async def ids(self) -> set[int]: ...
+    async def ids(self) -> set[int] | None:
+        """Every id in the index, or None where the backend cannot list them (a cloud collection)."""
+        ...
+
+    async def contains(self, ids: Sequence[int]) -> set[int]:
+        """Which of these ids the index holds."""
+        ...
 
     async def count(self) -> int: ...
 

@@ -10,18 +10,21 @@ first, so a crash before the index write is repaired at the next start (`reconci
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.db.repositories import ImageRepository, ImageRow, QueueRepository, VerdictRecord
+from app.db.decision_lock import DatabaseDecisionLock
+from app.db.repositories import ImageRepository, ImageRow, QueueRepository, VerdictRecord, utcnow
 from app.db.tables import Tables
 from app.domain.decide import decide
 from app.domain.errors import (
@@ -29,6 +32,7 @@ from app.domain.errors import (
     BackendUnavailable,
     ImageNotFound,
     ImageNotRefetchable,
+    PartialEmbeddingFailure,
     SourceNotFound,
 )
 from app.domain.models import (
@@ -46,7 +50,7 @@ from app.domain.models import (
 from app.imaging import decode_image
 from app.metrics import Metrics
 from app.phash_index import hamming
-from app.ports import DecodedImage, Embedder, ImageFetcher, VectorIndex
+from app.ports import DecodedImage, Embedder, ImageFetcher, Neighbor, VectorIndex
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +121,9 @@ class CheckService:
         max_pixels: int,
         decode_executor: Executor,
         metrics: Metrics,
+        cross_process_lock: DatabaseDecisionLock | None = None,
+        visibility_window_s: float = 60.0,
+        reconcile_hours: float = 24.0,
     ) -> None:
         self._sessions = session_factory
         self._tables = tables
@@ -133,6 +140,10 @@ class CheckService:
         # moment must not both come out unique (design §5). Embedding happens outside it.
         self._decide_lock = asyncio.Lock()
         self.metrics = metrics
+        # Only for a shared index (several processes): see app/db/decision_lock.py.
+        self._cross_process_lock = cross_process_lock
+        self._visibility_window_s = visibility_window_s
+        self._reconcile_hours = reconcile_hours
 
     @property
     def model_name(self) -> str:
@@ -151,14 +162,27 @@ class CheckService:
         await self.reconcile(accepted)
 
     async def reconcile(self, accepted: set[int] | None = None) -> dict[str, int]:
-        """Re-insert accepted images missing from the index; remove vectors with no accepted row."""
+        """Re-insert accepted images missing from the index; remove vectors with no accepted row.
+
+        An index that can list its ids is compared whole. A shared collection cannot: there the images whose
+        verdict was recorded in the last `reconcile_hours` (when a crash could have come between the database
+        write and the index write) are checked.
+        """
         async with self._sessions() as session:
             repo = ImageRepository(session, self._tables)
-            if accepted is None:
-                accepted = await repo.accepted_ids()
             indexed = await self._index.ids()
-            stale = sorted(indexed - accepted)
-            missing = sorted(accepted - indexed)
+            if indexed is None:
+                recent_accepted, recent_other = await repo.ids_checked_since(
+                    utcnow() - timedelta(hours=self._reconcile_hours)
+                )
+                present = await self._index.contains(recent_accepted + recent_other)
+                missing = sorted(set(recent_accepted) - present)
+                stale = sorted(present & set(recent_other))
+            else:
+                if accepted is None:
+                    accepted = await repo.accepted_ids()
+                stale = sorted(indexed - accepted)
+                missing = sorted(accepted - indexed)
             await self._index.delete(stale)
             added = 0
             for start in range(0, len(missing), 5000):
@@ -289,22 +313,35 @@ class CheckService:
         distinct: dict[str, _Work] = {}
         for work in works:
             distinct.setdefault(work.sha256 or str(id(work)), work)
+        unique_works = list(distinct.values())
         try:
             with _Stopwatch(works, "embed"):
-                vectors = await self._embedder.embed([w.decoded for w in distinct.values() if w.decoded is not None])
+                vectors: list[np.ndarray | None] = list(
+                    await self._embedder.embed([w.decoded for w in unique_works if w.decoded is not None])
+                )
+            errors: list[AppError | None] = [None] * len(unique_works)
+        except PartialEmbeddingFailure as partial:  # the others' vectors are kept
+            vectors = [v if isinstance(v, np.ndarray) else None for v in partial.vectors]
+            errors = partial.errors
         except AppError as exc:
             for work in works:
                 work.error = exc
             return
-        self.metrics.observe_embedded(len(distinct))
+        failed = {key: error for key, error in zip(distinct, errors, strict=True) if error is not None}
+        self.metrics.observe_embedded(len(distinct) - len(failed))
         by_digest = dict(zip(distinct, vectors, strict=True))
         for work in works:
-            work.vector = by_digest[work.sha256 or str(id(work))]
+            key = work.sha256 or str(id(work))
+            if key in failed:
+                work.error = failed[key]
+            else:
+                work.vector = by_digest[key]
 
     async def _decide_and_record(self, works: list[_Work]) -> dict[int, Verdict]:
+        """Under the in-process lock: search, then (under the database lock when the index is shared) decide
+        and record, then update the indexes."""
         works = sorted(works, key=lambda w: w.order_key)
         policy = self.policy()
-        # Hash lookups again under the lock: an image accepted a moment ago must count.
         async with self._sessions() as session:
             exact = await ImageRepository(session, self._tables).accepted_with_sha256(
                 [w.sha256 for w in works if w.sha256]
@@ -323,17 +360,51 @@ class CheckService:
             )
             by_work = {id(w): n for w, n in zip(embedded, neighbours, strict=True)}
 
-        by_position = {w.position: w for w in works}
+        shared = self._cross_process_lock is not None
+        async with self._cross_process_lock.hold() if self._cross_process_lock else contextlib.nullcontext():
+            recent: list[tuple[int, str, int, np.ndarray | None]] = []
+            if shared:
+                # What other processes accepted lately may not be visible in the shared index yet: read it
+                # exactly from the database, and the hashes again, now that no one else can record.
+                async with self._sessions() as session:
+                    repo = ImageRepository(session, self._tables)
+                    exact = await repo.accepted_with_sha256([w.sha256 for w in works if w.sha256])
+                    recent = await repo.recent_acceptances(
+                        utcnow() - timedelta(seconds=self._visibility_window_s), self.model_name
+                    )
+                self._phash.add_many((image_id, phash) for image_id, _, phash, _ in recent)
+            decisions = self._decide_all(works, exact, by_work, recent, policy)
+            matched = await self._record_all(works, decisions)
+        await self._update_indexes(decisions)
+
+        verdicts: dict[int, Verdict] = {}
+        for work, decision in decisions:
+            label_accepted = decision.label.accepted and work.item.register
+            verdicts[work.position] = self._verdict(work, decision, matched, label_accepted)
+        return verdicts
+
+    def _decide_all(
+        self,
+        works: list[_Work],
+        exact: dict[str, list[int]],
+        by_work: dict[int, list[Neighbor]],
+        recent: list[tuple[int, str, int, np.ndarray | None]],
+        policy: Policy,
+    ) -> list[tuple[_Work, Decision]]:
         decisions: list[tuple[_Work, Decision]] = []
         accepted_in_batch: list[_Work] = []
         with _Stopwatch(works, "decide"):
             for work in works:
-                candidates = self._candidates(work, exact, by_work.get(id(work), []), accepted_in_batch)
+                candidates = self._candidates(work, exact, by_work.get(id(work), []), accepted_in_batch, recent)
                 decision = decide(candidates, policy)
                 decisions.append((work, decision))
                 if decision.label.accepted and work.item.register:
                     accepted_in_batch.append(work)
+        return decisions
 
+    async def _record_all(self, works: list[_Work], decisions: list[tuple[_Work, Decision]]) -> dict[int, ImageRow]:
+        """One transaction for the batch; returns the matched images' rows (for their source ids)."""
+        by_position = {w.position: w for w in works}
         with _Stopwatch(works, "record"):
             async with self._sessions() as session, session.begin():
                 repo = ImageRepository(session, self._tables)
@@ -350,16 +421,7 @@ class CheckService:
                     await repo.record_verdict(work.image_id, self._record(work, decision))
                     if work.vector is not None:
                         await repo.save_embedding(work.image_id, self.model_name, work.vector)
-                matched = await repo.get_many(
-                    [d.matched_image_id for _, d in decisions if d.matched_image_id is not None]
-                )
-            await self._update_indexes(decisions)
-
-        verdicts: dict[int, Verdict] = {}
-        for work, decision in decisions:
-            label_accepted = decision.label.accepted and work.item.register
-            verdicts[work.position] = self._verdict(work, decision, matched, label_accepted)
-        return verdicts
+                return await repo.get_many([d.matched_image_id for _, d in decisions if d.matched_image_id is not None])
 
     def _hash_decides(self, work: _Work, exact: dict[str, list[int]], policy: Policy) -> bool:
         if any(i != work.image_id for i in exact.get(work.sha256 or "", [])):
@@ -375,6 +437,7 @@ class CheckService:
         exact: dict[str, list[int]],
         neighbours: Sequence[Any],
         earlier: Sequence[_Work],
+        recent: Sequence[tuple[int, str, int, np.ndarray | None]] = (),
     ) -> list[Candidate]:
         found: dict[int, dict[str, Any]] = {}
 
@@ -389,10 +452,17 @@ class CheckService:
                 note(image_id, phash_distance=distance)
         for neighbour in neighbours:
             note(neighbour.image_id, similarity=neighbour.similarity)
+        for image_id, sha256, phash, vector in recent:  # accepted lately by any process (shared index)
+            values: dict[str, Any] = {"phash_distance": hamming(phash, work.phash)} if work.phash is not None else {}
+            if sha256 == work.sha256:
+                values["exact"] = True
+            if vector is not None and work.vector is not None:
+                values["similarity"] = float(np.dot(vector, work.vector))
+            note(image_id, **values)
         # Images accepted earlier in this batch are not in the indexes yet: compare with them directly.
         for other in earlier:
             key = other.image_id if other.image_id is not None else -1 - other.position
-            values: dict[str, Any] = {}
+            values = {}
             if other.sha256 == work.sha256:
                 values["exact"] = True
             if other.phash is not None and work.phash is not None:

@@ -59,16 +59,59 @@ class DecodeSettings(BaseModel):
 
 
 class EmbedderSettings(BaseModel):
-    kind: Literal["local_cnn"] = "local_cnn"
+    kind: Literal["local_cnn", "dashscope"] = "local_cnn"
+    # local_cnn
     image_size: int = 224
     batch_size: int = 32
     torch_threads: int = 2
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # dashscope
+    api_key: SecretStr | None = None
+    model: str = "multimodal-embedding-v1"
+    dimension: int = 1024
+    base_url: str = "https://dashscope.aliyuncs.com/api/v1"
+    rate_limit_rpm: float = Field(120, gt=0, description="per process: with N processes on one quota, quota / N")
+    concurrency: int = Field(8, ge=1)
+    request_timeout_s: float = Field(30, gt=0)
+    max_attempts: int = Field(5, ge=1)
+    # auto: a URL the cloud can fetch (not a private host) goes as the URL, anything else as a data: URI
+    send_urls: Literal["auto", "always", "never"] = "auto"
+
+    @model_validator(mode="after")
+    def _complete(self) -> EmbedderSettings:
+        if self.kind == "dashscope" and (self.api_key is None or not self.api_key.get_secret_value()):
+            raise ValueError("the dashscope embedder needs APP_EMBEDDER__API_KEY (or [dashscope] api_key)")
+        return self
 
 
 class IndexSettings(BaseModel):
-    kind: Literal["local"] = "local"
+    kind: Literal["local", "dashvector"] = "local"
     snapshot: bool = True
+    # dashvector
+    api_key: SecretStr | None = None
+    endpoint: str | None = None
+    collection: str = "imgdedup"
+    create_collection: bool = True
+    timeout_s: float = Field(10, gt=0)
+    max_attempts: int = Field(5, ge=1)
+    concurrency: int = Field(8, ge=1)
+    # A shared index is eventually consistent: acceptances younger than this are also compared exactly from
+    # the database, under a database lock (design §5).
+    visibility_window_s: float = Field(60, ge=0)
+    # At start, acceptances of the last hours are checked against the shared index (crash repair).
+    reconcile_hours: float = Field(24, ge=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> IndexSettings:
+        if self.kind == "dashvector":
+            missing = [
+                name
+                for name, value in (("APP_INDEX__API_KEY", self.api_key), ("APP_INDEX__ENDPOINT", self.endpoint))
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"the dashvector index needs {' and '.join(missing)} (or the [dashvector] section)")
+        return self
 
 
 class PolicySettings(BaseModel):
@@ -108,8 +151,6 @@ class LegacySettings(BaseModel):
     """What only the old scripts' config.ini says; it ranks below environment variables (design §8)."""
 
     config_ini: Path | None = None
-    # The [dashscope] and [dashvector] keys, kept for the cloud backends.
-    cloud: dict[str, str] = Field(default_factory=dict)
     phash_threshold: int | None = None
     # A similarity (1 - cosine distance) tuned for DashScope: the duplicate threshold only for that embedder.
     vector_threshold: float | None = None

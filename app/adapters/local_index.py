@@ -51,6 +51,9 @@ class FaissVectorIndex:
         except (OSError, ValueError, RuntimeError):
             return None  # a damaged cache is rebuilt, never trusted
 
+    async def open(self) -> None:
+        pass  # loaded (or started empty) in __init__; the service reconciles it with the database
+
     async def search(self, vectors: np.ndarray, k: int, exclude: Sequence[int | None]) -> list[list[Neighbor]]:
         if len(vectors) == 0 or self._index.ntotal == 0:
             return [[] for _ in range(len(vectors))]
@@ -82,6 +85,9 @@ class FaissVectorIndex:
 
     async def ids(self) -> set[int]:
         return set(faiss.vector_to_array(self._index.id_map).tolist())
+
+    async def contains(self, ids: Sequence[int]) -> set[int]:
+        return set(ids) & await self.ids()
 
     async def count(self) -> int:
         return int(self._index.ntotal)

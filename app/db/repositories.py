@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.mysql import insert as mysql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.tables import Tables
@@ -194,6 +195,31 @@ class ImageRepository:
         )
         return [(int(i), to_unsigned64(int(p))) for i, p in rows]
 
+    async def ids_checked_since(self, since: datetime) -> tuple[list[int], list[int]]:
+        """(accepted, not accepted) image ids whose verdict was recorded at or after `since`."""
+        rows = await self._session.execute(
+            sa.select(self._t.c.image_id, self._t.c.accepted).where(self._t.c.checked_at >= since)
+        )
+        accepted, other = [], []
+        for image_id, is_accepted in rows:
+            (accepted if is_accepted else other).append(int(image_id))
+        return accepted, other
+
+    async def recent_acceptances(self, since: datetime, model: str) -> list[tuple[int, str, int, np.ndarray | None]]:
+        """(image_id, sha256, phash, vector) of images accepted at or after `since`: the ones a shared, eventually
+        consistent index may not show yet."""
+        rows = await self._session.execute(
+            sa.select(self._t.c.image_id, self._t.c.sha256, self._t.c.phash, self._e.c.vector)
+            .select_from(
+                self._t.outerjoin(self._e, sa.and_(self._e.c.image_id == self._t.c.image_id, self._e.c.model == model))
+            )
+            .where(self._t.c.accepted.is_(True), self._t.c.checked_at >= since)
+        )
+        return [
+            (int(i), str(sha), to_unsigned64(int(ph)), decode_vector(v) if v is not None else None)
+            for i, sha, ph, v in rows
+        ]
+
     async def accepted_ids(self) -> set[int]:
         rows = await self._session.execute(sa.select(self._t.c.image_id).where(self._t.c.accepted.is_(True)))
         return {int(i) for (i,) in rows}
@@ -294,21 +320,19 @@ class QueueRepository:
     ) -> int | None:
         i = self._i
         if image_id is None:
-            try:
-                async with self._session.begin_nested():
-                    result = await self._session.execute(
-                        sa.insert(i).values(
-                            source_id=source_id,
-                            source_url=url,
-                            state="leased",
-                            lease_until=until,
-                            created_at=now,
-                            updated_at=now,
-                        )
-                    )
-                return int(result.inserted_primary_key[0])  # type: ignore[index]
-            except IntegrityError:
-                return None  # another worker created it a moment ago: it is theirs
+            # Insert unless another worker created the row a moment ago (then it is theirs): no savepoint,
+            # which a deadlock would take away with the transaction.
+            values = dict(
+                source_id=source_id, source_url=url, state="leased", lease_until=until, created_at=now, updated_at=now
+            )
+            if self._session.bind.dialect.name in ("mysql", "mariadb"):
+                statement = mysql_insert(i).values(**values).on_duplicate_key_update(source_id=i.c.source_id)
+            else:
+                statement = sqlite_insert(i).values(**values).on_conflict_do_nothing(index_elements=["source_id"])
+            result = await self._session.execute(statement)
+            if result.rowcount != 1:
+                return None
+            return int(result.inserted_primary_key[0])  # type: ignore[index]
         result = await self._session.execute(
             sa.update(i)
             .where(i.c.image_id == image_id, sa.or_(i.c.lease_until.is_(None), i.c.lease_until < now))

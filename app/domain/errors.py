@@ -95,3 +95,18 @@ class Unauthorized(AppError):
 class AdminDisabled(AppError):
     status_code = 403
     code = "admin_disabled"
+
+
+class BackendAuthFailed(BackendUnavailable):
+    """A cloud backend refused our credentials: fix the key; rows go to recalc meanwhile."""
+
+    code = "backend_auth_failed"
+
+
+class PartialEmbeddingFailure(Exception):
+    """Some images of a batch could not be embedded; the others' vectors are kept (no call is paid twice)."""
+
+    def __init__(self, vectors: list[object], errors: list[AppError | None]) -> None:
+        super().__init__(f"{sum(e is not None for e in errors)} of {len(errors)} images could not be embedded")
+        self.vectors = vectors
+        self.errors = errors

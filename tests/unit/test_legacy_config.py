@@ -30,13 +30,42 @@ def test_legacy_ini_maps_every_section(tmp_path: Path) -> None:
     assert (values["log_level"], values["log_file"]) == ("INFO", "logs/similarity.log")
     assert values["legacy"]["phash_threshold"] == "5"
     assert values["legacy"]["vector_threshold"] == "0.94"
-    assert values["legacy"]["cloud"] == {
-        "dashscope_api_key": "sk-your-dashscope-key",
-        "dashvector_api_key": "your-dashvector-key",
-        "dashvector_endpoint": "vrs-cn-xxxx.dashvector.cn-hangzhou.aliyuncs.com",
-        "dashvector_collection": "images",
-        "dashvector_dimension": "1024",
+    # the old scripts ran on the cloud backends: their sections choose them
+    assert values["embedder"] == {"kind": "dashscope", "api_key": "sk-your-dashscope-key", "dimension": "1024"}
+    assert values["index"] == {
+        "kind": "dashvector",
+        "api_key": "your-dashvector-key",
+        "endpoint": "vrs-cn-xxxx.dashvector.cn-hangzhou.aliyuncs.com",
+        "collection": "images",
     }
+
+
+def test_legacy_ini_cloud_sections_select_cloud_backends_and_dashscope_threshold(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "config.ini"
+    path.write_text(readme_config_ini())
+    monkeypatch.setenv("APP_CONFIG_INI", str(path))
+    settings = Settings()
+    assert (settings.embedder.kind, settings.index.kind, settings.index.collection) == (
+        "dashscope",
+        "dashvector",
+        "images",
+    )
+    assert legacy_thresholds(settings) == {"phash": 5, "duplicate": 0.94}
+    monkeypatch.setenv("APP_EMBEDDER__KIND", "local_cnn")  # the environment still decides
+    assert Settings().embedder.kind == "local_cnn"
+
+
+def test_half_configured_cloud_backends_name_the_missing_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("APP_EMBEDDER__KIND", "dashscope")
+    with pytest.raises(ValueError, match="APP_EMBEDDER__API_KEY"):
+        Settings()
+    monkeypatch.setenv("APP_EMBEDDER__KIND", "local_cnn")
+    monkeypatch.setenv("APP_INDEX__KIND", "dashvector")
+    monkeypatch.setenv("APP_INDEX__API_KEY", "k")
+    with pytest.raises(ValueError, match="APP_INDEX__ENDPOINT"):
+        Settings()
 
 
 def test_legacy_ini_quotes_passwords_and_env_wins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -39,7 +39,9 @@ async def test_old_config_ini_starts_service_on_mariadb_and_drains_queue(
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = app_env(settings, APP_CONFIG_INI=str(path))
+    # The sample's [dashscope]/[dashvector] keys choose the cloud backends; the environment overrides them here
+    # (this test is about MariaDB and config.ini; tests/cloud covers the cloud backends).
+    env = app_env(settings, APP_CONFIG_INI=str(path), APP_EMBEDDER__KIND="local_cnn", APP_INDEX__KIND="local")
     for key in ("APP_DB__URL", "APP_FETCH__CDN_BASE", "APP_WORKER__BATCH_SIZE"):
         env.pop(key)  # these come from config.ini alone
     service = spawn(["serve", "--port", str(port)], env)

@@ -21,8 +21,15 @@ import numpy as np
 from pydantic import SecretStr
 
 from app.composition import build_container
-from app.settings import DbSettings, EmbedderSettings, FetchSettings, IndexSettings, PolicySettings, Settings
-from app.settings import WorkerSettings
+from app.settings import (
+    DbSettings,
+    EmbedderSettings,
+    FetchSettings,
+    IndexSettings,
+    PolicySettings,
+    Settings,
+    WorkerSettings,
+)
 from app.worker.scheduler import run_scheduler
 from bench.corpus import load_corpus
 from tests.cloud_fakes.dashscope_fake import DashScopeFake

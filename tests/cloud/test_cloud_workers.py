@@ -10,7 +10,7 @@ import pytest
 from app.settings import FetchSettings, Settings
 from tests.cloud_fakes.dashscope_fake import DashScopeFake
 from tests.cloud_fakes.dashvector_fake import DashVectorFake
-from tests.queue_support import DISTINCT_BASES, COPIES, app_env, insert_rows, outcomes, spawn
+from tests.queue_support import COPIES, DISTINCT_BASES, app_env, insert_rows, outcomes, spawn
 from tests.support import ImageServer, bench_image, jpeg
 
 PAIRS = DISTINCT_BASES[:14]

@@ -19,8 +19,8 @@ import aiohttp
 import numpy as np
 from aiolimiter import AsyncLimiter
 from dashscope import AioMultiModalEmbedding
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from app.adapters.retry import Retryable, with_retries
 from app.domain.errors import AppError, BackendAuthFailed, BackendUnavailable, InvalidImage, PartialEmbeddingFailure
 from app.ports import DecodedImage
 from app.settings import EmbedderSettings
@@ -34,10 +34,6 @@ _IMAGE_CODES = (
     "BadRequest.InputDownloadFailed",
 )
 _IMAGE_WORDS = ("image", "media", "size", "download", "format")
-
-
-class _Retryable(Exception):
-    """A throttled, failed or dropped call: worth another try."""
 
 
 class DashScopeEmbedder:
@@ -90,18 +86,13 @@ class DashScopeEmbedder:
     async def _embed_one(self, image: DecodedImage) -> np.ndarray:
         payload = self._payload(image)
         async with self._slots:
-            try:
-                async for attempt in AsyncRetrying(
-                    retry=retry_if_exception_type(_Retryable),
-                    stop=stop_after_attempt(self._settings.max_attempts),
-                    wait=wait_random_exponential(multiplier=0.5, max=20),
-                    reraise=True,
-                ):
-                    with attempt:
-                        return await self._call(payload)
-            except _Retryable as exc:
-                raise BackendUnavailable(f"DashScope failed {self._settings.max_attempts} times; last: {exc}") from exc
-        raise AssertionError("unreachable")
+            return await with_retries(
+                lambda: self._call(payload),
+                service="DashScope",
+                attempts=self._settings.max_attempts,
+                first_wait_s=0.5,
+                max_wait_s=20,
+            )
 
     def _session_for_calls(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
@@ -128,7 +119,7 @@ class DashScopeEmbedder:
                 session=session,
             )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+            raise Retryable(f"{type(exc).__name__}: {exc}") from exc
         status, code, message = response.status_code, response.code or "", response.message or ""
         if status == 200 and response.output:
             vector = np.asarray(response.output["embeddings"][0]["embedding"], dtype=np.float32)
@@ -136,7 +127,7 @@ class DashScopeEmbedder:
                 raise BackendUnavailable(f"DashScope answered {vector.shape[0]} dimensions, not {self.dimension}")
             return vector / (np.linalg.norm(vector) or 1.0)
         if status == 429 or status >= 500:
-            raise _Retryable(f"HTTP {status} {code}: {message}")
+            raise Retryable(f"HTTP {status} {code}: {message}")
         if status in (401, 403):
             raise BackendAuthFailed(f"DashScope refused the API key: HTTP {status} {code}: {message}")
         about_image = code.startswith(_IMAGE_CODES) or (

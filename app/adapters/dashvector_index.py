@@ -15,8 +15,8 @@ from typing import Any
 
 import httpx
 import numpy as np
-from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from app.adapters.retry import Retryable, with_retries
 from app.domain.errors import BackendAuthFailed, BackendUnavailable, ConfigurationError
 from app.ports import Neighbor
 from app.settings import IndexSettings
@@ -31,10 +31,6 @@ class DashVectorError(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(f"DashVector code {code}: {message}")
         self.code = code
-
-
-class _Retryable(Exception):
-    pass
 
 
 class DashVectorIndex:
@@ -57,36 +53,31 @@ class DashVectorIndex:
     # ---- wire ---------------------------------------------------------------------------------------------
     async def _request(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
         content = json.dumps(body).encode() if body is not None else None
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(_Retryable),
-                stop=stop_after_attempt(self._settings.max_attempts),
-                wait=wait_random_exponential(multiplier=0.2, max=10),
-                reraise=True,
-            ):
-                with attempt:
-                    return await self._once(method, path, content, params)
-        except _Retryable as exc:
-            raise BackendUnavailable(f"DashVector failed {self._settings.max_attempts} times; last: {exc}") from exc
-        raise AssertionError("unreachable")
+        return await with_retries(
+            lambda: self._once(method, path, content, params),
+            service="DashVector",
+            attempts=self._settings.max_attempts,
+            first_wait_s=0.2,
+            max_wait_s=10,
+        )
 
     async def _once(self, method: str, path: str, content: bytes | None, params: dict[str, str] | None) -> Any:
         async with self._slots:
             try:
                 response = await self._client.request(method, path, content=content, params=params)
             except httpx.TransportError as exc:
-                raise _Retryable(f"{type(exc).__name__}: {exc}") from exc
+                raise Retryable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code in (401, 403):
             raise BackendAuthFailed(f"DashVector refused the API key (HTTP {response.status_code})")
         if response.status_code == 429 or response.status_code >= 500:
-            raise _Retryable(f"HTTP {response.status_code}")
+            raise Retryable(f"HTTP {response.status_code}")
         try:
             payload = response.json()
         except ValueError as exc:
             raise BackendUnavailable(f"DashVector answered HTTP {response.status_code} without JSON") from exc
         code = int(payload.get("code", response.status_code if response.status_code != 200 else 0))
         if code in _RETRY_CODES:
-            raise _Retryable(f"code {code}: {payload.get('message')}")
+            raise Retryable(f"code {code}: {payload.get('message')}")
         if code != 0:
             raise DashVectorError(code, str(payload.get("message")))
         return payload.get("output")

@@ -87,6 +87,7 @@ class ImageRepository:
         self._session = session
         self._t = tables.image
         self._e = tables.embedding
+        self._th = tables.thumbnail
 
     async def get(self, image_id: int) -> ImageRow | None:
         row = (await self._session.execute(sa.select(self._t).where(self._t.c.image_id == image_id))).mappings().first()
@@ -162,6 +163,18 @@ class ImageRepository:
                 created_at=utcnow(),
             )
         )
+
+    async def save_thumbnail(self, image_id: int, jpeg: bytes) -> None:
+        await self._session.execute(sa.delete(self._th).where(self._th.c.image_id == image_id))
+        await self._session.execute(sa.insert(self._th).values(image_id=image_id, jpeg=jpeg))
+
+    async def thumbnails(self, image_ids: Sequence[int]) -> dict[int, bytes]:
+        if not image_ids:
+            return {}
+        rows = await self._session.execute(
+            sa.select(self._th.c.image_id, self._th.c.jpeg).where(self._th.c.image_id.in_(list(image_ids)))
+        )
+        return {int(i): bytes(j) for i, j in rows}
 
     async def embeddings(self, image_ids: Sequence[int], model: str) -> dict[int, np.ndarray]:
         if not image_ids:

@@ -101,3 +101,10 @@ class Tables:
             sa.Column("vector", sa.LargeBinary, nullable=False),
             sa.Column("created_at", Timestamp, nullable=False),
         )
+        # A grey JPEG (<= 512 px) of each accepted image: the base side of pairwise verification.
+        self.thumbnail = sa.Table(
+            "thumbnail",
+            self.metadata,
+            sa.Column("image_id", BigId, sa.ForeignKey("image.image_id", ondelete="CASCADE"), primary_key=True),
+            sa.Column("jpeg", sa.LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb"), nullable=False),
+        )

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.domain.models import Candidate, DecidedBy, Decision, Policy, VerdictLabel
+from app.domain.models import Candidate, DecidedBy, Decision, Policy, VerdictLabel, Verified
 
 
 def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
     """Decide duplicate / review / unique.
 
     Exact hits win, then the nearest pHash hit (while pHash may decide alone), then each vector candidate, best
-    first: the first at or above the duplicate threshold decides. A candidate in the grey band makes the image
-    `review` (until verification exists), unless a later candidate makes it a duplicate.
+    first: the first at or above the duplicate threshold decides. In the grey band (review <= s < duplicate)
+    verification decides: confirmed is a duplicate, rejected is no match, ambiguous (or not verified) makes the
+    image `review` unless a later candidate makes it a duplicate.
     """
     limits = policy.thresholds
 
@@ -52,7 +53,17 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
                 similarity,
                 candidate.phash_distance,
             )
-        if similarity >= limits.review and review is None:
+        if similarity < limits.review:
+            continue
+        if candidate.verified is Verified.CONFIRMED:
+            return Decision(
+                VerdictLabel.DUPLICATE,
+                DecidedBy.VERIFIED,
+                candidate.image_id,
+                similarity,
+                candidate.phash_distance,
+            )
+        if candidate.verified is not Verified.REJECTED and review is None:
             review = candidate
 
     if review is not None:

@@ -58,6 +58,14 @@ class CheckItem:
     register: bool = True
 
 
+class Verified(StrEnum):
+    """What pairwise verification (local features + a geometric check) said of a candidate."""
+
+    CONFIRMED = "confirmed"
+    REJECTED = "rejected"
+    AMBIGUOUS = "ambiguous"
+
+
 @dataclass(frozen=True)
 class Candidate:
     """One accepted image that might be the original of the image being checked."""
@@ -66,6 +74,7 @@ class Candidate:
     similarity: float | None = None
     phash_distance: int | None = None
     exact: bool = False
+    verified: Verified | None = None
 
 
 @dataclass(frozen=True)

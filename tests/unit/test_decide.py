@@ -7,6 +7,8 @@ import pytest
 from app.domain.decide import decide
 from app.domain.models import Candidate as C
 from app.domain.models import Policy, Thresholds
+from app.domain.models import Verified as V
+from app.domain.models import Verified as V
 
 T = Thresholds(phash=5, duplicate=0.9, review=0.8)
 POLICY = Policy(T)
@@ -77,7 +79,19 @@ CASES = [
         0.79,
     ),
     ("ties broken by lower id", [C(8, similarity=0.95), C(3, similarity=0.95)], POLICY, "duplicate", "vector", 3, 0.95),
-]
+    ("grey band confirmed by verification", [C(1, similarity=0.82, verified=V.CONFIRMED)], POLICY,
+     "duplicate", "verified", 1, 0.82),
+    ("grey band rejected by verification is unique", [C(1, similarity=0.86, verified=V.REJECTED)], POLICY,
+     "unique", "vector", None, 0.86),
+    ("ambiguous verification is review", [C(1, similarity=0.86, verified=V.AMBIGUOUS)], POLICY,
+     "review", "vector", 1, 0.86),
+    ("a rejected look-alike, then a confirmed copy", [C(1, similarity=0.87, verified=V.REJECTED),
+     C(2, similarity=0.83, verified=V.CONFIRMED)], POLICY, "duplicate", "verified", 2, 0.83),
+    ("verification never overrides the unverified band", [C(1, similarity=0.95, verified=V.REJECTED)], POLICY,
+     "duplicate", "vector", 1, 0.95),
+    ("below the band verification is not consulted", [C(1, similarity=0.5, verified=V.CONFIRMED)], POLICY,
+     "unique", "vector", None, 0.5),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(

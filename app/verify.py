@@ -1,0 +1,146 @@
+"""Pairwise verification (design §1.7): is this candidate really the original of the query?
+
+Global embeddings confuse look-alikes (two windmills) and lose heavy crops and framings; local features with a
+geometric check settle them. Root-SIFT keypoints, Lowe's ratio test, one match per base keypoint (else rotated
+queries' filled corners "match" unrelated bases hundreds of times on one point), then RANSAC for a similarity
+transform (partial affine), also against the mirrored query. A match counts only if the inliers are many, the
+scale is plausible, and they spread over a real share of the base image: two screenshots of one dialog share
+many inliers, but on a small part of the picture.
+
+CPU work: callers run it on the bounded thread pool. Pure: pixels in, a result out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from app.domain.models import Verified
+
+VERIFY_SIDE = 512
+
+
+Outcome = Verified
+
+@dataclass(frozen=True)
+class VerifyPolicy:
+    min_inliers: int = 15
+    min_base_coverage: float = 0.20
+    # Below this many inliers nothing is shared: the pair is rejected rather than sent to review.
+    reject_below_inliers: int = 8
+    ratio: float = 0.8
+    min_scale: float = 0.2
+    max_scale: float = 5.0
+
+
+@dataclass(frozen=True)
+class Verification:
+    outcome: Outcome
+    inliers: int
+    base_coverage: float
+    query_coverage: float
+    mirrored: bool = False
+
+
+@dataclass(frozen=True)
+class Features:
+    points: np.ndarray  # (n, 2) float32, in pixels
+    descriptors: np.ndarray  # (n, 128) float32, root-SIFT
+    width: int
+    height: int
+
+
+def grey(image: Image.Image, side: int = VERIFY_SIDE) -> np.ndarray:
+    if max(image.size) > side:
+        image = image.copy()
+        image.thumbnail((side, side), Image.Resampling.BILINEAR)
+    return np.asarray(image.convert("L"), dtype=np.uint8)
+
+
+def features(pixels: np.ndarray, max_features: int = 1000) -> Features:
+    sift = cv2.SIFT_create(nfeatures=max_features)
+    keypoints, descriptors = sift.detectAndCompute(pixels, None)
+    height, width = pixels.shape[:2]
+    if descriptors is None or len(keypoints) == 0:
+        return Features(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), width, height)
+    # Root-SIFT: L1-normalise, then square root (Hellinger kernel), better for matching than raw SIFT.
+    descriptors = descriptors / (np.abs(descriptors).sum(axis=1, keepdims=True) + 1e-7)
+    descriptors = np.sqrt(descriptors).astype(np.float32)
+    points = np.array([k.pt for k in keypoints], dtype=np.float32)
+    return Features(points, descriptors, width, height)
+
+
+def mirrored(f: Features) -> Features:
+    """The features of the horizontally flipped image, without detecting again (SIFT is not flip-invariant, so
+    this is used only as a cheap first try; the caller detects on the flipped pixels for the real check)."""
+    points = f.points.copy()
+    points[:, 0] = f.width - 1 - points[:, 0]
+    return Features(points, f.descriptors, f.width, f.height)
+
+
+def _hull_share(points: np.ndarray, width: int, height: int) -> float:
+    if len(points) < 3:
+        return 0.0
+    hull = cv2.convexHull(points.reshape(-1, 1, 2).astype(np.float32))
+    return float(cv2.contourArea(hull)) / float(width * height)
+
+
+def _match(query: Features, base: Features, policy: VerifyPolicy) -> tuple[int, float, float]:
+    """(inliers, base coverage, query coverage) of the best similarity transform query -> base."""
+    if len(query.descriptors) < 2 or len(base.descriptors) < 2:
+        return 0, 0.0, 0.0
+    matcher = cv2.BFMatcher(cv2.NORM_L2)
+    pairs = matcher.knnMatch(query.descriptors, base.descriptors, k=2)
+    best: dict[int, tuple[float, int]] = {}  # base keypoint -> (distance, query keypoint)
+    for pair in pairs:
+        if len(pair) < 2:
+            continue
+        first, second = pair
+        if first.distance < policy.ratio * second.distance:
+            kept = best.get(first.trainIdx)
+            if kept is None or first.distance < kept[0]:
+                best[first.trainIdx] = (first.distance, first.queryIdx)
+    if len(best) < 4:
+        return 0, 0.0, 0.0
+    base_idx = np.fromiter(best.keys(), dtype=np.int64)
+    query_idx = np.array([best[i][1] for i in base_idx], dtype=np.int64)
+    src, dst = query.points[query_idx], base.points[base_idx]
+    threshold = 0.01 * max(base.width, base.height) + 2.0
+    matrix, mask = cv2.estimateAffinePartial2D(
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=2000, confidence=0.99
+    )
+    if matrix is None or mask is None:
+        return 0, 0.0, 0.0
+    scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
+    if not policy.min_scale <= scale <= policy.max_scale:
+        return 0, 0.0, 0.0
+    inlier = mask.ravel().astype(bool)
+    return (
+        int(inlier.sum()),
+        _hull_share(dst[inlier], base.width, base.height),
+        _hull_share(src[inlier], query.width, query.height),
+    )
+
+
+def verify(query: Features, query_flipped: Features, base: Features, policy: VerifyPolicy) -> Verification:
+    results = [
+        (*_match(query, base, policy), False),
+        (*_match(query_flipped, base, policy), True),
+    ]
+    inliers, base_cov, query_cov, flipped = max(results, key=lambda r: (r[0], r[1]))
+    if inliers >= policy.min_inliers and base_cov >= policy.min_base_coverage:
+        outcome = Outcome.CONFIRMED
+    elif inliers < policy.reject_below_inliers:
+        outcome = Outcome.REJECTED
+    else:
+        outcome = Outcome.AMBIGUOUS
+    return Verification(outcome, inliers, round(base_cov, 4), round(query_cov, 4), flipped)
+
+
+def query_features(image: Image.Image) -> tuple[Features, Features]:
+    """Features of the query and of its mirror image (flips are common re-uploads)."""
+    pixels = grey(image)
+    return features(pixels), features(np.ascontiguousarray(pixels[:, ::-1]))

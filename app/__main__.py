@@ -1,4 +1,5 @@
-"""`python -m app serve | worker | stats | status | recalc | reset-data | reset-vectors | reindex | migrate`.
+"""`python -m app serve | worker | stats | status | recalc | reset-data | reset-vectors | reindex | calibrate |
+migrate`.
 
 Parse arguments, load Settings, hand off; every command builds its backends with the composition root.
 """
@@ -228,6 +229,45 @@ async def _reindex(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
+    """Fit thresholds from a CSV of labelled pairs (similarity,is_duplicate) and write thresholds.json."""
+    import csv
+
+    import numpy as np
+
+    from app.calibration import calibrate
+    from app.thresholds import write_thresholds_file
+
+    with open(args.pairs, newline="") as handle:
+        rows = [
+            (float(r["similarity"]), r["is_duplicate"].strip().lower() in ("1", "true", "yes"))
+            for r in csv.DictReader(handle)
+        ]
+    if not rows:
+        print("no pairs in the file", file=sys.stderr)
+        return 1
+    result = calibrate(np.array([r[0] for r in rows]), np.array([r[1] for r in rows]), args.precision, args.recall)
+    model = args.model or _model_name(settings)
+    for name, fit in (("duplicate", result.duplicate), ("review", result.review)):
+        print(f"{name}_threshold {fit.value:.4f}  (95 % bootstrap interval {fit.low:.4f} - {fit.high:.4f})")
+    print(
+        f"from {result.pairs} pairs ({result.positives} duplicates): precision >= {result.precision_target}, "
+        f"recall >= {result.recall_target} for review"
+    )
+    if args.dry_run:
+        return 0
+    path = write_thresholds_file(settings.thresholds_file, model, result)
+    print(f"written to {path} for {model}; the service reads it at start (environment variables override it)")
+    return 0
+
+
+def _model_name(settings: Settings) -> str:
+    from app.composition import build_embedder
+
+    embedder = build_embedder(settings)
+    return embedder.model_name
+
+
 async def _migrate(settings: Settings, _: argparse.Namespace) -> None:
     async with _database(settings.model_copy(update={"db": settings.db.model_copy(update={"auto_migrate": True})})):
         pass
@@ -268,6 +308,13 @@ def _parser() -> argparse.ArgumentParser:
     reindex = commands.add_parser("reindex", help="copy stored embeddings into another index backend (no embedding)")
     reindex.add_argument("--to", choices=["local", "dashvector"], required=True)
     reindex.set_defaults(handler=_reindex)
+    calibrate = commands.add_parser("calibrate", help="fit thresholds from labelled pairs, write thresholds.json")
+    calibrate.add_argument("--pairs", required=True, help="CSV with columns similarity,is_duplicate")
+    calibrate.add_argument("--precision", type=float, default=0.995, help="target precision of duplicates")
+    calibrate.add_argument("--recall", type=float, default=0.98, help="share of true duplicates above review")
+    calibrate.add_argument("--model", help="the embedder the pairs were scored with (default: the configured one)")
+    calibrate.add_argument("--dry-run", action="store_true", help="print, do not write")
+    calibrate.set_defaults(handler=_calibrate)
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
     return parser

@@ -24,6 +24,7 @@ from app.ports import Embedder, ImageFetcher, VectorIndex
 from app.service import CheckService
 from app.settings import Settings
 from app.thresholds import resolve_thresholds
+from app.verify import VerifyPolicy
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,16 @@ async def build_container(
             ),
             visibility_window_s=settings.index.visibility_window_s,
             reconcile_hours=settings.index.reconcile_hours,
+            verify_policy=(
+                VerifyPolicy(
+                    min_inliers=settings.verify.min_inliers,
+                    min_base_coverage=settings.verify.min_base_coverage,
+                    reject_below_inliers=settings.verify.reject_below_inliers,
+                )
+                if settings.verify.enabled
+                else None
+            ),
+            feature_cache_size=settings.verify.feature_cache,
         )
         await service.start()
         yield Container(settings, engine, sessions, tables, fetcher, embedder, index, service, metrics)

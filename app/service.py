@@ -51,6 +51,18 @@ from app.imaging import decode_image
 from app.metrics import Metrics
 from app.phash_index import hamming
 from app.ports import DecodedImage, Embedder, ImageFetcher, Neighbor, VectorIndex
+from app.verify import (
+    FeatureCache,
+    Features,
+    Verification,
+    VerifyPolicy,
+    features,
+    features_of_jpeg,
+    grey,
+    query_features,
+    thumbnail_jpeg,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +90,8 @@ class _Work:
     decoded: DecodedImage | None = None
     vector: np.ndarray | None = None
     was_accepted: bool = False
+    query_features: tuple[Features, Features] | None = None
+    verified: dict[int, Verification] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     error: AppError | None = None
 
@@ -124,6 +138,8 @@ class CheckService:
         cross_process_lock: DatabaseDecisionLock | None = None,
         visibility_window_s: float = 60.0,
         reconcile_hours: float = 24.0,
+        verify_policy: VerifyPolicy | None = None,
+        feature_cache_size: int = 4096,
     ) -> None:
         self._sessions = session_factory
         self._tables = tables
@@ -144,6 +160,11 @@ class CheckService:
         self._cross_process_lock = cross_process_lock
         self._visibility_window_s = visibility_window_s
         self._reconcile_hours = reconcile_hours
+        # None: no verification; grey-band candidates are then `review`.
+        self._verify_policy = verify_policy
+        self._base_features = FeatureCache(feature_cache_size)
+        # Bumped on every index write, so a search made before the decide lock is known to be still current.
+        self._index_generation = 0
 
     @property
     def model_name(self) -> str:
@@ -205,8 +226,13 @@ class CheckService:
         verdicts: dict[int, Verdict] = {}
         if ready:
             try:
+                # Search and verify before the lock, so concurrent checks verify in parallel; under the lock only
+                # what changed since is searched or verified again.
+                generation = self._index_generation
+                found = await self._search(ready)
+                await self._verify_pairs(self._grey_pairs(ready, found), {})
                 async with self._decide_lock:
-                    verdicts = await self._decide_and_record(ready)
+                    verdicts = await self._decide_and_record(ready, found, generation)
             except SQLAlchemyError as exc:
                 log.exception("recording a batch failed")
                 for work in ready:
@@ -337,7 +363,9 @@ class CheckService:
             else:
                 work.vector = by_digest[key]
 
-    async def _decide_and_record(self, works: list[_Work]) -> dict[int, Verdict]:
+    async def _decide_and_record(
+        self, works: list[_Work], found: dict[int, list[Neighbor]], generation: int
+    ) -> dict[int, Verdict]:
         """Under the in-process lock: search, then (under the database lock when the index is shared) decide
         and record, then update the indexes."""
         works = sorted(works, key=lambda w: w.order_key)
@@ -351,14 +379,8 @@ class CheckService:
             await self._embed(late)
             works = [w for w in works if w.error is None]
 
-        with _Stopwatch(works, "search"):
-            embedded = [w for w in works if w.vector is not None]
-            neighbours = await self._index.search(
-                np.stack([w.vector for w in embedded]) if embedded else np.zeros((0, 1), np.float32),
-                self._top_k,
-                [w.image_id for w in embedded],
-            )
-            by_work = {id(w): n for w, n in zip(embedded, neighbours, strict=True)}
+        if generation != self._index_generation or late:
+            found = await self._search(works)  # the index changed since: search again
 
         shared = self._cross_process_lock is not None
         async with self._cross_process_lock.hold() if self._cross_process_lock else contextlib.nullcontext():
@@ -373,7 +395,7 @@ class CheckService:
                         utcnow() - timedelta(seconds=self._visibility_window_s), self.model_name
                     )
                 self._phash.add_many((image_id, phash) for image_id, _, phash, _ in recent)
-            decisions = self._decide_all(works, exact, by_work, recent, policy)
+            decisions = await self._decide_all(works, exact, found, recent, policy)
             matched = await self._record_all(works, decisions)
         await self._update_indexes(decisions)
 
@@ -383,28 +405,111 @@ class CheckService:
             verdicts[work.position] = self._verdict(work, decision, matched, label_accepted)
         return verdicts
 
-    def _decide_all(
+    async def _search(self, works: Sequence[_Work]) -> dict[int, list[Neighbor]]:
+        with _Stopwatch(works, "search"):
+            embedded = [w for w in works if w.vector is not None]
+            if not embedded:
+                return {}
+            neighbours = await self._index.search(
+                np.stack([w.vector for w in embedded]), self._top_k, [w.image_id for w in embedded]
+            )
+        return {id(w): n for w, n in zip(embedded, neighbours, strict=True)}
+
+    def _in_grey_band(self, similarity: float | None) -> bool:
+        t = self.thresholds
+        return similarity is not None and t.review <= similarity < t.duplicate
+
+    def _grey_pairs(self, works: Sequence[_Work], found: dict[int, list[Neighbor]]) -> list[tuple[_Work, int]]:
+        return [(w, n.image_id) for w in works for n in found.get(id(w), []) if self._in_grey_band(n.similarity)]
+
+    async def _verify_pairs(self, pairs: list[tuple[_Work, int]], batch_pixels: dict[int, Any]) -> None:
+        """Verify (image, candidate) pairs on the CPU pool: query features once per image, base features once
+        per candidate (cached), from its stored thumbnail or, for an image of this batch, its pixels."""
+        policy = self._verify_policy
+        pairs = [(w, c) for w, c in pairs if c not in w.verified and w.decoded is not None]
+        if policy is None or not pairs:
+            return
+        loop = asyncio.get_running_loop()
+        pool = self._decode_executor
+        works = list({id(w): w for w, _ in pairs}.values())
+        with _Stopwatch(works, "verify"):
+            missing = [w for w in works if w.query_features is None]
+            computed = await asyncio.gather(
+                *(loop.run_in_executor(pool, query_features, w.decoded.pixels) for w in missing)  # type: ignore[union-attr]
+            )
+            for work, pair in zip(missing, computed, strict=True):
+                work.query_features = pair
+            bases: dict[int, Features] = {}
+            wanted = {c for _, c in pairs}
+            for candidate in wanted:
+                cached = self._base_features.get(candidate) if candidate >= 0 else None
+                if cached is not None:
+                    bases[candidate] = cached
+            from_batch = [c for c in wanted if c not in bases and c in batch_pixels]
+            async with self._sessions() as session:
+                stored = await ImageRepository(session, self._tables).thumbnails(
+                    [c for c in wanted if c not in bases and c not in batch_pixels and c >= 0]
+                )
+            jobs = [(c, features_of_jpeg, data) for c, data in stored.items()]
+            jobs += [(c, lambda px: features(grey(px)), batch_pixels[c]) for c in from_batch]
+            results = await asyncio.gather(*(loop.run_in_executor(pool, fn, arg) for _, fn, arg in jobs))
+            for (candidate, _, _), result in zip(jobs, results, strict=True):
+                bases[candidate] = result
+                if candidate >= 0:
+                    self._base_features.put(candidate, result)
+            checks = [(w, c) for w, c in pairs if c in bases]
+            outcomes = await asyncio.gather(
+                *(loop.run_in_executor(pool, verify, *w.query_features, bases[c], policy) for w, c in checks)  # type: ignore[misc]
+            )
+            for (work, candidate), outcome in zip(checks, outcomes, strict=True):
+                work.verified[candidate] = outcome
+
+    async def _decide_all(
         self,
         works: list[_Work],
         exact: dict[str, list[int]],
-        by_work: dict[int, list[Neighbor]],
+        found: dict[int, list[Neighbor]],
         recent: list[tuple[int, str, int, np.ndarray | None]],
         policy: Policy,
     ) -> list[tuple[_Work, Decision]]:
         decisions: list[tuple[_Work, Decision]] = []
         accepted_in_batch: list[_Work] = []
-        with _Stopwatch(works, "decide"):
-            for work in works:
-                candidates = self._candidates(work, exact, by_work.get(id(work), []), accepted_in_batch, recent)
+        for work in works:
+            candidates = self._candidates(work, exact, found.get(id(work), []), accepted_in_batch, recent)
+            # Candidates that appeared since the unlocked pass (in this batch, or accepted a moment ago).
+            late = [(work, c.image_id) for c in candidates if self._in_grey_band(c.similarity)]
+            if any(c not in work.verified for _, c in late):
+                pixels = {
+                    (o.image_id if o.image_id is not None else -1 - o.position): o.decoded.pixels
+                    for o in accepted_in_batch
+                    if o.decoded is not None
+                }
+                await self._verify_pairs(late, pixels)
+            with _Stopwatch([work], "decide"):
+                candidates = [
+                    replace(c, verified=work.verified[c.image_id].outcome) if c.image_id in work.verified else c
+                    for c in candidates
+                ]
                 decision = decide(candidates, policy)
-                decisions.append((work, decision))
-                if decision.label.accepted and work.item.register:
-                    accepted_in_batch.append(work)
+            decisions.append((work, decision))
+            if decision.label.accepted and work.item.register:
+                accepted_in_batch.append(work)
         return decisions
 
     async def _record_all(self, works: list[_Work], decisions: list[tuple[_Work, Decision]]) -> dict[int, ImageRow]:
         """One transaction for the batch; returns the matched images' rows (for their source ids)."""
         by_position = {w.position: w for w in works}
+        loop = asyncio.get_running_loop()
+        keeps = [w for w, d in decisions if d.label.accepted and w.item.register and w.decoded is not None]
+        thumbnails = dict(
+            zip(
+                (id(w) for w in keeps),
+                await asyncio.gather(
+                    *(loop.run_in_executor(self._decode_executor, thumbnail_jpeg, w.decoded.pixels) for w in keeps)  # type: ignore[union-attr]
+                ),
+                strict=True,
+            )
+        )
         with _Stopwatch(works, "record"):
             async with self._sessions() as session, session.begin():
                 repo = ImageRepository(session, self._tables)
@@ -421,6 +526,8 @@ class CheckService:
                     await repo.record_verdict(work.image_id, self._record(work, decision))
                     if work.vector is not None:
                         await repo.save_embedding(work.image_id, self.model_name, work.vector)
+                    if id(work) in thumbnails:
+                        await repo.save_thumbnail(work.image_id, thumbnails[id(work)])
                 return await repo.get_many([d.matched_image_id for _, d in decisions if d.matched_image_id is not None])
 
     def _hash_decides(self, work: _Work, exact: dict[str, list[int]], policy: Policy) -> bool:
@@ -486,7 +593,19 @@ class CheckService:
             phash_distance=decision.phash_distance,
             accepted=decision.label.accepted and work.item.register,
             model=self.model_name,
-            explanation={"thresholds": self._thresholds_json(), "timings_ms": work.timings},
+            explanation={
+                "thresholds": self._thresholds_json(),
+                "timings_ms": work.timings,
+                "verification": {
+                    str(c): {
+                        "outcome": v.outcome.value,
+                        "inliers": v.inliers,
+                        "base_coverage": v.base_coverage,
+                        "mirrored": v.mirrored,
+                    }
+                    for c, v in work.verified.items()
+                },
+            },
         )
 
     async def _update_indexes(self, decisions: list[tuple[_Work, Decision]]) -> None:
@@ -506,10 +625,17 @@ class CheckService:
             elif work.was_accepted and work.item.register:
                 removed.append(work.image_id)
                 self._phash.remove(work.image_id)
+        for work, decision in decisions:  # its own features are what a later query verifies against
+            if work.image_id is not None and work.query_features and decision.label.accepted and work.item.register:
+                self._base_features.put(work.image_id, work.query_features[0])
+        for image_id in removed:
+            self._base_features.drop(image_id)
         if add_ids:
             await self._index.upsert(add_ids, np.stack(add_vectors))
         if removed:
             await self._index.delete(removed)
+        if add_ids or removed:
+            self._index_generation += 1
 
     def _thresholds_json(self) -> dict[str, Any]:
         t = self.thresholds

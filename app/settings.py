@@ -156,6 +156,16 @@ class LegacySettings(BaseModel):
     vector_threshold: float | None = None
 
 
+class VerifySettings(BaseModel):
+    """Pairwise verification of grey-band candidates (design §1.7)."""
+
+    enabled: bool = True
+    min_inliers: int = Field(15, ge=4)
+    min_base_coverage: float = Field(0.20, ge=0, le=1)
+    reject_below_inliers: int = Field(8, ge=0)
+    feature_cache: int = Field(4096, ge=0, description="base images whose local features are kept in memory")
+
+
 class ApiSettings(BaseModel):
     admin_token: SecretStr | None = None
     max_upload_bytes: int = 20 * 1024 * 1024
@@ -180,6 +190,7 @@ class Settings(BaseSettings):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
     legacy: LegacySettings = Field(default_factory=LegacySettings)
 
     @classmethod

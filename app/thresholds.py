@@ -72,3 +72,31 @@ def resolve_thresholds(
     return Thresholds(
         phash=int(values["phash"]), duplicate=float(values["duplicate"]), review=float(review), sources=sources
     )
+
+
+def write_thresholds_file(path: Path, model: str, fitted: Any) -> Path:
+    """Store fitted thresholds for `model` beside those of other models (the file keeps one entry per model)."""
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            data = {}
+    entry = data.setdefault("models", {}).setdefault(model, {})
+    entry.update(
+        {
+            "duplicate": fitted.duplicate.value,
+            "review": fitted.review.value,
+            "fit": {
+                "duplicate_interval": [fitted.duplicate.low, fitted.duplicate.high],
+                "review_interval": [fitted.review.low, fitted.review.high],
+                "pairs": fitted.pairs,
+                "positives": fitted.positives,
+                "precision_target": fitted.precision_target,
+                "recall_target": fitted.recall_target,
+            },
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+    return path

@@ -25,6 +25,7 @@ VERIFY_SIDE = 512
 
 Outcome = Verified
 
+
 @dataclass(frozen=True)
 class VerifyPolicy:
     min_inliers: int = 15
@@ -144,3 +145,46 @@ def query_features(image: Image.Image) -> tuple[Features, Features]:
     """Features of the query and of its mirror image (flips are common re-uploads)."""
     pixels = grey(image)
     return features(pixels), features(np.ascontiguousarray(pixels[:, ::-1]))
+
+
+def thumbnail_jpeg(image: Image.Image, side: int = VERIFY_SIDE, quality: int = 85) -> bytes:
+    """The grey thumbnail kept for each accepted image (about 20-50 kB)."""
+    import io
+
+    out = io.BytesIO()
+    Image.fromarray(grey(image, side)).save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def features_of_jpeg(data: bytes) -> Features:
+    import io
+
+    with Image.open(io.BytesIO(data)) as image:
+        return features(grey(image))
+
+
+class FeatureCache:
+    """Local features of recent base images (LRU): verifying against a popular base costs its detection once."""
+
+    def __init__(self, capacity: int) -> None:
+        from collections import OrderedDict
+
+        self._capacity = capacity
+        self._items: OrderedDict[int, Features] = OrderedDict()
+
+    def get(self, image_id: int) -> Features | None:
+        found = self._items.get(image_id)
+        if found is not None:
+            self._items.move_to_end(image_id)
+        return found
+
+    def put(self, image_id: int, value: Features) -> None:
+        if self._capacity <= 0:
+            return
+        self._items[image_id] = value
+        self._items.move_to_end(image_id)
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+    def drop(self, image_id: int) -> None:
+        self._items.pop(image_id, None)

@@ -34,9 +34,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def start_service(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def start_service(data_dir: Path, port: int, overrides: list[str]) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
-    env.update({"APP_DATA_DIR": str(data_dir), "APP_LOG_LEVEL": "WARNING"})
+    env.update({"APP_DATA_DIR": str(data_dir), "APP_LOG_LEVEL": "WARNING", "APP_WORKER__ENABLED": "false"})
+    env.update(dict(item.split("=", 1) for item in overrides))
     return subprocess.Popen(
         [sys.executable, "-m", "app", "serve", "--port", str(port)], env=env, stdout=subprocess.DEVNULL
     )
@@ -156,7 +157,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     queries = corpus.queries[:: max(1, len(corpus.queries) // args.limit)] if args.limit else corpus.queries
     with tempfile.TemporaryDirectory(prefix="imgdedup-bench-") as tmp:
         port = free_port()
-        process = start_service(Path(tmp), port)
+        process = start_service(Path(tmp), port, args.env)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
                 await wait_ready(client, process)
@@ -181,6 +182,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "phash_baseline": phash_baseline(corpus.indexed, queries),
         "peak_rss_mb": peak_kb / 1024,
         "concurrency": args.concurrency,
+        "service_env": args.env,
     }
 
 
@@ -191,6 +193,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--limit", type=int, default=0, help="check about this many queries (0: all)")
+    parser.add_argument("--env", action="append", default=[], help="APP_...=value for the service (repeatable)")
     args = parser.parse_args()
     report = asyncio.run(run(args))
     args.out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ from app.domain.decide import decide
 from app.domain.models import Candidate as C
 from app.domain.models import Policy, Thresholds
 from app.domain.models import Verified as V
-from app.domain.models import Verified as V
 
 T = Thresholds(phash=5, duplicate=0.9, review=0.8)
 POLICY = Policy(T)

@@ -71,7 +71,7 @@ def build_index(settings: Settings, embedder: Embedder) -> VectorIndex:
             from app.adapters.local_index import FaissVectorIndex
 
             snapshot = settings.data_dir / "index" if settings.index.snapshot else None
-            return FaissVectorIndex(embedder.dimension, embedder.model_name, snapshot)
+            return FaissVectorIndex(embedder.dimension, embedder.model_name, snapshot, settings.index.ivf_min_vectors)
         case "dashvector":
             from app.adapters.dashvector_index import DashVectorIndex
 

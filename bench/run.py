@@ -133,6 +133,46 @@ def summarise(
     }
 
 
+def plot_report(
+    report: dict[str, Any], queries: list[Query], results: list[tuple[dict[str, Any], float]], path: Path
+) -> None:
+    """Similarity of each query to its best candidate, copies vs distractors, thresholds drawn; recall bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    positive = [b.get("similarity") for q, (b, _) in zip(queries, results, strict=True) if q.expected_duplicate]
+    negative = [b.get("similarity") for q, (b, _) in zip(queries, results, strict=True) if not q.expected_duplicate]
+    positive = [s for s in positive if s is not None]
+    negative = [s for s in negative if s is not None]
+    thresholds = next((b["thresholds"] for b, _ in results if "thresholds" in b), None)
+    figure, (left, right) = plt.subplots(1, 2, figsize=(13, 4.5))
+    bins = np.linspace(0, 1, 81)
+    left.hist(positive, bins=bins, alpha=0.6, label=f"copies of indexed images ({len(positive)})", color="tab:blue")
+    left.hist(negative, bins=bins, alpha=0.6, label=f"distractors ({len(negative)})", color="tab:red")
+    if thresholds:
+        left.axvline(
+            thresholds["duplicate"], color="black", linestyle="--", label=f"duplicate {thresholds['duplicate']}"
+        )
+        left.axvline(thresholds["review"], color="grey", linestyle=":", label=f"review / verify {thresholds['review']}")
+    left.set_xlabel("cosine similarity to the best candidate (embedding)")
+    left.set_ylabel("queries")
+    left.set_yscale("log")
+    left.legend(fontsize=8)
+    left.set_title("Where the embedding puts copies and distractors")
+    recall = report["queries_phase"]["recall_per_transform"]
+    names = sorted(recall, key=recall.get)
+    right.barh(names, [recall[n] for n in names], color="tab:blue")
+    right.axvline(0.8, color="grey", linestyle=":")
+    right.set_xlim(0, 1)
+    right.set_xlabel("recall of duplicate (matched to its own base)")
+    right.set_title(f"Recall per transform (overall {report['queries_phase']['recall']:.3f})")
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+
+
 def print_report(report: dict[str, Any]) -> None:
     q = report["queries_phase"]
     print(f"\n## imgdedup benchmark ({report['corpus']}, {q['queries']} queries, {report['indexed']} indexed bases)")
@@ -152,7 +192,7 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"peak service memory: {report['peak_rss_mb']:.0f} MB; errors: {q['errors']}")
 
 
-async def run(args: argparse.Namespace) -> dict[str, Any]:
+async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Query], list[tuple[dict[str, Any], float]]]:
     corpus = load_corpus(args.corpus, args.cache)
     queries = corpus.queries[:: max(1, len(corpus.queries) // args.limit)] if args.limit else corpus.queries
     with tempfile.TemporaryDirectory(prefix="imgdedup-bench-") as tmp:
@@ -174,16 +214,20 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             process.terminate()
             process.wait(30)
     labels = Counter(body.get("verdict", "error") for body, _ in registered)
-    return {
-        "corpus": str(args.corpus),
-        "indexed": len(corpus.indexed),
-        "registration": {"verdicts": dict(labels), "images_per_s": len(registered) / register_wall},
-        "queries_phase": summarise(queries, results, base_of, wall),
-        "phash_baseline": phash_baseline(corpus.indexed, queries),
-        "peak_rss_mb": peak_kb / 1024,
-        "concurrency": args.concurrency,
-        "service_env": args.env,
-    }
+    return (
+        {
+            "corpus": str(args.corpus),
+            "indexed": len(corpus.indexed),
+            "registration": {"verdicts": dict(labels), "images_per_s": len(registered) / register_wall},
+            "queries_phase": summarise(queries, results, base_of, wall),
+            "phash_baseline": phash_baseline(corpus.indexed, queries),
+            "peak_rss_mb": peak_kb / 1024,
+            "concurrency": args.concurrency,
+            "service_env": args.env,
+        },
+        queries,
+        results,
+    )
 
 
 def main() -> None:
@@ -195,10 +239,19 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="check about this many queries (0: all)")
     parser.add_argument("--env", action="append", default=[], help="APP_...=value for the service (repeatable)")
     args = parser.parse_args()
-    report = asyncio.run(run(args))
+    report, queries, results = asyncio.run(run(args))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
+    with open(args.out / "queries.csv", "w") as handle:  # per query, for calibration and inspection
+        handle.write("file,base_id,transform,expected_duplicate,verdict,decided_by,similarity,matched_image_id\n")
+        for q, (b, _) in zip(queries, results, strict=True):
+            handle.write(
+                f"{q.path.name},{q.base_id},{q.transform},{int(q.expected_duplicate)},{b.get('verdict')},"
+                f"{b.get('decided_by')},{b.get('similarity')},{b.get('matched_image_id')}\n"
+            )
+    plot_report(report, queries, results, args.out / "report.png")
     print_report(report)
+    print(f"\nwritten: {args.out / 'report.json'}, {args.out / 'report.png'}, {args.out / 'queries.csv'}")
 
 
 if __name__ == "__main__":

@@ -51,3 +51,18 @@ async def test_local_index_snapshot_roundtrip_and_model_guard(tmp_path: Path) ->
 async def test_local_index_empty_search(tmp_path: Path) -> None:
     index = FaissVectorIndex(16, "m", None)
     assert await index.search(unit_rows(2), 5, [None, None]) == [[], []]
+
+
+async def test_local_index_turns_ivf_past_its_size_and_keeps_the_port(tmp_path: Path) -> None:
+    index = FaissVectorIndex(16, "m", tmp_path, ivf_min_vectors=3000)
+    vectors = unit_rows(4000)
+    await index.upsert(list(range(1, 4001)), vectors)
+    await index.flush()  # past the size: converted before the snapshot is written
+    reloaded = FaissVectorIndex(16, "m", tmp_path, ivf_min_vectors=3000)
+    assert "IVF" in type(reloaded._index).__name__
+    assert await reloaded.count() == 4000 and len(await reloaded.ids()) == 4000
+    found = await reloaded.search(vectors[:20], k=3, exclude=[None] * 20)
+    assert sum(row[0].image_id == i + 1 for i, row in enumerate(found)) >= 18  # approximate, nearly exact
+    await reloaded.delete([1, 2])
+    await reloaded.upsert([3], vectors[3:4])
+    assert await reloaded.count() == 3998 and await reloaded.contains([1, 3]) == {3}

@@ -54,6 +54,7 @@ from app.ports import DecodedImage, Embedder, ImageFetcher, Neighbor, VectorInde
 from app.verify import (
     FeatureCache,
     Features,
+    QueryFeatures,
     Verification,
     VerifyPolicy,
     features,
@@ -90,7 +91,7 @@ class _Work:
     decoded: DecodedImage | None = None
     vector: np.ndarray | None = None
     was_accepted: bool = False
-    query_features: tuple[Features, Features] | None = None
+    query_features: QueryFeatures | None = None
     verified: dict[int, Verification] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     error: AppError | None = None
@@ -459,7 +460,7 @@ class CheckService:
                     self._base_features.put(candidate, result)
             checks = [(w, c) for w, c in pairs if c in bases]
             outcomes = await asyncio.gather(
-                *(loop.run_in_executor(pool, verify, *w.query_features, bases[c], policy) for w, c in checks)  # type: ignore[misc]
+                *(loop.run_in_executor(pool, verify, w.query_features, bases[c], policy) for w, c in checks)
             )
             for (work, candidate), outcome in zip(checks, outcomes, strict=True):
                 work.verified[candidate] = outcome
@@ -627,7 +628,7 @@ class CheckService:
                 self._phash.remove(work.image_id)
         for work, decision in decisions:  # its own features are what a later query verifies against
             if work.image_id is not None and work.query_features and decision.label.accepted and work.item.register:
-                self._base_features.put(work.image_id, work.query_features[0])
+                self._base_features.put(work.image_id, work.query_features.direct)
         for image_id in removed:
             self._base_features.drop(image_id)
         if add_ids:

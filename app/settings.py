@@ -62,7 +62,8 @@ class EmbedderSettings(BaseModel):
     kind: Literal["local_cnn", "dashscope"] = "local_cnn"
     # local_cnn
     image_size: int = 224
-    batch_size: int = 32
+    # Small batches run faster on CPU than large ones (cache-bound): 4 measured best on 2 cores.
+    batch_size: int = 4
     torch_threads: int = 2
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # dashscope

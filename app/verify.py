@@ -74,14 +74,6 @@ def features(pixels: np.ndarray, max_features: int = 1000) -> Features:
     return Features(points, descriptors, width, height)
 
 
-def mirrored(f: Features) -> Features:
-    """The features of the horizontally flipped image, without detecting again (SIFT is not flip-invariant, so
-    this is used only as a cheap first try; the caller detects on the flipped pixels for the real check)."""
-    points = f.points.copy()
-    points[:, 0] = f.width - 1 - points[:, 0]
-    return Features(points, f.descriptors, f.width, f.height)
-
-
 def _hull_share(points: np.ndarray, width: int, height: int) -> float:
     if len(points) < 3:
         return 0.0
@@ -126,11 +118,10 @@ def _match(query: Features, base: Features, policy: VerifyPolicy) -> tuple[int, 
     )
 
 
-def verify(query: Features, query_flipped: Features, base: Features, policy: VerifyPolicy) -> Verification:
-    results = [
-        (*_match(query, base, policy), False),
-        (*_match(query_flipped, base, policy), True),
-    ]
+def verify(query: QueryFeatures, base: Features, policy: VerifyPolicy) -> Verification:
+    results = [(*_match(query.direct, base, policy), False)]
+    if not _confirms(results[0], policy):  # a flipped re-upload: try the mirror image too
+        results.append((*_match(query.mirrored(), base, policy), True))
     inliers, base_cov, query_cov, flipped = max(results, key=lambda r: (r[0], r[1]))
     if inliers >= policy.min_inliers and base_cov >= policy.min_base_coverage:
         outcome = Outcome.CONFIRMED
@@ -141,10 +132,26 @@ def verify(query: Features, query_flipped: Features, base: Features, policy: Ver
     return Verification(outcome, inliers, round(base_cov, 4), round(query_cov, 4), flipped)
 
 
-def query_features(image: Image.Image) -> tuple[Features, Features]:
-    """Features of the query and of its mirror image (flips are common re-uploads)."""
-    pixels = grey(image)
-    return features(pixels), features(np.ascontiguousarray(pixels[:, ::-1]))
+def _confirms(result: tuple[int, float, float, bool], policy: VerifyPolicy) -> bool:
+    return result[0] >= policy.min_inliers and result[1] >= policy.min_base_coverage
+
+
+class QueryFeatures:
+    """The query's features, and its mirror image's, detected only when a direct match fails."""
+
+    def __init__(self, image: Image.Image) -> None:
+        self._pixels = grey(image)
+        self.direct = features(self._pixels)
+        self._mirrored: Features | None = None
+
+    def mirrored(self) -> Features:
+        if self._mirrored is None:  # two threads may both compute it; the results are equal
+            self._mirrored = features(np.ascontiguousarray(self._pixels[:, ::-1]))
+        return self._mirrored
+
+
+def query_features(image: Image.Image) -> QueryFeatures:
+    return QueryFeatures(image)
 
 
 def thumbnail_jpeg(image: Image.Image, side: int = VERIFY_SIDE, quality: int = 85) -> bytes:

@@ -190,6 +190,11 @@ def print_report(report: dict[str, Any]) -> None:
     print(f"latency ms: p50 {lat['p50']:.0f}, p95 {lat['p95']:.0f}, p99 {lat['p99']:.0f}")
     print(f"registration: {report['registration']}")
     print(f"peak service memory: {report['peak_rss_mb']:.0f} MB; errors: {q['errors']}")
+    stages = report["stage_latency_ms"]
+    print(
+        "service stage latency ms (p50/p95): "
+        + ", ".join(f"{name} {v['p50']:.0f}/{v['p95']:.0f} (n={v['n']})" for name, v in stages.items())
+    )
 
 
 async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Query], list[tuple[dict[str, Any], float]]]:
@@ -208,6 +213,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Query], li
                 start = time.perf_counter()
                 results = await post_all(client, [q.path for q in queries], False, args.concurrency)
                 wall = time.perf_counter() - start
+                stage_latency = (await client.get("/stats")).json()["this_process"]["latency_ms"]
             status = Path(f"/proc/{process.pid}/status").read_text()
             peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
         finally:
@@ -222,6 +228,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Query], li
             "queries_phase": summarise(queries, results, base_of, wall),
             "phash_baseline": phash_baseline(corpus.indexed, queries),
             "peak_rss_mb": peak_kb / 1024,
+            "stage_latency_ms": stage_latency,
             "concurrency": args.concurrency,
             "service_env": args.env,
         },

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from app.domain.models import Verdict
 
-STAGES = ("fetch", "decode", "embed", "search", "decide", "record")
+STAGES = ("fetch", "decode", "embed", "search", "verify", "decide", "record")
 
 
 class Metrics:

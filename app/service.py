@@ -24,6 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.decision_lock import DatabaseDecisionLock
+from app.db.errors import is_transient_conflict
 from app.db.repositories import ImageRepository, ImageRow, QueueRepository, VerdictRecord, utcnow
 from app.db.tables import Tables
 from app.domain.decide import decide
@@ -512,24 +513,47 @@ class CheckService:
             )
         )
         with _Stopwatch(works, "record"):
-            async with self._sessions() as session, session.begin():
-                repo = ImageRepository(session, self._tables)
-                for n, (work, decision) in enumerate(decisions):
-                    if decision.matched_image_id is not None and decision.matched_image_id < 0:
-                        # Matched an image that this batch created a moment earlier: use its new id.
-                        earlier = by_position[-1 - decision.matched_image_id]
-                        decision = replace(decision, matched_image_id=earlier.image_id)
-                        decisions[n] = (work, decision)
-                    if not work.persist:
-                        continue
-                    if work.image_id is None:
-                        work.image_id = await repo.create(source_url=work.url, source_id=work.source_id)
-                    await repo.record_verdict(work.image_id, self._record(work, decision))
-                    if work.vector is not None:
-                        await repo.save_embedding(work.image_id, self.model_name, work.vector)
-                    if id(work) in thumbnails:
-                        await repo.save_thumbnail(work.image_id, thumbnails[id(work)])
-                return await repo.get_many([d.matched_image_id for _, d in decisions if d.matched_image_id is not None])
+            planned = list(decisions)
+            new_rows = [w for w, _ in planned if w.image_id is None]
+            for attempt in range(1, 5):
+                try:
+                    return await self._record_once(planned, decisions, thumbnails, by_position)
+                except SQLAlchemyError as exc:
+                    # A deadlock with another process rolls the whole transaction back: the ids it handed out
+                    # are void, so they are taken again on the next try.
+                    for work in new_rows:
+                        work.image_id = None
+                    if not is_transient_conflict(exc) or attempt == 4:
+                        raise
+                    log.warning("recording a batch met a lock conflict, try %d: %s", attempt, exc.orig)
+                    await asyncio.sleep(0.05 * attempt)
+        raise AssertionError("unreachable")
+
+    async def _record_once(
+        self,
+        planned: list[tuple[_Work, Decision]],
+        decisions: list[tuple[_Work, Decision]],
+        thumbnails: dict[int, bytes],
+        by_position: dict[int, _Work],
+    ) -> dict[int, ImageRow]:
+        async with self._sessions() as session, session.begin():
+            repo = ImageRepository(session, self._tables)
+            for n, (work, decision) in enumerate(planned):
+                if decision.matched_image_id is not None and decision.matched_image_id < 0:
+                    # Matched an image that this batch created a moment earlier: use its new id.
+                    earlier = by_position[-1 - decision.matched_image_id]
+                    decision = replace(decision, matched_image_id=earlier.image_id)
+                decisions[n] = (work, decision)
+                if not work.persist:
+                    continue
+                if work.image_id is None:
+                    work.image_id = await repo.create(source_url=work.url, source_id=work.source_id)
+                await repo.record_verdict(work.image_id, self._record(work, decision))
+                if work.vector is not None:
+                    await repo.save_embedding(work.image_id, self.model_name, work.vector)
+                if id(work) in thumbnails:
+                    await repo.save_thumbnail(work.image_id, thumbnails[id(work)])
+            return await repo.get_many([d.matched_image_id for _, d in decisions if d.matched_image_id is not None])
 
     def _hash_decides(self, work: _Work, exact: dict[str, list[int]], policy: Policy) -> bool:
         if any(i != work.image_id for i in exact.get(work.sha256 or "", [])):

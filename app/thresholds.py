@@ -19,7 +19,8 @@ log = logging.getLogger(__name__)
 # Measured on ../shared/bench (dev split), see README "Thresholds". Keyed by the embedder's model name,
 # which names the preprocessing too, so a changed recipe never inherits another's thresholds.
 SHIPPED_DEFAULTS: dict[str, dict[str, float]] = {
-    "efficientnet-lite0-gem3-224": {"phash": 5, "duplicate": 0.88, "review": 0.85},
+    # With pairwise verification: above 0.95 a duplicate unverified; 0.60-0.95 is verified (design §1.7).
+    "efficientnet-lite0-gem3-224": {"phash": 5, "duplicate": 0.95, "review": 0.60},
 }
 # For an embedder without measured defaults (DashScope): the old scripts' vector_threshold.
 FALLBACK_DEFAULTS: dict[str, float] = {"phash": 5, "duplicate": 0.94, "review": 0.85}

@@ -76,7 +76,8 @@ async def outcomes(settings: Settings) -> dict[int, dict[str, object]]:
             result = await connection.execute(
                 sa.text(
                     "SELECT q.id, q.status, q.similarity, i.image_id, i.verdict, i.matched_image_id, i.state, "
-                    "i.attempts, i.error_code, i.lease_until FROM images q LEFT JOIN image i ON i.source_id = q.id"
+                    "i.attempts, i.error_code, i.last_error, i.lease_until "
+                    "FROM images q LEFT JOIN image i ON i.source_id = q.id"
                 )
             )
             return {int(r.id): dict(r._mapping) for r in result}

@@ -67,7 +67,7 @@ async def test_check_exact_and_phash_paths_skip_the_embedder(make_settings: Call
         assert stats["this_process"]["embedder_calls_saved"] == 2
 
         flipped_copy = (await upload(client, jpeg(flipped(bench_image(ORIGINAL))), register=False)).json()
-        assert flipped_copy["decided_by"] == "vector"
+        assert flipped_copy["decided_by"] in ("vector", "verified")  # the embedding was needed
         assert (await client.get("/stats")).json()["this_process"]["embedder_calls"] == calls_before + 1
 
 

@@ -89,7 +89,7 @@ class IndexSettings(BaseModel):
     kind: Literal["local", "dashvector"] = "local"
     snapshot: bool = True
     # local: exact flat search up to this many vectors, IVF (8-bit) beyond (bench/index_sweep.py)
-    ivf_min_vectors: int = Field(50_000, ge=1000)
+    ivf_min_vectors: int = Field(20_000, ge=1000)
     # dashvector
     api_key: SecretStr | None = None
     endpoint: str | None = None

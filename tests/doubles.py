@@ -38,3 +38,25 @@ class TinyEmbedder:
 
     async def aclose(self) -> None:
         pass
+
+
+class FlakyEmbedder(TinyEmbedder):
+    """Fails the images whose grey mean is below a level, as a cloud embedder reports per-image failures."""
+
+    def __init__(self, dark_below: float) -> None:
+        super().__init__()
+        self._dark_below = dark_below
+
+    async def embed(self, images: Sequence[DecodedImage]) -> np.ndarray:
+        from app.domain.errors import BackendUnavailable, PartialEmbeddingFailure
+
+        vectors = list(await super().embed(images))
+        errors = [
+            BackendUnavailable("the cloud gave up on this one")
+            if np.asarray(i.pixels.convert("L")).mean() < self._dark_below
+            else None
+            for i in images
+        ]
+        if any(errors):
+            raise PartialEmbeddingFailure([None if e else v for v, e in zip(vectors, errors, strict=True)], errors)
+        return np.stack(vectors)

@@ -12,7 +12,7 @@ from app.composition import build_container
 from app.domain.errors import ConfigurationError
 from app.domain.models import CheckItem, StoredImageRef, UploadRef
 from app.settings import Settings
-from tests.doubles import TinyEmbedder
+from tests.doubles import FlakyEmbedder, TinyEmbedder
 from tests.support import bench_image, jpeg, resized
 
 
@@ -101,3 +101,22 @@ async def test_service_refuses_to_start_on_another_models_index(make_settings: C
     with pytest.raises(ConfigurationError, match="re-index"):
         async with build_container(settings, embedder=OtherModel()):
             pass
+
+
+async def test_service_partial_embedding_failure_fails_only_those_images(
+    make_settings: Callable[..., Settings],
+) -> None:
+    from PIL import Image
+
+    embedder = FlakyEmbedder(dark_below=20)
+    async with build_container(make_settings(), embedder=embedder) as container:
+        dark = Image.new("RGB", (200, 150), (5, 5, 5))
+        outcomes = await container.service.check(
+            [item(jpeg(bench_image("b0010"))), item(jpeg(dark)), item(jpeg(bench_image("b0011")))]
+        )
+        assert [o.error.code if o.error else o.verdict.label.value for o in outcomes] == [  # type: ignore[union-attr]
+            "unique",
+            "backend_unavailable",
+            "unique",
+        ]
+        assert await container.index.count() == 2

@@ -5,7 +5,7 @@ A linear scan of a million hashes takes a few milliseconds; it is rebuilt from t
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -62,8 +62,3 @@ class PhashIndex:
 
 def hamming(a: int, b: int) -> int:
     return int((a ^ b).bit_count())
-
-
-def pairwise_hamming(hashes: Sequence[int]) -> np.ndarray:
-    array = np.asarray(hashes, dtype=np.uint64)
-    return np.bitwise_count(array[:, None] ^ array[None, :]).astype(np.int64)

@@ -685,7 +685,3 @@ class CheckService:
 
     async def flush(self) -> None:
         await self._index.flush()
-
-
-def first_error(outcomes: Sequence[CheckOutcome]) -> AppError | None:
-    return next((o.error for o in outcomes if o.error is not None), None)

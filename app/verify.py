@@ -102,6 +102,8 @@ def _match(query: Features, base: Features, policy: VerifyPolicy) -> tuple[int, 
     query_idx = np.array([best[i][1] for i in base_idx], dtype=np.int64)
     src, dst = query.points[query_idx], base.points[base_idx]
     threshold = 0.01 * max(base.width, base.height) + 2.0
+    # RANSAC samples at random: seed this thread's generator so the same pair always gets the same verdict.
+    cv2.setRNGSeed(20261125)
     matrix, mask = cv2.estimateAffinePartial2D(
         src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=2000, confidence=0.99
     )

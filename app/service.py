@@ -317,18 +317,7 @@ class CheckService:
                 [w.sha256 for w in works if w.sha256]
             )
         policy = self.policy()
-        need: list[_Work] = []
-        for work in works:
-            if work.vector is not None:
-                continue
-            if any(i != work.image_id for i in exact.get(work.sha256 or "", [])):
-                continue
-            if policy.phash_decides_alone and work.phash is not None:
-                near = self._phash.nearest(work.phash, exclude=work.image_id, limit=1)
-                if near and near[0][1] <= policy.thresholds.phash:
-                    continue
-            need.append(work)
-        await self._embed(need)
+        await self._embed([w for w in works if w.vector is None and not self._hash_decides(w, exact, policy)])
 
     async def _embed(self, works: list[_Work]) -> None:
         missing = [w for w in works if w.decoded is None]

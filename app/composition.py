@@ -171,11 +171,13 @@ async def build_container(
                     min_inliers=settings.verify.min_inliers,
                     min_base_coverage=settings.verify.min_base_coverage,
                     reject_below_inliers=settings.verify.reject_below_inliers,
+                    max_disagreement=settings.verify.max_disagreement,
                 )
                 if settings.verify.enabled
                 else None
             ),
             feature_cache_size=settings.verify.feature_cache,
+            second_look=settings.verify.second_look,
         )
         await service.start()
         yield Container(settings, engine, sessions, tables, fetcher, embedder, index, service, metrics)

@@ -75,6 +75,24 @@ def decode_image(data: bytes, max_pixels: int, url: str | None = None) -> Decode
     return DecodedImage(pixels=image, sha256=sha256, phash=phash64(image), width=width, height=height, url=url)
 
 
+def decode_region(data: bytes, box: tuple[float, float, float, float], side: int = WORKING_SIDE) -> Image.Image:
+    """The part `box` (fractions of the oriented image) of an image already accepted by `decode_image`, decoded
+    at the resolution that gives the part `side` pixels on its longest side where the image has them."""
+    left, top, right, bottom = box
+    image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    if image.getexif().get(0x0112) in (5, 6, 7, 8):
+        width, height = height, width
+    share = max(right - left, bottom - top, 1e-3)
+    wanted = (min(width, round(side / share)), min(height, round(side / share)))
+    image.draft("RGB", wanted)
+    image = _flatten_to_rgb(ImageOps.exif_transpose(image))
+    w, h = image.size
+    part = image.crop((round(left * w), round(top * h), round(right * w), round(bottom * h)))
+    part.thumbnail((side, side), Image.Resampling.BILINEAR)
+    return part
+
+
 def _flatten_to_rgb(image: Image.Image) -> Image.Image:
     """RGB on white for images with transparency, so a logo on alpha hashes like its JPEG copy."""
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):

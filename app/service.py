@@ -23,6 +23,7 @@ import numpy as np
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.content_box import content_box
 from app.db.decision_lock import DatabaseDecisionLock
 from app.db.errors import is_transient_conflict
 from app.db.repositories import ImageRepository, ImageRow, QueueRepository, VerdictRecord, utcnow
@@ -47,8 +48,9 @@ from app.domain.models import (
     UploadRef,
     UrlRef,
     Verdict,
+    Verified,
 )
-from app.imaging import decode_image
+from app.imaging import decode_image, decode_region
 from app.metrics import Metrics
 from app.phash_index import hamming
 from app.ports import DecodedImage, Embedder, ImageFetcher, Neighbor, VectorIndex
@@ -67,6 +69,16 @@ from app.verify import (
 )
 
 log = logging.getLogger(__name__)
+
+_STRENGTH = {Verified.REJECTED: 0, Verified.AMBIGUOUS: 1, Verified.CONFIRMED: 2}
+
+
+def _framed_part(data: bytes, decoded: DecodedImage) -> DecodedImage | None:
+    """The picture inside a frame, decoded from the original bytes at its own resolution (CPU work)."""
+    box = content_box(decoded.pixels)
+    if box is None:
+        return None
+    return replace(decoded, pixels=decode_region(data, box))
 
 
 @dataclass
@@ -89,8 +101,12 @@ class _Work:
     phash: int | None = None
     width: int | None = None
     height: int | None = None
+    data: bytes | None = None  # the image's bytes while the batch runs: a second look decodes a part of them
     decoded: DecodedImage | None = None
     vector: np.ndarray | None = None
+    crop: DecodedImage | None = None  # the framed picture inside a screenshot or border (second look)
+    crop_neighbours: list[Neighbor] = field(default_factory=list)
+    crop_features: QueryFeatures | None = None
     was_accepted: bool = False
     query_features: QueryFeatures | None = None
     verified: dict[int, Verification] = field(default_factory=dict)
@@ -142,6 +158,7 @@ class CheckService:
         reconcile_hours: float = 24.0,
         verify_policy: VerifyPolicy | None = None,
         feature_cache_size: int = 4096,
+        second_look: bool = True,
     ) -> None:
         self._sessions = session_factory
         self._tables = tables
@@ -165,6 +182,8 @@ class CheckService:
         # None: no verification; grey-band candidates are then `review`.
         self._verify_policy = verify_policy
         self._base_features = FeatureCache(feature_cache_size)
+        # A framed picture (screenshot, border) is embedded and verified on its own when in doubt.
+        self._second_look_enabled = second_look and verify_policy is not None
         # Bumped on every index write, so a search made before the decide lock is known to be still current.
         self._index_generation = 0
 
@@ -233,6 +252,7 @@ class CheckService:
                 generation = self._index_generation
                 found = await self._search(ready)
                 await self._verify_pairs(self._grey_pairs(ready, found), {})
+                await self._second_look([w for w in ready if not self._settled(w, found)])
                 async with self._decide_lock:
                     verdicts = await self._decide_and_record(ready, found, generation)
             except SQLAlchemyError as exc:
@@ -286,7 +306,7 @@ class CheckService:
         loop = asyncio.get_running_loop()
         with _Stopwatch([work], "decode"):
             decoded = await loop.run_in_executor(self._decode_executor, decode_image, data, self._max_pixels, work.url)
-        work.decoded = decoded
+        work.decoded, work.data = decoded, data
         work.sha256, work.phash = decoded.sha256, decoded.phash
         work.width, work.height = decoded.width, decoded.height
 
@@ -413,23 +433,37 @@ class CheckService:
     def _grey_pairs(self, works: Sequence[_Work], found: dict[int, list[Neighbor]]) -> list[tuple[_Work, int]]:
         return [(w, n.image_id) for w in works for n in found.get(id(w), []) if self._in_grey_band(n.similarity)]
 
-    async def _verify_pairs(self, pairs: list[tuple[_Work, int]], batch_pixels: dict[int, Any]) -> None:
-        """Verify (image, candidate) pairs on the CPU pool: query features once per image, base features once
-        per candidate (cached), from its stored thumbnail or, for an image of this batch, its pixels."""
+    async def _verify_pairs(
+        self, pairs: list[tuple[_Work, int]], batch_pixels: dict[int, Any], use_crop: bool = False
+    ) -> None:
+        """Verify (image, candidate) pairs on the CPU pool: query features once per image (or its framed part),
+        base features once per candidate (cached), from its stored thumbnail or, for an image of this batch, its
+        pixels. A pair verified before keeps its better outcome."""
         policy = self._verify_policy
-        pairs = [(w, c) for w, c in pairs if c not in w.verified and w.decoded is not None]
+        if use_crop:
+            pairs = [(w, c) for w, c in pairs if w.crop is not None]
+        else:
+            pairs = [(w, c) for w, c in pairs if c not in w.verified and w.decoded is not None]
         if policy is None or not pairs:
             return
         loop = asyncio.get_running_loop()
         pool = self._decode_executor
         works = list({id(w): w for w, _ in pairs}.values())
         with _Stopwatch(works, "verify"):
-            missing = [w for w in works if w.query_features is None]
-            computed = await asyncio.gather(
-                *(loop.run_in_executor(pool, query_features, w.decoded.pixels) for w in missing)  # type: ignore[union-attr]
-            )
-            for work, pair in zip(missing, computed, strict=True):
-                work.query_features = pair
+            if use_crop:
+                missing = [w for w in works if w.crop_features is None]
+                computed = await asyncio.gather(
+                    *(loop.run_in_executor(pool, query_features, w.crop.pixels) for w in missing)  # type: ignore[union-attr]
+                )
+                for work, pair in zip(missing, computed, strict=True):
+                    work.crop_features = pair
+            else:
+                missing = [w for w in works if w.query_features is None]
+                computed = await asyncio.gather(
+                    *(loop.run_in_executor(pool, query_features, w.decoded.pixels) for w in missing)  # type: ignore[union-attr]
+                )
+                for work, pair in zip(missing, computed, strict=True):
+                    work.query_features = pair
             bases: dict[int, Features] = {}
             wanted = {c for _, c in pairs}
             for candidate in wanted:
@@ -450,10 +484,55 @@ class CheckService:
                     self._base_features.put(candidate, result)
             checks = [(w, c) for w, c in pairs if c in bases]
             outcomes = await asyncio.gather(
-                *(loop.run_in_executor(pool, verify, w.query_features, bases[c], policy) for w, c in checks)
+                *(
+                    loop.run_in_executor(
+                        pool, verify, w.crop_features if use_crop else w.query_features, bases[c], policy
+                    )
+                    for w, c in checks
+                )
             )
             for (work, candidate), outcome in zip(checks, outcomes, strict=True):
-                work.verified[candidate] = outcome
+                earlier = work.verified.get(candidate)
+                if earlier is None or _STRENGTH[outcome.outcome] > _STRENGTH[earlier.outcome]:
+                    work.verified[candidate] = outcome
+
+    def _settled(self, work: _Work, found: dict[int, list[Neighbor]]) -> bool:
+        """Already a duplicate before any second look: by hash (no vector), by similarity, or verified."""
+        if work.vector is None:
+            return True
+        if any(n.similarity >= self.thresholds.duplicate for n in found.get(id(work), [])):
+            return True
+        return any(v.outcome is Verified.CONFIRMED for v in work.verified.values())
+
+    async def _second_look(self, works: list[_Work]) -> None:
+        """For images still in doubt: find the picture inside its frame (screenshot, border), embed and search that
+        part on its own, and verify what it finds at the part's own resolution. Costs one more embedding, and
+        only for images that have a frame to drop."""
+        works = [w for w in works if w.data is not None and w.decoded is not None and self._second_look_enabled]
+        if not works:
+            return
+        loop = asyncio.get_running_loop()
+        with _Stopwatch(works, "second_look"):
+            crops = await asyncio.gather(
+                *(loop.run_in_executor(self._decode_executor, _framed_part, w.data, w.decoded) for w in works)  # type: ignore[union-attr]
+            )
+            framed = [(w, c) for w, c in zip(works, crops, strict=True) if c is not None]
+            if not framed:
+                return
+            for work, crop in framed:
+                work.crop = crop
+            try:
+                vectors = await self._embedder.embed([c for _, c in framed])
+            except AppError as exc:  # the whole image's verdict still stands: the second look is a bonus
+                log.warning("second look skipped: %s", exc)
+                return
+            self.metrics.observe_embedded(len(framed))
+            neighbours = await self._index.search(np.stack(vectors), self._top_k, [w.image_id for w, _ in framed])
+            pairs = []
+            for (work, _), found in zip(framed, neighbours, strict=True):
+                work.crop_neighbours = [n for n in found if n.similarity >= self.thresholds.review]
+                pairs += [(work, n.image_id) for n in work.crop_neighbours]
+        await self._verify_pairs(pairs, {}, use_crop=True)
 
     async def _decide_all(
         self,
@@ -573,6 +652,8 @@ class CheckService:
                 note(image_id, phash_distance=distance)
         for neighbour in neighbours:
             note(neighbour.image_id, similarity=neighbour.similarity)
+        for neighbour in work.crop_neighbours:
+            note(neighbour.image_id, crop_similarity=neighbour.similarity)
         for image_id, sha256, phash, vector in recent:  # accepted lately by any process (shared index)
             values: dict[str, Any] = {"phash_distance": hamming(phash, work.phash)} if work.phash is not None else {}
             if sha256 == work.sha256:
@@ -615,6 +696,7 @@ class CheckService:
                         "outcome": v.outcome.value,
                         "inliers": v.inliers,
                         "base_coverage": v.base_coverage,
+                        "disagreement": v.disagreement,
                         "mirrored": v.mirrored,
                     }
                     for c, v in work.verified.items()

@@ -166,7 +166,13 @@ class VerifySettings(BaseModel):
     min_inliers: int = Field(15, ge=4)
     min_base_coverage: float = Field(0.20, ge=0, le=1)
     reject_below_inliers: int = Field(8, ge=0)
+    max_disagreement: float = Field(
+        0.36, ge=0, le=1, description="share of the aligned overlap that may look different and still confirm"
+    )
     feature_cache: int = Field(4096, ge=0, description="base images whose local features are kept in memory")
+    second_look: bool = Field(
+        True, description="embed and verify the picture inside a frame (screenshot, border) when still in doubt"
+    )
 
 
 class ApiSettings(BaseModel):

@@ -13,7 +13,8 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
     Exact hits win, then the nearest pHash hit (while pHash may decide alone), then each vector candidate, best
     first: the first at or above the duplicate threshold decides. In the grey band (review <= s < duplicate)
     verification decides: confirmed is a duplicate, rejected is no match, ambiguous (or not verified) makes the
-    image `review` unless a later candidate makes it a duplicate.
+    image `review` unless a later candidate makes it a duplicate. A candidate that only the framed part of the
+    image found (second look, `crop_similarity`) enters the grey band the same way but never skips verification.
     """
     limits = policy.thresholds
 
@@ -39,8 +40,8 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
         )
 
     scored = sorted(
-        (c for c in candidates if c.similarity is not None),
-        key=lambda c: (-(c.similarity or 0.0), c.image_id),
+        (c for c in candidates if c.similarity is not None or c.crop_similarity is not None),
+        key=lambda c: (-_reach(c), c.image_id),
     )
     review: Candidate | None = None
     for candidate in scored:
@@ -53,28 +54,31 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
                 similarity,
                 candidate.phash_distance,
             )
-        if similarity < limits.review:
+        if _reach(candidate) < limits.review:
             continue
         if candidate.verified is Verified.CONFIRMED:
             return Decision(
                 VerdictLabel.DUPLICATE,
                 DecidedBy.VERIFIED,
                 candidate.image_id,
-                similarity,
+                _reach(candidate),
                 candidate.phash_distance,
             )
         if candidate.verified is not Verified.REJECTED and review is None:
             review = candidate
 
     if review is not None:
-        return Decision(
-            VerdictLabel.REVIEW, DecidedBy.VECTOR, review.image_id, review.similarity, review.phash_distance
-        )
+        return Decision(VerdictLabel.REVIEW, DecidedBy.VECTOR, review.image_id, _reach(review), review.phash_distance)
     best = scored[0] if scored else nearest_hash
     return Decision(
         VerdictLabel.UNIQUE,
         DecidedBy.VECTOR,
         None,
-        best.similarity if best else None,
+        (_reach(best) if best is not nearest_hash else best.similarity) if best else None,
         nearest_hash.phash_distance if nearest_hash else None,
     )
+
+
+def _reach(candidate: Candidate) -> float:
+    """How close the candidate came: by the whole image, or by its framed part (second look)."""
+    return max(candidate.similarity or 0.0, candidate.crop_similarity or 0.0)

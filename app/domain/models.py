@@ -75,6 +75,9 @@ class Candidate:
     phash_distance: int | None = None
     exact: bool = False
     verified: Verified | None = None
+    # Similarity of the framed part of the image (second look) to this candidate: enough to get it verified,
+    # never enough to make a duplicate unverified.
+    crop_similarity: float | None = None
 
 
 @dataclass(frozen=True)

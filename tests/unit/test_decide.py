@@ -90,6 +90,16 @@ CASES = [
      "duplicate", "vector", 1, 0.95),
     ("below the band verification is not consulted", [C(1, similarity=0.5, verified=V.CONFIRMED)], POLICY,
      "unique", "vector", None, 0.5),
+    ("found by the framed part and confirmed", [C(1, similarity=0.4, crop_similarity=0.85, verified=V.CONFIRMED)],
+     POLICY, "duplicate", "verified", 1, 0.85),
+    ("found by the framed part only, not in the whole image's top-k", [C(1, crop_similarity=0.83,
+     verified=V.CONFIRMED)], POLICY, "duplicate", "verified", 1, 0.83),
+    ("the framed part never skips verification", [C(1, similarity=0.5, crop_similarity=0.97)], POLICY,
+     "review", "vector", 1, 0.97),
+    ("the framed part's candidate rejected", [C(1, similarity=0.5, crop_similarity=0.85, verified=V.REJECTED)],
+     POLICY, "unique", "vector", None, 0.85),
+    ("the framed part below the band", [C(1, crop_similarity=0.7, verified=V.CONFIRMED)], POLICY,
+     "unique", "vector", None, 0.7),
 ]  # fmt: skip
 
 

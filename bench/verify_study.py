@@ -1,0 +1,102 @@
+"""Study the verification stage offline: every (query, candidate) pair the service would verify, with its figures.
+
+python -m bench.verify_study [--corpus DIR] [--out FILE.csv]
+Embeds bases and queries as the service does, takes each query's top-5 indexed bases by cosine, and verifies every
+candidate above --min-similarity exactly as `app.verify` does (base features from the stored thumbnail). The CSV
+(one row per pair: true match or not, similarity, rank, inliers, coverages, disagreement) is what the verification
+policy is tuned on, without running the HTTP benchmark each time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from app.adapters.local_cnn_embedder import LocalCnnEmbedder
+from app.imaging import decode_image
+from app.verify import Features, VerifyPolicy, features_of_jpeg, query_features, thumbnail_jpeg, verify
+from bench.corpus import fold_of, load_corpus
+
+_BASES: list[Features] = []  # set in the parent before the pool forks; read-only in the workers
+
+
+def _verify_query(job: tuple[str, list[tuple[int, float]]]) -> list[tuple[int, float, object]]:
+    path, candidates = job
+    query = query_features(decode_image(Path(path).read_bytes(), 10**8).pixels)
+    return [(n, s, verify(query, _BASES[n], VerifyPolicy())) for n, s in candidates]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=Path("../shared/bench/dev"))
+    parser.add_argument("--cache", type=Path, default=Path(".cache/bench"))
+    parser.add_argument("--out", type=Path, default=Path("bench/out/verify_pairs.csv"))
+    parser.add_argument("--min-similarity", type=float, default=0.5)
+    parser.add_argument("--top-k", type=int, default=5)
+    args = parser.parse_args()
+    corpus = load_corpus(args.corpus, args.cache)
+    embedder = LocalCnnEmbedder(batch_size=8)
+    base_pixels = [decode_image(p.read_bytes(), 10**8).pixels for _, p in corpus.indexed]
+    base_vectors = embedder.embed_pixels(base_pixels)
+    _BASES.extend(features_of_jpeg(thumbnail_jpeg(p)) for p in base_pixels)
+    query_pixels = (decode_image(q.path.read_bytes(), 10**8).pixels for q in corpus.queries)
+    query_vectors = np.concatenate([embedder.embed_pixels([p]) for p in query_pixels])
+    scores = query_vectors @ base_vectors.T
+    jobs = []
+    for q, row in zip(corpus.queries, scores, strict=True):
+        top = np.argsort(-row)[: args.top_k]
+        jobs.append((str(q.path), [(int(n), float(row[n])) for n in top if row[n] >= args.min_similarity]))
+    with ProcessPoolExecutor(2) as pool:
+        results = list(pool.map(_verify_query, jobs, chunksize=16))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(
+            [
+                "file",
+                "transform",
+                "fold",
+                "positive",
+                "candidate",
+                "true_match",
+                "rank",
+                "similarity",
+                "inliers",
+                "base_coverage",
+                "query_coverage",
+                "mirrored",
+                "disagreement",
+                "overlap",
+                "compared_cells",
+            ]
+        )
+        for q, pairs in zip(corpus.queries, results, strict=True):
+            for rank, (n, s, v) in enumerate(pairs):
+                out.writerow(
+                    [
+                        q.path.name,
+                        q.transform,
+                        fold_of(q.base_id),
+                        int(q.expected_duplicate),
+                        corpus.indexed[n][0],
+                        int(corpus.indexed[n][0] == q.base_id),
+                        rank,
+                        round(s, 4),
+                        v.inliers,
+                        v.base_coverage,
+                        v.query_coverage,
+                        int(v.mirrored),
+                        v.disagreement,
+                        v.overlap,
+                        v.compared_cells,
+                    ]
+                )
+    print(f"written: {args.out} ({sum(len(r) for r in results)} pairs)")
+
+
+if __name__ == "__main__":
+    main()

@@ -53,10 +53,12 @@ class Container:
 def build_embedder(settings: Settings) -> Embedder:
     match settings.embedder.kind:
         case "local_cnn":
+            from app.adapters.coalescing_embedder import CoalescingEmbedder
             from app.adapters.local_cnn_embedder import LocalCnnEmbedder
 
             e = settings.embedder
-            return LocalCnnEmbedder(e.image_size, e.batch_size, e.torch_threads, e.device)
+            # Concurrent requests share the model's batches (the cloud embedder has its own concurrency).
+            return CoalescingEmbedder(LocalCnnEmbedder(e.image_size, e.batch_size, e.torch_threads, e.device))
         case "dashscope":
             from app.adapters.dashscope_embedder import DashScopeEmbedder
 

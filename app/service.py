@@ -73,6 +73,10 @@ log = logging.getLogger(__name__)
 _STRENGTH = {Verified.REJECTED: 0, Verified.AMBIGUOUS: 1, Verified.CONFIRMED: 2}
 
 
+def _confirmed(work: _Work) -> bool:
+    return any(v.outcome is Verified.CONFIRMED for v in work.verified.values())
+
+
 def _framed_part(data: bytes, decoded: DecodedImage) -> DecodedImage | None:
     """The picture inside a frame, decoded from the original bytes at its own resolution (CPU work)."""
     box = content_box(decoded.pixels)
@@ -251,7 +255,9 @@ class CheckService:
                 # what changed since is searched or verified again.
                 generation = self._index_generation
                 found = await self._search(ready)
-                await self._verify_pairs(self._grey_pairs(ready, found), {})
+                await self._verify_best_first(
+                    ready, {id(w): self._grey_candidates(found.get(id(w), [])) for w in ready}
+                )
                 await self._second_look([w for w in ready if not self._settled(w, found)])
                 async with self._decide_lock:
                     verdicts = await self._decide_and_record(ready, found, generation)
@@ -430,8 +436,35 @@ class CheckService:
         t = self.thresholds
         return similarity is not None and t.review <= similarity < t.duplicate
 
-    def _grey_pairs(self, works: Sequence[_Work], found: dict[int, list[Neighbor]]) -> list[tuple[_Work, int]]:
-        return [(w, n.image_id) for w in works for n in found.get(id(w), []) if self._in_grey_band(n.similarity)]
+    def _grey_candidates(self, neighbours: Sequence[Neighbor]) -> list[int]:
+        """The grey-band candidates to verify, best first; none when a candidate is a duplicate outright."""
+        if any(n.similarity >= self.thresholds.duplicate for n in neighbours):
+            return []
+        ranked = sorted(neighbours, key=lambda n: -n.similarity)
+        return [n.image_id for n in ranked if self._in_grey_band(n.similarity)]
+
+    async def _verify_best_first(
+        self, works: Sequence[_Work], ranked: dict[int, list[int]], use_crop: bool = False
+    ) -> None:
+        """One round per rank; an image leaves at its first confirmed candidate, since decide() looks no further.
+        That spares look-alikes further down their checks, and most copies the mirrored query's detection."""
+        for rank in range(max((len(r) for r in ranked.values()), default=0)):
+            pairs = [(w, ranked[id(w)][rank]) for w in works if rank < len(ranked.get(id(w), [])) and not _confirmed(w)]
+            if pairs:
+                await self._verify_pairs(pairs, {}, use_crop)
+
+    def _unverified_before_settled(self, work: _Work, candidates: Sequence[Candidate]) -> list[tuple[_Work, int]]:
+        """Grey-band candidates not verified yet, best first, up to the first one that already settles the image."""
+        pending = []
+        for candidate in sorted(candidates, key=lambda c: -max(c.similarity or 0.0, c.crop_similarity or 0.0)):
+            checked = work.verified.get(candidate.image_id)
+            if (candidate.similarity or 0.0) >= self.thresholds.duplicate or (
+                checked is not None and checked.outcome is Verified.CONFIRMED
+            ):
+                break
+            if checked is None and self._in_grey_band(candidate.similarity):
+                pending.append((work, candidate.image_id))
+        return pending
 
     async def _verify_pairs(
         self, pairs: list[tuple[_Work, int]], batch_pixels: dict[int, Any], use_crop: bool = False
@@ -502,7 +535,7 @@ class CheckService:
             return True
         if any(n.similarity >= self.thresholds.duplicate for n in found.get(id(work), [])):
             return True
-        return any(v.outcome is Verified.CONFIRMED for v in work.verified.values())
+        return _confirmed(work)
 
     async def _second_look(self, works: list[_Work]) -> None:
         """For images still in doubt: find the picture inside its frame (screenshot, border), embed and search that
@@ -528,11 +561,13 @@ class CheckService:
                 return
             self.metrics.observe_embedded(len(framed))
             neighbours = await self._index.search(np.stack(vectors), self._top_k, [w.image_id for w, _ in framed])
-            pairs = []
+            ranked = {}
             for (work, _), found in zip(framed, neighbours, strict=True):
-                work.crop_neighbours = [n for n in found if n.similarity >= self.thresholds.review]
-                pairs += [(work, n.image_id) for n in work.crop_neighbours]
-        await self._verify_pairs(pairs, {}, use_crop=True)
+                work.crop_neighbours = sorted(
+                    (n for n in found if n.similarity >= self.thresholds.review), key=lambda n: -n.similarity
+                )
+                ranked[id(work)] = [n.image_id for n in work.crop_neighbours]
+        await self._verify_best_first([w for w, _ in framed], ranked, use_crop=True)
 
     async def _decide_all(
         self,
@@ -547,8 +582,8 @@ class CheckService:
         for work in works:
             candidates = self._candidates(work, exact, found.get(id(work), []), accepted_in_batch, recent)
             # Candidates that appeared since the unlocked pass (in this batch, or accepted a moment ago).
-            late = [(work, c.image_id) for c in candidates if self._in_grey_band(c.similarity)]
-            if any(c not in work.verified for _, c in late):
+            late = self._unverified_before_settled(work, candidates)
+            if late:
                 pixels = {
                     (o.image_id if o.image_id is not None else -1 - o.position): o.decoded.pixels
                     for o in accepted_in_batch

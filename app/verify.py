@@ -12,6 +12,7 @@ CPU work: callers run it on the bounded thread pool. Pure: pixels in, a result o
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import cv2
@@ -251,17 +252,47 @@ def _confirms(alignment: Alignment, policy: VerifyPolicy) -> bool:
     return alignment.inliers >= policy.min_inliers and alignment.base_coverage >= policy.min_base_coverage
 
 
+@functools.cache
+def _mirror_permutation() -> np.ndarray:
+    """Where each SIFT descriptor entry goes when the image is mirrored left-right.
+
+    OpenCV lays a descriptor out as 4 x 4 cells (rows, columns of the keypoint's own frame) x 8 orientation bins.
+    Mirroring flips that frame about its orientation axis: cell rows reverse and a gradient angle a becomes -a.
+    (Checked against detection on the flipped image: the permuted descriptors are identical.)
+    """
+    order = np.empty(128, dtype=np.int64)
+    for row in range(4):
+        for col in range(4):
+            for b in range(8):
+                order[(row * 4 + col) * 8 + b] = ((3 - row) * 4 + col) * 8 + (8 - b) % 8
+    return order
+
+
+def mirrored(found: Features) -> Features:
+    """The features of the mirror image, without detecting again."""
+    points = found.points.copy()
+    # x -> width - 0.5 - x, not width - 1 - x: OpenCV's SIFT coordinates carry a half-pixel offset (it detects on
+    # an image upsampled by two), found by comparing with detection on the flipped image.
+    points[:, 0] = found.width - 0.5 - points[:, 0]
+    return Features(
+        points,
+        np.ascontiguousarray(found.descriptors[:, _mirror_permutation()]),
+        found.width,
+        found.height,
+        np.ascontiguousarray(found.sketch[:, ::-1]),
+    )
+
+
 class QueryFeatures:
-    """The query's features, and its mirror image's, detected only when a direct match fails."""
+    """The query's features, and its mirror image's, derived only when a direct match fails."""
 
     def __init__(self, image: Image.Image) -> None:
-        self._pixels = grey(image)
-        self.direct = features(self._pixels)
+        self.direct = features(grey(image))
         self._mirrored: Features | None = None
 
     def mirrored(self) -> Features:
         if self._mirrored is None:  # two threads may both compute it; the results are equal
-            self._mirrored = features(np.ascontiguousarray(self._pixels[:, ::-1]))
+            self._mirrored = mirrored(self.direct)
         return self._mirrored
 
 

@@ -21,9 +21,19 @@ log = logging.getLogger(__name__)
 
 
 async def run_scheduler(container: Container, stop: asyncio.Event, *, register: bool = True) -> None:
+    worker = container.settings.worker
+    log.info(
+        "scheduler started (batch %d, %d at a time, register=%s)", worker.batch_size, worker.concurrency, register
+    )
+    # Several batches in flight keep both the network (fetch) and the cores (decode, embed, verify) busy; the
+    # service's decide lock still decides one batch at a time.
+    await asyncio.gather(*(_drain_loop(container, stop, register) for _ in range(worker.concurrency)))
+    log.info("scheduler stopped")
+
+
+async def _drain_loop(container: Container, stop: asyncio.Event, register: bool) -> None:
     idle = container.settings.worker.idle_seconds
     failures = 0
-    log.info("scheduler started (batch %d, register=%s)", container.settings.worker.batch_size, register)
     while not stop.is_set():
         try:
             claimed = await drain_once(container, register=register)
@@ -38,4 +48,3 @@ async def run_scheduler(container: Container, stop: asyncio.Event, *, register: 
         wait = idle if not failures else min(idle * 2**failures, 60.0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), wait * random.uniform(0.8, 1.2))
-    log.info("scheduler stopped")

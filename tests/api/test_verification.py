@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from app.composition import build_container
 from app.domain.models import CheckItem, UploadRef
 from app.settings import PolicySettings, Settings, VerifySettings
-from tests.support import bench_image, cropped, jpeg, running_app, upload
+from tests.support import bench_image, cropped, jpeg, resized, running_app, screenshot, upload
 
 # A wide verification band, as with the benchmark's calibrated thresholds.
 BAND = PolicySettings(duplicate_threshold=0.95, review_threshold=0.60)
@@ -61,3 +61,49 @@ async def test_verification_inside_one_batch_and_thumbnails_of_accepted_only(
         async with container.engine.connect() as connection:
             kept = (await connection.execute(sa.text("SELECT image_id FROM thumbnail"))).scalars().all()
         assert kept == [first.image_id]
+
+
+async def test_two_states_of_one_dialog_are_not_confirmed(make_settings: Callable[..., Settings]) -> None:
+    # b0269 and b0271: two states of one GIMP dialog. Over a hundred inliers on the shared title, buttons and
+    # list entries; aligned, about half of the overlap differs.
+    async with running_app(make_settings(policy=BAND)) as (_, client):
+        dialog = (await upload(client, jpeg(bench_image("b0269")))).json()
+        other = (await upload(client, jpeg(resized(bench_image("b0271"), 0.8)))).json()
+        assert (other["verdict"], other["matched_image_id"]) == ("review", dialog["image_id"])
+        stored = (await client.get(f"/images/{other['image_id']}")).json()
+        check = stored["explanation"]["verification"][str(dialog["image_id"])]
+        assert check["outcome"] == "ambiguous"
+        assert check["inliers"] >= 15 and check["base_coverage"] >= 0.20  # inliers alone would confirm it
+        assert check["disagreement"] > 0.36
+
+
+async def test_without_the_appearance_check_the_dialogs_pass(make_settings: Callable[..., Settings]) -> None:
+    # The control for the test above: the same pair, with any disagreement allowed, is a "verified" duplicate.
+    settings = make_settings(policy=BAND, verify=VerifySettings(max_disagreement=1.0))
+    async with running_app(settings) as (_, client):
+        dialog = (await upload(client, jpeg(bench_image("b0269")))).json()
+        other = (await upload(client, jpeg(resized(bench_image("b0271"), 0.8)), register=False)).json()
+        assert (other["verdict"], other["decided_by"], other["matched_image_id"]) == (
+            "duplicate",
+            "verified",
+            dialog["image_id"],
+        )
+
+
+async def test_second_look_finds_the_photo_inside_a_screenshot(make_settings: Callable[..., Settings]) -> None:
+    for second_look in (False, True):
+        async with running_app(make_settings(policy=BAND, verify=VerifySettings(second_look=second_look))) as (
+            _,
+            client,
+        ):
+            original = (await upload(client, jpeg(bench_image(SCREENSHOT_BASE)))).json()
+            shot = (await upload(client, jpeg(screenshot(bench_image(SCREENSHOT_BASE))), register=False)).json()
+            if second_look:
+                assert (shot["verdict"], shot["decided_by"], shot["matched_image_id"]) == (
+                    "duplicate",
+                    "verified",
+                    original["image_id"],
+                )
+                assert "second_look" in shot["timings_ms"]
+            else:  # the whole screenshot's embedding does not find the photo
+                assert shot["verdict"] != "duplicate"

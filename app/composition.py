@@ -147,6 +147,10 @@ async def build_container(
         stack.push_async_callback(fetcher.aclose)
         metrics = Metrics()
         decode_executor = ThreadPoolExecutor(settings.decode.threads, thread_name_prefix="decode")
+        if settings.decode.opencv_threads:
+            import cv2
+
+            cv2.setNumThreads(settings.decode.opencv_threads)
         stack.callback(decode_executor.shutdown, wait=True)
         service = CheckService(
             session_factory=sessions,
@@ -174,6 +178,7 @@ async def build_container(
                     min_base_coverage=settings.verify.min_base_coverage,
                     reject_below_inliers=settings.verify.reject_below_inliers,
                     max_disagreement=settings.verify.max_disagreement,
+                    query_side=settings.verify.query_side,
                 )
                 if settings.verify.enabled
                 else None

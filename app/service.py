@@ -82,7 +82,11 @@ def _framed_part(data: bytes, decoded: DecodedImage) -> DecodedImage | None:
     box = content_box(decoded.pixels)
     if box is None:
         return None
-    return replace(decoded, pixels=decode_region(data, box))
+    try:
+        return replace(decoded, pixels=decode_region(data, box))
+    except (OSError, ValueError, SyntaxError) as exc:  # decoded once already; a second look is only a bonus
+        log.warning("second look could not decode the framed part: %s", exc)
+        return None
 
 
 @dataclass
@@ -493,7 +497,10 @@ class CheckService:
             else:
                 missing = [w for w in works if w.query_features is None]
                 computed = await asyncio.gather(
-                    *(loop.run_in_executor(pool, query_features, w.decoded.pixels) for w in missing)  # type: ignore[union-attr]
+                    *(
+                        loop.run_in_executor(pool, query_features, w.decoded.pixels, policy.query_side)  # type: ignore[union-attr]
+                        for w in missing
+                    )
                 )
                 for work, pair in zip(missing, computed, strict=True):
                     work.query_features = pair

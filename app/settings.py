@@ -55,7 +55,10 @@ class FetchSettings(BaseModel):
 
 class DecodeSettings(BaseModel):
     max_pixels: int = 40_000_000
+    # The CPU pool for decoding and verification; each task runs OpenCV single-threaded, so that concurrent
+    # requests, not one request's internals, share the cores.
     threads: int = 2
+    opencv_threads: int = Field(1, ge=0, description="0: OpenCV's own default (all cores per call)")
 
 
 class EmbedderSettings(BaseModel):
@@ -167,6 +170,7 @@ class VerifySettings(BaseModel):
     min_inliers: int = Field(15, ge=4)
     min_base_coverage: float = Field(0.20, ge=0, le=1)
     reject_below_inliers: int = Field(8, ge=0)
+    query_side: int = Field(512, ge=128, le=1024, description="longest side of the query when verified")
     max_disagreement: float = Field(
         0.36, ge=0, le=1, description="share of the aligned overlap that may look different and still confirm"
     )

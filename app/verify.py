@@ -37,6 +37,8 @@ class VerifyPolicy:
     min_base_coverage: float = 0.20
     # Below this many inliers nothing is shared: the pair is rejected rather than sent to review.
     reject_below_inliers: int = 8
+    # Longest side the whole query is verified at (its framed part always at VERIFY_SIDE); bases at VERIFY_SIDE.
+    query_side: int = VERIFY_SIDE
     ratio: float = 0.8
     min_scale: float = 0.2
     max_scale: float = 5.0
@@ -286,8 +288,8 @@ def mirrored(found: Features) -> Features:
 class QueryFeatures:
     """The query's features, and its mirror image's, derived only when a direct match fails."""
 
-    def __init__(self, image: Image.Image) -> None:
-        self.direct = features(grey(image))
+    def __init__(self, image: Image.Image, side: int = VERIFY_SIDE) -> None:
+        self.direct = features(grey(image, side))
         self._mirrored: Features | None = None
 
     def mirrored(self) -> Features:
@@ -296,8 +298,8 @@ class QueryFeatures:
         return self._mirrored
 
 
-def query_features(image: Image.Image) -> QueryFeatures:
-    return QueryFeatures(image)
+def query_features(image: Image.Image, side: int = VERIFY_SIDE) -> QueryFeatures:
+    return QueryFeatures(image, side)
 
 
 def thumbnail_jpeg(image: Image.Image, side: int = VERIFY_SIDE, quality: int = 85) -> bytes:

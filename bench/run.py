@@ -25,7 +25,7 @@ import numpy as np
 
 from app.imaging import decode_image
 from app.phash_index import PhashIndex
-from bench.corpus import Query, load_corpus
+from bench.corpus import Query, fold_of, load_corpus
 
 
 def free_port() -> int:
@@ -128,9 +128,29 @@ def summarise(
         "review_rate_negative": reviews["negative"] / negatives if negatives else None,
         "recall_per_transform": {t: float(np.mean(v)) for t, v in sorted(per_transform.items())},
         "decided_by": dict(stages),
+        "per_fold": _per_fold(queries, results, base_of),
         "images_per_s": len(queries) / wall,
         "latency_ms": {p: float(np.percentile(latencies, int(p[1:]))) for p in ("p50", "p95", "p99")},
     }
+
+
+def _per_fold(
+    queries: list[Query], results: list[tuple[dict[str, Any], float]], base_of: dict[int, str]
+) -> dict[str, dict[str, float]]:
+    """Recall and precision per protocol fold (the fold of the query's base): how much the figures move between
+    two halves of the corpus."""
+    out = {}
+    for fold in (0, 1):
+        chosen = [(q, b) for q, (b, _) in zip(queries, results, strict=True) if fold_of(q.base_id) == fold]
+        flagged = [(q, b) for q, b in chosen if b.get("verdict") == "duplicate"]
+        right = sum(base_of.get(b["matched_image_id"]) == q.base_id for q, b in flagged if q.expected_duplicate)
+        positives = sum(q.expected_duplicate for q, _ in chosen)
+        out[str(fold)] = {
+            "queries": len(chosen),
+            "recall": right / positives if positives else 0.0,
+            "precision": right / len(flagged) if flagged else 1.0,
+        }
+    return out
 
 
 def plot_report(
@@ -185,6 +205,12 @@ def print_report(report: dict[str, Any]) -> None:
     b = report["phash_baseline"]
     print(f"| pHash ≤ 5 alone (same run) | {b['recall']:.3f} | {b['precision']:.4f} | | | |")
     print("\nrecall per transform: " + ", ".join(f"{t} {r:.2f}" for t, r in q["recall_per_transform"].items()))
+    print(
+        "per fold: "
+        + ", ".join(
+            f"fold {f}: recall {v['recall']:.3f}, precision {v['precision']:.4f}" for f, v in q["per_fold"].items()
+        )
+    )
     print(f"decided by: {q['decided_by']}")
     lat = q["latency_ms"]
     print(f"latency ms: p50 {lat['p50']:.0f}, p95 {lat['p95']:.0f}, p99 {lat['p99']:.0f}")

@@ -22,9 +22,7 @@ log = logging.getLogger(__name__)
 
 async def run_scheduler(container: Container, stop: asyncio.Event, *, register: bool = True) -> None:
     worker = container.settings.worker
-    log.info(
-        "scheduler started (batch %d, %d at a time, register=%s)", worker.batch_size, worker.concurrency, register
-    )
+    log.info("scheduler started (batch %d, %d at a time, register=%s)", worker.batch_size, worker.concurrency, register)
     # Several batches in flight keep both the network (fetch) and the cores (decode, embed, verify) busy; the
     # service's decide lock still decides one batch at a time.
     await asyncio.gather(*(_drain_loop(container, stop, register) for _ in range(worker.concurrency)))

@@ -23,6 +23,8 @@ from app.domain.models import Verified
 
 VERIFY_SIDE = 512
 SKETCH_SIDE = 128
+# Strongest keypoints kept per image: matching costs grow with the product of two images' counts.
+MAX_FEATURES = 1000
 CELL = 8  # sketch pixels per side of a compared cell
 FLAT = 3.0  # grey-level standard deviation below which a cell is flat
 MIN_CORRELATION = 0.5
@@ -94,8 +96,8 @@ def grey(image: Image.Image, side: int = VERIFY_SIDE) -> np.ndarray:
     return np.asarray(image.convert("L"), dtype=np.uint8)
 
 
-def features(pixels: np.ndarray, max_features: int = 1000) -> Features:
-    sift = cv2.SIFT_create(nfeatures=max_features)
+def features(pixels: np.ndarray, max_features: int | None = None) -> Features:
+    sift = cv2.SIFT_create(nfeatures=max_features or MAX_FEATURES)
     keypoints, descriptors = sift.detectAndCompute(pixels, None)
     height, width = pixels.shape[:2]
     sketch = _sketch(pixels)

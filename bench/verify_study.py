@@ -39,8 +39,13 @@ def main() -> None:
     parser.add_argument("--min-similarity", type=float, default=0.5)
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--query-side", type=int, default=512, help="longest side the query is verified at")
+    parser.add_argument("--max-features", type=int, default=0, help="keypoints kept per image (0: the shipped)")
     args = parser.parse_args()
     _QUERY_SIDE[0] = args.query_side
+    if args.max_features:
+        import app.verify
+
+        app.verify.MAX_FEATURES = args.max_features
     corpus = load_corpus(args.corpus, args.cache)
     embedder = LocalCnnEmbedder(batch_size=8)
     base_pixels = [decode_image(p.read_bytes(), 10**8).pixels for _, p in corpus.indexed]

@@ -1,9 +1,10 @@
 """CheckService: the one place where IO and the decision meet (design §1).
 
 Every entrance (`POST /check`, the scheduler, re-checks) calls `check(batch)`. Per batch:
-fetch+decode concurrently → exact/pHash prefilter → embed what is still undecided (one batch) → under the
-service's lock: search, decide each image in id order against the indexes *and* the images accepted earlier in
-the same batch, record in one transaction, then add the accepted ones to the indexes. The database write comes
+fetch+decode concurrently → exact/pHash prefilter → embed what is still undecided (one batch) → search and
+verify grey-band candidates best first → a second look at the framed part of images still in doubt → under the
+service's lock: search again if the index changed, decide each image in id order against the indexes *and* the
+images accepted earlier in the same batch, record in one transaction, then add the accepted ones to the indexes. The database write comes
 first, so a crash before the index write is repaired at the next start (`reconcile`).
 """
 

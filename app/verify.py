@@ -23,8 +23,9 @@ from app.domain.models import Verified
 
 VERIFY_SIDE = 512
 SKETCH_SIDE = 128
-# Strongest keypoints kept per image: matching costs grow with the product of two images' counts.
-MAX_FEATURES = 1000
+# Strongest keypoints kept per image: matching costs grow with the product of two images' counts. On the dev
+# split 600 instead of 1,000 confirm 7 fewer of 2,736 copies and no false pair, at about a third of the cost.
+MAX_FEATURES = 600
 CELL = 8  # sketch pixels per side of a compared cell
 FLAT = 3.0  # grey-level standard deviation below which a cell is flat
 MIN_CORRELATION = 0.5

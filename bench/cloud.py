@@ -31,7 +31,7 @@ from app.settings import (
     WorkerSettings,
 )
 from app.worker.scheduler import run_scheduler
-from bench.corpus import load_corpus
+from bench.corpus import corpus_arguments, load_corpus
 from tests.cloud_fakes.dashscope_fake import DashScopeFake
 from tests.cloud_fakes.dashvector_fake import DashVectorFake
 from tests.queue_support import insert_rows
@@ -127,9 +127,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=Path("../shared/bench/dev"))
-    parser.add_argument("--cache", type=Path, default=Path(".cache/bench"))
+    parser = corpus_arguments(__doc__)
     parser.add_argument("--rpm", type=float, default=120)
     parser.add_argument("--latency-ms", type=int, default=150)
     parser.add_argument("--minutes", type=float, default=3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import hashlib
 import subprocess
@@ -58,3 +59,11 @@ def load_corpus(corpus_dir: Path, cache_dir: Path) -> Corpus:
             )
     queries += [Query(corpus_dir / "base" / f"{b}.jpg", b, "base", False) for b in bases if not is_indexed(b)]
     return Corpus(indexed, queries)
+
+
+def corpus_arguments(description: str | None) -> argparse.ArgumentParser:
+    """A parser with the options every bench command shares: which corpus, and where its variants are cached."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=Path("../shared/bench/dev"), help="base/ and bases.csv")
+    parser.add_argument("--cache", type=Path, default=Path(".cache/bench"), help="where variants are generated")
+    return parser

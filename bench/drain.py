@@ -24,7 +24,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bench.corpus import load_corpus
+from bench.corpus import corpus_arguments, load_corpus
 from bench.run import free_port
 
 CONFIG_INI = """[database]
@@ -169,9 +169,7 @@ async def run(args: argparse.Namespace) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=Path("../shared/bench/dev"))
-    parser.add_argument("--cache", type=Path, default=Path(".cache/bench"))
+    parser = corpus_arguments(__doc__)
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--mysql", default="root@127.0.0.1:3306")

@@ -5,7 +5,6 @@ python -m bench.fit_thresholds [--corpus DIR] — prints the precision/recall of
 
 from __future__ import annotations
 
-import argparse
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import numpy as np
 
 from app.adapters.local_cnn_embedder import LocalCnnEmbedder
 from app.imaging import decode_image
-from bench.corpus import fold_of, load_corpus
+from bench.corpus import corpus_arguments, fold_of, load_corpus
 
 
 def embed_files(embedder: LocalCnnEmbedder, paths: list[Path]) -> np.ndarray:
@@ -33,9 +32,7 @@ def fit(similarity: np.ndarray, correct: np.ndarray, target_precision: float) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--corpus", type=Path, default=Path("../shared/bench/dev"))
-    parser.add_argument("--cache", type=Path, default=Path(".cache/bench"))
+    parser = corpus_arguments(__doc__)
     parser.add_argument("--precision", type=float, default=0.995)
     args = parser.parse_args()
     corpus = load_corpus(args.corpus, args.cache)

@@ -25,7 +25,7 @@ import numpy as np
 
 from app.imaging import decode_image
 from app.phash_index import PhashIndex
-from bench.corpus import Query, fold_of, load_corpus
+from bench.corpus import Query, corpus_arguments, fold_of, load_corpus
 
 
 def free_port() -> int:
@@ -264,9 +264,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Query], li
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=Path("../shared/bench/dev"))
-    parser.add_argument("--cache", type=Path, default=Path(".cache/bench"))
+    parser = corpus_arguments(__doc__)
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--limit", type=int, default=0, help="check about this many queries (0: all)")

@@ -9,7 +9,6 @@ policy is tuned on, without running the HTTP benchmark each time.
 
 from __future__ import annotations
 
-import argparse
 import csv
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 from app.adapters.local_cnn_embedder import LocalCnnEmbedder
 from app.imaging import decode_image
 from app.verify import Features, VerifyPolicy, features_of_jpeg, query_features, thumbnail_jpeg, verify
-from bench.corpus import fold_of, load_corpus
+from bench.corpus import corpus_arguments, fold_of, load_corpus
 
 _BASES: list[Features] = []  # set in the parent before the pool forks; read-only in the workers
 _QUERY_SIDE: list[int] = [512]
@@ -32,9 +31,7 @@ def _verify_query(job: tuple[str, list[tuple[int, float]]]) -> list[tuple[int, f
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=Path("../shared/bench/dev"))
-    parser.add_argument("--cache", type=Path, default=Path(".cache/bench"))
+    parser = corpus_arguments(__doc__)
     parser.add_argument("--out", type=Path, default=Path("bench/out/verify_pairs.csv"))
     parser.add_argument("--min-similarity", type=float, default=0.5)
     parser.add_argument("--top-k", type=int, default=5)

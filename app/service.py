@@ -4,8 +4,8 @@ Every entrance (`POST /check`, the scheduler, re-checks) calls `check(batch)`. P
 fetch+decode concurrently → exact/pHash prefilter → embed what is still undecided (one batch) → search and
 verify grey-band candidates best first → a second look at the framed part of images still in doubt → under the
 service's lock: search again if the index changed, decide each image in id order against the indexes *and* the
-images accepted earlier in the same batch, record in one transaction, then add the accepted ones to the indexes. The database write comes
-first, so a crash before the index write is repaired at the next start (`reconcile`).
+images accepted earlier in the same batch, record in one transaction, then add the accepted ones to the indexes.
+The database write comes first, so a crash before the index write is repaired at the next start (`reconcile`).
 """
 
 from __future__ import annotations

@@ -43,6 +43,12 @@ def start_service(data_dir: Path, port: int, overrides: list[str]) -> subprocess
     )
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def wait_ready(client: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
     for _ in range(240):
         if process.poll() is not None:
@@ -215,7 +221,10 @@ def print_report(report: dict[str, Any]) -> None:
     lat = q["latency_ms"]
     print(f"latency ms: p50 {lat['p50']:.0f}, p95 {lat['p95']:.0f}, p99 {lat['p99']:.0f}")
     print(f"registration: {report['registration']}")
-    print(f"peak service memory: {report['peak_rss_mb']:.0f} MB; errors: {q['errors']}")
+    print(
+        f"peak service memory: {report['peak_rss_mb']:.0f} MB; service CPU {report['service_cpu_ms_per_query']:.0f} ms"
+        f" per query, cores {report['service_cpu_utilisation']:.0%} busy; errors: {q['errors']}"
+    )
     stages = report["stage_latency_ms"]
     print(
         "service stage latency ms (p50/p95): "
@@ -236,9 +245,9 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Query], li
                 registered = await post_all(client, [p for _, p in corpus.indexed], True, args.concurrency)
                 register_wall = time.perf_counter() - start
                 base_of = {body["image_id"]: b for (b, _), (body, _) in zip(corpus.indexed, registered, strict=True)}
-                start = time.perf_counter()
+                start, cpu_start = time.perf_counter(), cpu_seconds(process.pid)
                 results = await post_all(client, [q.path for q in queries], False, args.concurrency)
-                wall = time.perf_counter() - start
+                wall, cpu = time.perf_counter() - start, cpu_seconds(process.pid) - cpu_start
                 stage_latency = (await client.get("/stats")).json()["this_process"]["latency_ms"]
             status = Path(f"/proc/{process.pid}/status").read_text()
             peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
@@ -254,6 +263,9 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Query], li
             "queries_phase": summarise(queries, results, base_of, wall),
             "phash_baseline": phash_baseline(corpus.indexed, queries),
             "peak_rss_mb": peak_kb / 1024,
+            # CPU time the service spent per query, and how busy it kept the cores
+            "service_cpu_ms_per_query": cpu / len(queries) * 1000,
+            "service_cpu_utilisation": cpu / wall / (os.cpu_count() or 1),
             "stage_latency_ms": stage_latency,
             "concurrency": args.concurrency,
             "service_env": args.env,

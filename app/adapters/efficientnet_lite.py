@@ -11,6 +11,7 @@ import math
 import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 # (repeats, kernel, stride, expand ratio, in channels, out channels), from efficientnet_lite_builder.py
 _LITE0_STAGES = (
@@ -30,6 +31,10 @@ class SamePadConv2d(nn.Conv2d):
     """Conv2d padded like TensorFlow's SAME: output size ceil(input / stride), extra padding at the end."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == (1, 1) and all(k % 2 for k in self.kernel_size):
+            # Stride 1, odd kernel: SAME is symmetric, so the convolution pads by itself without a copy of x.
+            padding = (self.kernel_size[0] // 2, self.kernel_size[1] // 2)
+            return F.conv2d(x, self.weight, self.bias, 1, padding, self.dilation, self.groups)
         pads: list[int] = []
         for size, kernel, stride in zip(
             reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), strict=True
@@ -86,13 +91,34 @@ class EfficientNetLite0Features(nn.Module):
         return F.relu6(self._bn1(self._conv_head(x)))
 
 
-def load_lite0_features(weights_path: str) -> EfficientNetLite0Features:
+def load_lite0_features(weights_path: str, fuse: bool = True) -> EfficientNetLite0Features:
     model = EfficientNetLite0Features()
     state = torch.load(weights_path, map_location="cpu", weights_only=True)
     # The classifier (_fc) is not needed for features.
     state = {k: v for k, v in state.items() if not k.startswith("_fc.")}
     model.load_state_dict(state, strict=True)
-    return model.eval()
+    model.eval()
+    return fold_batch_norms(model) if fuse else model
+
+
+def fold_batch_norms(model: EfficientNetLite0Features) -> EfficientNetLite0Features:
+    """Fold each inference-mode BatchNorm into the convolution before it: the same function, one pass less over
+    every feature map (BatchNorm was a fifth of the embedder's CPU time)."""
+    pairs = [(model, "_conv_stem", "_bn0"), (model, "_conv_head", "_bn1")]
+    for block in model._blocks:
+        assert isinstance(block, MBConvBlock)
+        if block.expand:
+            pairs.append((block, "_expand_conv", "_bn0"))
+        pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+    with torch.no_grad():
+        for owner, conv_name, bn_name in pairs:
+            conv, bn = getattr(owner, conv_name), getattr(owner, bn_name)
+            weight, bias = fuse_conv_bn_weights(
+                conv.weight, conv.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias
+            )
+            conv.weight, conv.bias = weight, bias
+            setattr(owner, bn_name, nn.Identity())
+    return model
 
 
 def classifier_from_weights(weights_path: str) -> nn.Linear:

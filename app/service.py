@@ -53,7 +53,7 @@ from app.domain.models import (
 )
 from app.imaging import decode_image, decode_region
 from app.metrics import Metrics
-from app.phash_index import hamming
+from app.phash_index import PhashIndex, hamming
 from app.ports import DecodedImage, Embedder, ImageFetcher, Neighbor, VectorIndex
 from app.verify import (
     FeatureCache,
@@ -155,7 +155,7 @@ class CheckService:
         fetcher: ImageFetcher,
         embedder: Embedder,
         index: VectorIndex,
-        phash_index: Any,
+        phash_index: PhashIndex,
         thresholds: Thresholds,
         top_k: int,
         phash_alone_max_index: int,

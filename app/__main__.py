@@ -13,6 +13,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
@@ -73,10 +74,17 @@ async def _worker(settings: Settings, args: argparse.Namespace) -> None:
     register = not args.no_register
     async with build_container(settings, writes_index=register) as container:
         if args.once:  # drain until nothing is due, then exit (benchmarks, cron)
-            total = 0
-            while claimed := await drain_once(container, register=register):
-                total += claimed
-            print(f"processed {total} rows")
+
+            async def until_empty() -> int:
+                total = 0
+                while claimed := await drain_once(container, register=register):
+                    total += claimed
+                return total
+
+            start = time.perf_counter()
+            total = sum(await asyncio.gather(*(until_empty() for _ in range(settings.worker.concurrency))))
+            elapsed = time.perf_counter() - start
+            print(f"processed {total} rows in {elapsed:.1f} s ({total / max(elapsed, 1e-9):.1f} rows/s)")
             return
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

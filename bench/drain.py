@@ -3,6 +3,10 @@ the service started with an old-style config.ini, GET /stats watched until nothi
 
 python -m bench.drain [--rows 1000] [--mysql root@127.0.0.1:3306] [--batch-size 100]
 Prints the drain throughput (rows/s) and how many planted duplicates were found.
+
+python -m bench.drain --protocol: the benchmark protocol's scheduler path (../shared/bench/README.md step 3):
+the indexed bases registered through the queue by `worker --once`, then all queries enqueued and checked by
+`worker --once --no-register`; prints its rows/s and the same accuracy figures as `bench.run`.
 """
 
 from __future__ import annotations
@@ -48,6 +52,13 @@ log_level = WARNING
 """
 
 
+QUEUE_TABLE = (
+    "CREATE TABLE images (id BIGINT PRIMARY KEY AUTO_INCREMENT, image_url VARCHAR(1024) NOT NULL, "
+    "status VARCHAR(32) NOT NULL DEFAULT 'draft', similarity VARCHAR(32) NOT NULL DEFAULT 'draft', "
+    "created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, KEY (status, similarity))"
+)
+
+
 class _QuietHandler(SimpleHTTPRequestHandler):
     def log_message(self, *_: object) -> None:
         pass
@@ -90,13 +101,7 @@ async def run(args: argparse.Namespace) -> None:
             await c.execute(sa.text(f"DROP DATABASE IF EXISTS {database}"))
             await c.execute(sa.text(f"CREATE DATABASE {database}"))
             await c.execute(sa.text(f"USE {database}"))
-            await c.execute(
-                sa.text(
-                    "CREATE TABLE images (id BIGINT PRIMARY KEY AUTO_INCREMENT, image_url VARCHAR(1024) NOT NULL, "
-                    "status VARCHAR(32) NOT NULL DEFAULT 'draft', similarity VARCHAR(32) NOT NULL DEFAULT 'draft', "
-                    "created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, KEY (status, similarity))"
-                )
-            )
+            await c.execute(sa.text(QUEUE_TABLE))
             await c.execute(
                 sa.text("INSERT INTO images (id, image_url) VALUES (:id, :url)"),
                 [{"id": i, "url": p} for i, (p, _, _) in enumerate(order, start=1)],
@@ -168,12 +173,102 @@ async def run(args: argparse.Namespace) -> None:
     print(f"originals marked duplicate: {originals_flagged}/{len(image_of_base)}")
 
 
+async def run_protocol(args: argparse.Namespace) -> None:
+    corpus = load_corpus(args.corpus, args.cache)
+    database = "imgdedup_protocol_bench"
+    user, hostport = args.mysql.split("@")
+    host, port = hostport.split(":")
+    with tempfile.TemporaryDirectory(prefix="imgdedup-protocol-") as tmp:
+        root = Path(tmp) / "www"
+        root.mkdir()
+        (root / "base").symlink_to((args.corpus / "base").resolve())
+        (root / "variants").symlink_to((args.cache / f"{args.corpus.name}-variants" / "variants").resolve())
+        server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        config = Path(tmp) / "config.ini"
+        config.write_text(
+            CONFIG_INI.format(
+                host=host,
+                port=port,
+                user=user,
+                database=database,
+                http_port=server.server_address[1],
+                batch_size=args.batch_size,
+            )
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
+        env.update(
+            {
+                "APP_CONFIG_INI": str(config),
+                "APP_DATA_DIR": str(Path(tmp) / "data"),
+                "APP_FETCH__ALLOW_PRIVATE_HOSTS": '["127.0.0.1"]',
+            }
+        )
+        admin = create_async_engine(f"mysql+asyncmy://{args.mysql}/", isolation_level="AUTOCOMMIT")
+        async with admin.connect() as c:
+            await c.execute(sa.text(f"DROP DATABASE IF EXISTS {database}"))
+            await c.execute(sa.text(f"CREATE DATABASE {database}"))
+            await c.execute(sa.text(f"USE {database}"))
+            await c.execute(sa.text(QUEUE_TABLE))
+            await c.execute(
+                sa.text("INSERT INTO images (id, image_url) VALUES (:id, :url)"),
+                [{"id": i, "url": f"base/{b}.jpg"} for i, (b, _) in enumerate(corpus.indexed, start=1)],
+            )
+        subprocess.run([sys.executable, "-m", "app", "worker", "--once"], env=env, check=True, capture_output=True)
+        first_query = len(corpus.indexed) + 1
+        async with admin.connect() as c:
+            await c.execute(sa.text(f"USE {database}"))
+            await c.execute(
+                sa.text("INSERT INTO images (id, image_url) VALUES (:id, :url)"),
+                [
+                    {"id": i, "url": f"{'variants' if q.transform != 'base' else 'base'}/{q.path.name}"}
+                    for i, q in enumerate(corpus.queries, start=first_query)
+                ],
+            )
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "worker", "--once", "--no-register"],
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        server.shutdown()
+        async with admin.connect() as c:
+            rows = (
+                await c.execute(
+                    sa.text(
+                        f"SELECT q.id, q.status, i.image_id, i.verdict, i.matched_image_id FROM {database}.images q "
+                        f"LEFT JOIN {database}.image i ON i.source_id = q.id ORDER BY q.id"
+                    )
+                )
+            ).all()
+            await c.execute(sa.text(f"DROP DATABASE {database}"))
+        await admin.dispose()
+    base_of = {r.image_id: b for (b, _), r in zip(corpus.indexed, rows, strict=False)}
+    answers = rows[len(corpus.indexed) :]
+    positives = [q.expected_duplicate for q in corpus.queries]
+    flagged = [r.verdict == "duplicate" for r in answers]
+    right = [
+        f and base_of.get(r.matched_image_id) == q.base_id
+        for q, r, f in zip(corpus.queries, answers, flagged, strict=True)
+    ]
+    print(f"scheduler, worker --once --no-register: {done.stdout.strip().splitlines()[-1]}")
+    print(
+        f"recall {sum(right) / sum(positives):.3f}, precision {sum(right) / max(1, sum(flagged)):.4f}, "
+        f"distractors marked duplicate {sum(f for f, p in zip(flagged, positives, strict=True) if not p)}, "
+        f"review rate {sum(r.verdict == 'review' for r in answers) / len(answers):.3f}, "
+        f"unanswered {sum(r.verdict is None for r in answers)}"
+    )
+
+
 def main() -> None:
     parser = corpus_arguments(__doc__)
     parser.add_argument("--rows", type=int, default=1000)
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--mysql", default="root@127.0.0.1:3306")
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--protocol", action="store_true", help="the protocol's scheduler path (see above)")
+    args = parser.parse_args()
+    asyncio.run(run_protocol(args) if args.protocol else run(args))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
@@ -246,7 +246,11 @@ class CheckService:
         return {"added": added, "removed": len(stale)}
 
     # ---- the pipeline ----------------------------------------------------------------------------------
-    async def check(self, items: Sequence[CheckItem]) -> list[CheckOutcome]:
+    async def check(
+        self, items: Sequence[CheckItem], before_decide: Callable[[], Awaitable[object]] | None = None
+    ) -> list[CheckOutcome]:
+        """`before_decide`, when given, is awaited after the parallel stages and before the decision: the
+        scheduler uses it to decide concurrent batches in the order it claimed them."""
         works = [_Work(position=i, item=item) for i, item in enumerate(items)]
         await asyncio.gather(*(self._prepare(w) for w in works))
         ready = [w for w in works if w.error is None]
@@ -264,6 +268,8 @@ class CheckService:
                     ready, {id(w): self._grey_candidates(found.get(id(w), [])) for w in ready}
                 )
                 await self._second_look([w for w in ready if not self._settled(w, found)])
+                if before_decide is not None:
+                    await before_decide()
                 async with self._decide_lock:
                     verdicts = await self._decide_and_record(ready, found, generation)
             except SQLAlchemyError as exc:

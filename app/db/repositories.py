@@ -339,7 +339,9 @@ class QueueRepository:
                 source_id=source_id, source_url=url, state="leased", lease_until=until, created_at=now, updated_at=now
             )
             if self._session.bind.dialect.name in ("mysql", "mariadb"):
-                statement = mysql_insert(i).values(**values).on_duplicate_key_update(source_id=i.c.source_id)
+                # INSERT IGNORE, not ON DUPLICATE KEY UPDATE: with the FOUND_ROWS flag SQLAlchemy sets, a no-op
+                # update also counts 1, and two workers would both think the row theirs.
+                statement = mysql_insert(i).values(**values).prefix_with("IGNORE")
             else:
                 statement = sqlite_insert(i).values(**values).on_conflict_do_nothing(index_elements=["source_id"])
             result = await self._session.execute(statement)

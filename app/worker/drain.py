@@ -5,6 +5,7 @@ No loop here, so it is easy to test; the scheduler calls it repeatedly.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -23,22 +24,41 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-async def drain_once(container: Container, *, register: bool = True) -> int:
+class ClaimOrder:
+    """Batches that one process has in flight decide in the order they were claimed, whichever finishes its
+    downloads and embeddings first: the earlier upload of two copies stays the original (design §5)."""
+
+    def __init__(self) -> None:
+        self.claiming = asyncio.Lock()
+        self.last_done: asyncio.Event | None = None
+
+
+async def drain_once(container: Container, *, register: bool = True, order: ClaimOrder | None = None) -> int:
     """Process one batch; returns how many rows it claimed (0: the queue had nothing due)."""
-    claimed = await _claim(container)
-    if not claimed:
-        return 0
+    order = order or ClaimOrder()
+    async with order.claiming:
+        claimed = await _claim(container)
+        previous, done = order.last_done, asyncio.Event()
+        order.last_done = done
     try:
-        outcomes = await container.service.check([CheckItem(SourceRef(c.source_id), register) for c in claimed])
-    except Exception as exc:  # noqa: BLE001 - whatever broke, every claimed row must end in a defined state
-        log.exception("checking a batch of %d rows failed", len(claimed))
-        failure = BackendUnavailable(f"the batch failed: {type(exc).__name__}: {exc}")
-        outcomes = [CheckOutcome(CheckItem(SourceRef(c.source_id)), error=failure) for c in claimed]
-    async with container.sessions() as session, session.begin():
-        queue = QueueRepository(session, container.tables)
-        for row, outcome in zip(claimed, outcomes, strict=True):
-            await _write_back(container, queue, row, outcome)
-    return len(claimed)
+        if not claimed:
+            return 0
+        try:
+            outcomes = await container.service.check(
+                [CheckItem(SourceRef(c.source_id), register) for c in claimed],
+                before_decide=previous.wait if previous is not None else None,
+            )
+        except Exception as exc:  # noqa: BLE001 - whatever broke, every claimed row must end in a defined state
+            log.exception("checking a batch of %d rows failed", len(claimed))
+            failure = BackendUnavailable(f"the batch failed: {type(exc).__name__}: {exc}")
+            outcomes = [CheckOutcome(CheckItem(SourceRef(c.source_id)), error=failure) for c in claimed]
+        async with container.sessions() as session, session.begin():
+            queue = QueueRepository(session, container.tables)
+            for row, outcome in zip(claimed, outcomes, strict=True):
+                await _write_back(container, queue, row, outcome)
+        return len(claimed)
+    finally:
+        done.set()
 
 
 @retry(

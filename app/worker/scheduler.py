@@ -12,7 +12,7 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
-from app.worker.drain import drain_once
+from app.worker.drain import ClaimOrder, drain_once
 
 if TYPE_CHECKING:
     from app.composition import Container
@@ -23,18 +23,19 @@ log = logging.getLogger(__name__)
 async def run_scheduler(container: Container, stop: asyncio.Event, *, register: bool = True) -> None:
     worker = container.settings.worker
     log.info("scheduler started (batch %d, %d at a time, register=%s)", worker.batch_size, worker.concurrency, register)
-    # Several batches in flight keep both the network (fetch) and the cores (decode, embed, verify) busy; the
-    # service's decide lock still decides one batch at a time.
-    await asyncio.gather(*(_drain_loop(container, stop, register) for _ in range(worker.concurrency)))
+    # Several batches in flight keep both the network (fetch) and the cores (decode, embed, verify) busy; they
+    # still decide one at a time, in the order they were claimed.
+    order = ClaimOrder()
+    await asyncio.gather(*(_drain_loop(container, stop, register, order) for _ in range(worker.concurrency)))
     log.info("scheduler stopped")
 
 
-async def _drain_loop(container: Container, stop: asyncio.Event, register: bool) -> None:
+async def _drain_loop(container: Container, stop: asyncio.Event, register: bool, order: ClaimOrder) -> None:
     idle = container.settings.worker.idle_seconds
     failures = 0
     while not stop.is_set():
         try:
-            claimed = await drain_once(container, register=register)
+            claimed = await drain_once(container, register=register, order=order)
             failures = 0
         except Exception:  # noqa: BLE001 - the database may be down for a while; keep polling
             failures += 1

@@ -147,7 +147,7 @@ class WorkerSettings(BaseModel):
 
     enabled: bool = True  # run inside `serve`; `python -m app worker` runs it as its own process
     batch_size: int = Field(100, ge=1, le=1000)
-    concurrency: int = Field(2, ge=1, le=16, description="batches in flight at once in one process")
+    concurrency: int = Field(3, ge=1, le=16, description="batches in flight at once in one process")
     idle_seconds: float = Field(2.0, gt=0)
     lease_seconds: float = Field(300.0, gt=0)
     max_attempts: int = Field(5, ge=1)

@@ -202,6 +202,7 @@ async def run_protocol(args: argparse.Namespace) -> None:
                 "APP_CONFIG_INI": str(config),
                 "APP_DATA_DIR": str(Path(tmp) / "data"),
                 "APP_FETCH__ALLOW_PRIVATE_HOSTS": '["127.0.0.1"]',
+                **dict(item.split("=", 1) for item in args.env),
             }
         )
         admin = create_async_engine(f"mysql+asyncmy://{args.mysql}/", isolation_level="AUTOCOMMIT")
@@ -267,6 +268,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=100)
     parser.add_argument("--mysql", default="root@127.0.0.1:3306")
     parser.add_argument("--protocol", action="store_true", help="the protocol's scheduler path (see above)")
+    parser.add_argument("--env", action="append", default=[], help="APP_...=value for the worker (--protocol)")
     args = parser.parse_args()
     asyncio.run(run_protocol(args) if args.protocol else run(args))
 

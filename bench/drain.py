@@ -23,10 +23,11 @@ import threading
 import time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bench.corpus import corpus_arguments, load_corpus
 from bench.run import free_port
@@ -57,6 +58,59 @@ QUEUE_TABLE = (
     "status VARCHAR(32) NOT NULL DEFAULT 'draft', similarity VARCHAR(32) NOT NULL DEFAULT 'draft', "
     "created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, KEY (status, similarity))"
 )
+
+
+def _service_env(args: argparse.Namespace, tmp: Path, database: str, http_port: int) -> dict[str, str]:
+    """An old-style config.ini for the database and the image server, and the environment that points at it."""
+    user, hostport = args.mysql.split("@")
+    host, port = hostport.split(":")
+    config = tmp / "config.ini"
+    config.write_text(
+        CONFIG_INI.format(
+            host=host, port=port, user=user, database=database, http_port=http_port, batch_size=args.batch_size
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
+    env.update(
+        {
+            "APP_CONFIG_INI": str(config),
+            "APP_DATA_DIR": str(tmp / "data"),
+            "APP_FETCH__ALLOW_PRIVATE_HOSTS": '["127.0.0.1"]',
+            **dict(item.split("=", 1) for item in args.env),
+        }
+    )
+    return env
+
+
+async def _fresh_queue(args: argparse.Namespace, database: str, urls: list[str]) -> AsyncEngine:
+    """A new benchmark database holding the old scripts' queue table with one draft row per URL (ids from 1)."""
+    admin = create_async_engine(f"mysql+asyncmy://{args.mysql}/", isolation_level="AUTOCOMMIT")
+    async with admin.connect() as c:
+        await c.execute(sa.text(f"DROP DATABASE IF EXISTS {database}"))
+        await c.execute(sa.text(f"CREATE DATABASE {database}"))
+        await c.execute(sa.text(f"USE {database}"))
+        await c.execute(sa.text(QUEUE_TABLE))
+        await c.execute(
+            sa.text("INSERT INTO images (id, image_url) VALUES (:id, :url)"),
+            [{"id": i, "url": url} for i, url in enumerate(urls, start=1)],
+        )
+    return admin
+
+
+async def _outcomes_then_drop(admin: AsyncEngine, database: str) -> list[sa.Row[Any]]:
+    """Each queue row with our verdict for it, in id order; then the benchmark database is dropped."""
+    async with admin.connect() as c:
+        rows = (
+            await c.execute(
+                sa.text(
+                    f"SELECT q.id, q.status, i.image_id, i.verdict, i.matched_image_id FROM {database}.images q "
+                    f"LEFT JOIN {database}.image i ON i.source_id = q.id ORDER BY q.id"
+                )
+            )
+        ).all()
+        await c.execute(sa.text(f"DROP DATABASE {database}"))
+    await admin.dispose()
+    return list(rows)
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):
@@ -93,39 +147,10 @@ async def run(args: argparse.Namespace) -> None:
                 (root / path).symlink_to((args.corpus / path).resolve())
         server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        user, hostport = args.mysql.split("@")
-        host, port = hostport.split(":")
         database = "imgdedup_drain_bench"
-        admin = create_async_engine(f"mysql+asyncmy://{args.mysql}/", isolation_level="AUTOCOMMIT")
-        async with admin.connect() as c:
-            await c.execute(sa.text(f"DROP DATABASE IF EXISTS {database}"))
-            await c.execute(sa.text(f"CREATE DATABASE {database}"))
-            await c.execute(sa.text(f"USE {database}"))
-            await c.execute(sa.text(QUEUE_TABLE))
-            await c.execute(
-                sa.text("INSERT INTO images (id, image_url) VALUES (:id, :url)"),
-                [{"id": i, "url": p} for i, (p, _, _) in enumerate(order, start=1)],
-            )
-        config = Path(tmp) / "config.ini"
-        config.write_text(
-            CONFIG_INI.format(
-                host=host,
-                port=port,
-                user=user,
-                database=database,
-                http_port=server.server_address[1],
-                batch_size=args.batch_size,
-            )
-        )
+        admin = await _fresh_queue(args, database, [p for p, _, _ in order])
         api_port = free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
-        env.update(
-            {
-                "APP_CONFIG_INI": str(config),
-                "APP_DATA_DIR": str(Path(tmp) / "data"),
-                "APP_FETCH__ALLOW_PRIVATE_HOSTS": '["127.0.0.1"]',
-            }
-        )
+        env = _service_env(args, Path(tmp), database, server.server_address[1])
         service = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(api_port)], env=env)
         try:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as client:
@@ -145,17 +170,7 @@ async def run(args: argparse.Namespace) -> None:
             service.terminate()
             service.wait(60)
             server.shutdown()
-        async with admin.connect() as c:
-            rows = (
-                await c.execute(
-                    sa.text(
-                        f"SELECT q.id, q.status, i.image_id, i.matched_image_id FROM {database}.images q "
-                        f"LEFT JOIN {database}.image i ON i.source_id = q.id ORDER BY q.id"
-                    )
-                )
-            ).all()
-            await c.execute(sa.text(f"DROP DATABASE {database}"))
-        await admin.dispose()
+        rows = await _outcomes_then_drop(admin, database)
     image_of_base = {b: r.image_id for (_, b, original), r in zip(order, rows, strict=True) if original}
     found = sum(
         r.status == "similarity" and r.matched_image_id == image_of_base[b]
@@ -169,15 +184,13 @@ async def run(args: argparse.Namespace) -> None:
         statuses[r.status] = statuses.get(r.status, 0) + 1
     print(f"drained {len(rows)} rows in {elapsed:.1f} s: {len(rows) / elapsed:.1f} rows/s (batch {args.batch_size})")
     print(f"statuses: {statuses}")
-    print(f"planted duplicates found (matched to their own original): {found}/{planted} ({found / planted:.3f})")
+    print(f"planted duplicates found (matched to their own original): {found}/{planted} ({found / max(1, planted):.3f})")
     print(f"originals marked duplicate: {originals_flagged}/{len(image_of_base)}")
 
 
 async def run_protocol(args: argparse.Namespace) -> None:
     corpus = load_corpus(args.corpus, args.cache)
     database = "imgdedup_protocol_bench"
-    user, hostport = args.mysql.split("@")
-    host, port = hostport.split(":")
     with tempfile.TemporaryDirectory(prefix="imgdedup-protocol-") as tmp:
         root = Path(tmp) / "www"
         root.mkdir()
@@ -185,36 +198,8 @@ async def run_protocol(args: argparse.Namespace) -> None:
         (root / "variants").symlink_to((args.cache / f"{args.corpus.name}-variants" / "variants").resolve())
         server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
         threading.Thread(target=server.serve_forever, daemon=True).start()
-        config = Path(tmp) / "config.ini"
-        config.write_text(
-            CONFIG_INI.format(
-                host=host,
-                port=port,
-                user=user,
-                database=database,
-                http_port=server.server_address[1],
-                batch_size=args.batch_size,
-            )
-        )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
-        env.update(
-            {
-                "APP_CONFIG_INI": str(config),
-                "APP_DATA_DIR": str(Path(tmp) / "data"),
-                "APP_FETCH__ALLOW_PRIVATE_HOSTS": '["127.0.0.1"]',
-                **dict(item.split("=", 1) for item in args.env),
-            }
-        )
-        admin = create_async_engine(f"mysql+asyncmy://{args.mysql}/", isolation_level="AUTOCOMMIT")
-        async with admin.connect() as c:
-            await c.execute(sa.text(f"DROP DATABASE IF EXISTS {database}"))
-            await c.execute(sa.text(f"CREATE DATABASE {database}"))
-            await c.execute(sa.text(f"USE {database}"))
-            await c.execute(sa.text(QUEUE_TABLE))
-            await c.execute(
-                sa.text("INSERT INTO images (id, image_url) VALUES (:id, :url)"),
-                [{"id": i, "url": f"base/{b}.jpg"} for i, (b, _) in enumerate(corpus.indexed, start=1)],
-            )
+        env = _service_env(args, Path(tmp), database, server.server_address[1])
+        admin = await _fresh_queue(args, database, [f"base/{b}.jpg" for b, _ in corpus.indexed])
         subprocess.run([sys.executable, "-m", "app", "worker", "--once"], env=env, check=True, capture_output=True)
         first_query = len(corpus.indexed) + 1
         async with admin.connect() as c:
@@ -234,17 +219,7 @@ async def run_protocol(args: argparse.Namespace) -> None:
             text=True,
         )
         server.shutdown()
-        async with admin.connect() as c:
-            rows = (
-                await c.execute(
-                    sa.text(
-                        f"SELECT q.id, q.status, i.image_id, i.verdict, i.matched_image_id FROM {database}.images q "
-                        f"LEFT JOIN {database}.image i ON i.source_id = q.id ORDER BY q.id"
-                    )
-                )
-            ).all()
-            await c.execute(sa.text(f"DROP DATABASE {database}"))
-        await admin.dispose()
+        rows = await _outcomes_then_drop(admin, database)
     base_of = {r.image_id: b for (b, _), r in zip(corpus.indexed, rows, strict=False)}
     answers = rows[len(corpus.indexed) :]
     positives = [q.expected_duplicate for q in corpus.queries]

@@ -184,7 +184,8 @@ async def run(args: argparse.Namespace) -> None:
         statuses[r.status] = statuses.get(r.status, 0) + 1
     print(f"drained {len(rows)} rows in {elapsed:.1f} s: {len(rows) / elapsed:.1f} rows/s (batch {args.batch_size})")
     print(f"statuses: {statuses}")
-    print(f"planted duplicates found (matched to their own original): {found}/{planted} ({found / max(1, planted):.3f})")
+    share = found / max(1, planted)
+    print(f"planted duplicates found (matched to their own original): {found}/{planted} ({share:.3f})")
     print(f"originals marked duplicate: {originals_flagged}/{len(image_of_base)}")
 
 

@@ -56,15 +56,12 @@ def decode_image(data: bytes, max_pixels: int, url: str | None = None) -> Decode
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise TooManyPixels(f"the image has {width}x{height} pixels; at most {max_pixels} are accepted")
-            # JPEG: let libjpeg decode at a reduced scale, much cheaper than a full decode plus resize.
-            if image.getexif().get(0x0112) in (5, 6, 7, 8):  # orientations that swap width and height
-                width, height = height, width
-            image.draft("RGB", (WORKING_SIDE, WORKING_SIDE))
-            image = ImageOps.exif_transpose(image)
-            image = _flatten_to_rgb(image)
+            if image.width * image.height > max_pixels:
+                raise TooManyPixels(
+                    f"the image has {image.width}x{image.height} pixels; at most {max_pixels} are accepted"
+                )
+            width, height = _oriented_size(image)
+            image = _decode_upright(image, (WORKING_SIDE, WORKING_SIDE))
             image.thumbnail((WORKING_SIDE, WORKING_SIDE), Image.Resampling.BILINEAR)
     except TooManyPixels:
         raise
@@ -80,17 +77,27 @@ def decode_region(data: bytes, box: tuple[float, float, float, float], side: int
     at the resolution that gives the part `side` pixels on its longest side where the image has them."""
     left, top, right, bottom = box
     image = Image.open(io.BytesIO(data))
-    width, height = image.size
-    if image.getexif().get(0x0112) in (5, 6, 7, 8):
-        width, height = height, width
+    width, height = _oriented_size(image)
     share = max(right - left, bottom - top, 1e-3)
-    wanted = (min(width, round(side / share)), min(height, round(side / share)))
-    image.draft("RGB", wanted)
-    image = _flatten_to_rgb(ImageOps.exif_transpose(image))
+    image = _decode_upright(image, (min(width, round(side / share)), min(height, round(side / share))))
     w, h = image.size
     part = image.crop((round(left * w), round(top * h), round(right * w), round(bottom * h)))
     part.thumbnail((side, side), Image.Resampling.BILINEAR)
     return part
+
+
+def _oriented_size(image: Image.Image) -> tuple[int, int]:
+    """Width and height once the EXIF orientation is applied."""
+    if image.getexif().get(0x0112) in (5, 6, 7, 8):  # orientations that swap width and height
+        return image.height, image.width
+    return image.width, image.height
+
+
+def _decode_upright(image: Image.Image, at_least: tuple[int, int]) -> Image.Image:
+    """Decode, upright and in RGB; JPEG lets libjpeg decode at a reduced scale no smaller than `at_least`, much
+    cheaper than a full decode plus resize."""
+    image.draft("RGB", at_least)
+    return _flatten_to_rgb(ImageOps.exif_transpose(image))
 
 
 def _flatten_to_rgb(image: Image.Image) -> Image.Image:

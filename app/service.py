@@ -29,7 +29,7 @@ from app.db.decision_lock import DatabaseDecisionLock
 from app.db.errors import is_transient_conflict
 from app.db.repositories import ImageRepository, ImageRow, QueueRepository, VerdictRecord, utcnow
 from app.db.tables import Tables
-from app.domain.decide import decide
+from app.domain.decide import decide, reach
 from app.domain.errors import (
     AppError,
     BackendUnavailable,
@@ -56,6 +56,7 @@ from app.metrics import Metrics
 from app.phash_index import PhashIndex, hamming
 from app.ports import DecodedImage, Embedder, ImageFetcher, Neighbor, VectorIndex
 from app.verify import (
+    VERIFY_SIDE,
     FeatureCache,
     Features,
     QueryFeatures,
@@ -447,9 +448,12 @@ class CheckService:
         t = self.thresholds
         return similarity is not None and t.review <= similarity < t.duplicate
 
+    def _outright_duplicate(self, neighbours: Sequence[Neighbor]) -> bool:
+        return any(n.similarity >= self.thresholds.duplicate for n in neighbours)
+
     def _grey_candidates(self, neighbours: Sequence[Neighbor]) -> list[int]:
         """The grey-band candidates to verify, best first; none when a candidate is a duplicate outright."""
-        if any(n.similarity >= self.thresholds.duplicate for n in neighbours):
+        if self._outright_duplicate(neighbours):
             return []
         ranked = sorted(neighbours, key=lambda n: -n.similarity)
         return [n.image_id for n in ranked if self._in_grey_band(n.similarity)]
@@ -467,7 +471,7 @@ class CheckService:
     def _unverified_before_settled(self, work: _Work, candidates: Sequence[Candidate]) -> list[tuple[_Work, int]]:
         """Grey-band candidates not verified yet, best first, up to the first one that already settles the image."""
         pending = []
-        for candidate in sorted(candidates, key=lambda c: -max(c.similarity or 0.0, c.crop_similarity or 0.0)):
+        for candidate in sorted(candidates, key=lambda c: -reach(c)):
             checked = work.verified.get(candidate.image_id)
             if (candidate.similarity or 0.0) >= self.thresholds.duplicate or (
                 checked is not None and checked.outcome is Verified.CONFIRMED
@@ -494,23 +498,18 @@ class CheckService:
         pool = self._decode_executor
         works = list({id(w): w for w, _ in pairs}.values())
         with _Stopwatch(works, "verify"):
-            if use_crop:
-                missing = [w for w in works if w.crop_features is None]
-                computed = await asyncio.gather(
-                    *(loop.run_in_executor(pool, query_features, w.crop.pixels) for w in missing)  # type: ignore[union-attr]
-                )
-                for work, pair in zip(missing, computed, strict=True):
-                    work.crop_features = pair
-            else:
-                missing = [w for w in works if w.query_features is None]
-                computed = await asyncio.gather(
-                    *(
-                        loop.run_in_executor(pool, query_features, w.decoded.pixels, policy.query_side)  # type: ignore[union-attr]
-                        for w in missing
-                    )
-                )
-                for work, pair in zip(missing, computed, strict=True):
-                    work.query_features = pair
+            # The whole image at the policy's size, or its framed part at the full verification size.
+            attribute = "crop_features" if use_crop else "query_features"
+            missing = [w for w in works if getattr(w, attribute) is None]
+            views = [
+                (w.crop.pixels, VERIFY_SIDE) if use_crop else (w.decoded.pixels, policy.query_side)  # type: ignore[union-attr]
+                for w in missing
+            ]
+            computed = await asyncio.gather(
+                *(loop.run_in_executor(pool, query_features, pixels, side) for pixels, side in views)
+            )
+            for work, found in zip(missing, computed, strict=True):
+                setattr(work, attribute, found)
             bases: dict[int, Features] = {}
             wanted = {c for _, c in pairs}
             for candidate in wanted:
@@ -531,12 +530,7 @@ class CheckService:
                     self._base_features.put(candidate, result)
             checks = [(w, c) for w, c in pairs if c in bases]
             outcomes = await asyncio.gather(
-                *(
-                    loop.run_in_executor(
-                        pool, verify, w.crop_features if use_crop else w.query_features, bases[c], policy
-                    )
-                    for w, c in checks
-                )
+                *(loop.run_in_executor(pool, verify, getattr(w, attribute), bases[c], policy) for w, c in checks)
             )
             for (work, candidate), outcome in zip(checks, outcomes, strict=True):
                 earlier = work.verified.get(candidate)
@@ -547,15 +541,15 @@ class CheckService:
         """Already a duplicate before any second look: by hash (no vector), by similarity, or verified."""
         if work.vector is None:
             return True
-        if any(n.similarity >= self.thresholds.duplicate for n in found.get(id(work), [])):
-            return True
-        return _confirmed(work)
+        return self._outright_duplicate(found.get(id(work), [])) or _confirmed(work)
 
     async def _second_look(self, works: list[_Work]) -> None:
         """For images still in doubt: find the picture inside its frame (screenshot, border), embed and search that
         part on its own, and verify what it finds at the part's own resolution. Costs one more embedding, and
         only for images that have a frame to drop."""
-        works = [w for w in works if w.data is not None and w.decoded is not None and self._second_look_enabled]
+        if not self._second_look_enabled:
+            return
+        works = [w for w in works if w.data is not None and w.decoded is not None]
         if not works:
             return
         loop = asyncio.get_running_loop()

@@ -13,6 +13,8 @@ CPU work: callers run it on the bounded thread pool. Pure: pixels in, a result o
 from __future__ import annotations
 
 import functools
+import io
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import cv2
@@ -307,16 +309,12 @@ def query_features(image: Image.Image, side: int = VERIFY_SIDE) -> QueryFeatures
 
 def thumbnail_jpeg(image: Image.Image, side: int = VERIFY_SIDE, quality: int = 85) -> bytes:
     """The grey thumbnail kept for each accepted image (about 20-50 kB)."""
-    import io
-
     out = io.BytesIO()
     Image.fromarray(grey(image, side)).save(out, "JPEG", quality=quality)
     return out.getvalue()
 
 
 def features_of_jpeg(data: bytes) -> Features:
-    import io
-
     with Image.open(io.BytesIO(data)) as image:
         return features(grey(image))
 
@@ -325,8 +323,6 @@ class FeatureCache:
     """Local features of recent base images (LRU): verifying against a popular base costs its detection once."""
 
     def __init__(self, capacity: int) -> None:
-        from collections import OrderedDict
-
         self._capacity = capacity
         self._items: OrderedDict[int, Features] = OrderedDict()
 

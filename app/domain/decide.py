@@ -41,7 +41,7 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
 
     scored = sorted(
         (c for c in candidates if c.similarity is not None or c.crop_similarity is not None),
-        key=lambda c: (-_reach(c), c.image_id),
+        key=lambda c: (-reach(c), c.image_id),
     )
     review: Candidate | None = None
     for candidate in scored:
@@ -54,31 +54,30 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
                 similarity,
                 candidate.phash_distance,
             )
-        if _reach(candidate) < limits.review:
+        if reach(candidate) < limits.review:
             continue
         if candidate.verified is Verified.CONFIRMED:
             return Decision(
                 VerdictLabel.DUPLICATE,
                 DecidedBy.VERIFIED,
                 candidate.image_id,
-                _reach(candidate),
+                reach(candidate),
                 candidate.phash_distance,
             )
         if candidate.verified is not Verified.REJECTED and review is None:
             review = candidate
 
     if review is not None:
-        return Decision(VerdictLabel.REVIEW, DecidedBy.VECTOR, review.image_id, _reach(review), review.phash_distance)
-    best = scored[0] if scored else nearest_hash
+        return Decision(VerdictLabel.REVIEW, DecidedBy.VECTOR, review.image_id, reach(review), review.phash_distance)
     return Decision(
         VerdictLabel.UNIQUE,
         DecidedBy.VECTOR,
         None,
-        (_reach(best) if best is not nearest_hash else best.similarity) if best else None,
+        reach(scored[0]) if scored else None,  # a hash-only candidate has no similarity
         nearest_hash.phash_distance if nearest_hash else None,
     )
 
 
-def _reach(candidate: Candidate) -> float:
+def reach(candidate: Candidate) -> float:
     """How close the candidate came: by the whole image, or by its framed part (second look)."""
     return max(candidate.similarity or 0.0, candidate.crop_similarity or 0.0)

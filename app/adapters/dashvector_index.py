@@ -24,6 +24,7 @@ from app.settings import IndexSettings
 MAX_DOCS = 1024
 MAX_BODY = 2 * 1024 * 1024 - 64 * 1024  # leave room for the envelope
 INEXISTENT_COLLECTION = -2021
+DUPLICATE_COLLECTION = -2025
 _RETRY_CODES = {-2034, 429, 500, 502, 503, 504}
 
 
@@ -98,18 +99,24 @@ class DashVectorIndex:
                     f"DashVector collection {self._collection!r} does not exist; create it (dimension "
                     f"{self._dimension}, metric cosine) or set APP_INDEX__CREATE_COLLECTION=true"
                 ) from exc
-            await self._request(
-                "POST",
-                "/v1/collections",
-                {
-                    "name": self._collection,
-                    "dimension": self._dimension,
-                    "metric": "cosine",
-                    "dtype": "FLOAT",
-                    "fields_schema": {"model": "STRING"},
-                    "extra_params": {},
-                },
-            )
+            try:
+                await self._request(
+                    "POST",
+                    "/v1/collections",
+                    {
+                        "name": self._collection,
+                        "dimension": self._dimension,
+                        "metric": "cosine",
+                        "dtype": "FLOAT",
+                        "fields_schema": {"model": "STRING"},
+                        "extra_params": {},
+                    },
+                )
+            except DashVectorError as exc:
+                # Two workers starting together both find it missing; the one that loses the race checks the
+                # collection the other created, like any existing one.
+                if exc.code != DUPLICATE_COLLECTION:
+                    raise
             described = await self._request("GET", self._path())
         dimension, metric = int(described.get("dimension", 0)), str(described.get("metric", "")).lower()
         if dimension != self._dimension or metric != "cosine":

@@ -1,4 +1,5 @@
-"""The composition root: the only place that chooses adapters. API, worker, CLI and tests all use it."""
+"""The composition root: the only place that chooses adapters and builds the service. The API, the worker,
+the CLI and the tests all use it."""
 
 from __future__ import annotations
 
@@ -8,46 +9,52 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.db.decision_lock import DatabaseDecisionLock
-from app.db.engine import make_engine, make_session_factory
+from app.check.metrics import Metrics
+from app.check.service import CheckOptions, CheckService
+from app.config.settings import Settings
+from app.config.thresholds import resolve_thresholds
+from app.db.decision_lock import DatabaseDecisionLock, InProcessOnly
+from app.db.engine import make_engine, make_session_factory, ping
 from app.db.index_guard import exclusive_index_writer
 from app.db.migrate import upgrade
-from app.db.repositories import ImageRepository
 from app.db.tables import Tables
+from app.db.unit_of_work import SqlUnitsOfWork
 from app.domain.errors import BackendUnavailable, ConfigurationError
-from app.metrics import Metrics
-from app.phash_index import PhashIndex
-from app.ports import Embedder, ImageFetcher, VectorIndex
-from app.service import CheckService
-from app.settings import Settings
-from app.thresholds import resolve_thresholds
-from app.verify import VerifyPolicy
+from app.ops.reconcile import load_phash_index, reconcile
+from app.ports.backends import Embedder, ImageFetcher, VectorIndex
+from app.ports.persistence import UnitsOfWork
+from app.vision.phash import PhashIndex
+from app.vision.verify import VerifyPolicy
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
+class Database:
+    """The database alone: for the commands that read or requeue rows and need no model or index."""
+
+    engine: AsyncEngine
+    units: UnitsOfWork
+
+    async def ready(self) -> bool:
+        return await ping(self.engine)
+
+
+@dataclass
 class Container:
     settings: Settings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    tables: Tables
+    database: Database
     fetcher: ImageFetcher
     embedder: Embedder
     index: VectorIndex
     service: CheckService
     metrics: Metrics
 
-    async def database_ready(self) -> bool:
-        try:
-            async with self.engine.connect() as connection:
-                await connection.execute(sa.text("SELECT 1"))
-            return True
-        except Exception:  # noqa: BLE001 - readiness reports any failure as not ready
-            return False
+    @property
+    def units(self) -> UnitsOfWork:
+        return self.database.units
 
 
 def build_embedder(settings: Settings) -> Embedder:
@@ -64,6 +71,18 @@ def build_embedder(settings: Settings) -> Embedder:
 
             # Images from hosts the cloud cannot reach go inline, as data: URIs.
             return DashScopeEmbedder(settings.embedder, private_hosts=settings.fetch.allow_private_hosts)
+    raise ConfigurationError(f"unknown embedder kind {settings.embedder.kind!r}")
+
+
+def embedder_model_name(settings: Settings) -> str:
+    """The configured embedder's model name, without loading a model or opening a connection."""
+    match settings.embedder.kind:
+        case "local_cnn":
+            from app.adapters.local_cnn_embedder import model_name_for
+
+            return model_name_for(settings.embedder.image_size)
+        case "dashscope":
+            return settings.embedder.model
     raise ConfigurationError(f"unknown embedder kind {settings.embedder.kind!r}")
 
 
@@ -97,10 +116,46 @@ def legacy_thresholds(settings: Settings) -> dict[str, float]:
     return values
 
 
-async def _check_stored_model(sessions: async_sessionmaker[AsyncSession], tables: Tables, model: str) -> None:
+def verify_policy(settings: Settings) -> VerifyPolicy | None:
+    v = settings.verify
+    if not v.enabled:
+        return None
+    return VerifyPolicy(
+        min_inliers=v.min_inliers,
+        min_base_coverage=v.min_base_coverage,
+        reject_below_inliers=v.reject_below_inliers,
+        max_disagreement=v.max_disagreement,
+        query_side=v.query_side,
+    )
+
+
+@contextlib.asynccontextmanager
+async def open_database(settings: Settings, *, migrate: bool | None = None) -> AsyncIterator[Database]:
+    """The engine and units of work, migrated first unless switched off (APP_DB__AUTO_MIGRATE)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.database_url, settings.db.echo)
+    try:
+        if settings.db.auto_migrate if migrate is None else migrate:
+            await upgrade(engine, settings)
+        yield Database(engine, SqlUnitsOfWork(make_session_factory(engine), Tables(settings.queue)))
+    finally:
+        await engine.dispose()
+
+
+@contextlib.asynccontextmanager
+async def index_writer(settings: Settings, database: Database, index_kind: str) -> AsyncIterator[None]:
+    """The embedded index has one writing process; a shared one any number."""
+    if index_kind == "local":
+        async with exclusive_index_writer(database.engine, settings.database_url):
+            yield
+    else:
+        yield
+
+
+async def _check_stored_model(units: UnitsOfWork, model: str) -> None:
     """Mixing models silently corrupts verdicts: refuse to start on another model's index."""
-    async with sessions() as session:
-        counts = await ImageRepository(session, tables).accepted_model_counts()
+    async with units() as uow:
+        counts = await uow.images.accepted_model_counts()
     others = {m: n for m, n in counts.items() if m != model}
     if others:
         raise ConfigurationError(
@@ -108,6 +163,13 @@ async def _check_stored_model(sessions: async_sessionmaker[AsyncSession], tables
             f"{model!r}. Configure the embedder those images were indexed with, or re-index them with the "
             "new model (reset-vectors after re-embedding) before starting."
         )
+
+
+async def open_index(settings: Settings, index: VectorIndex) -> None:
+    try:
+        await index.open()
+    except BackendUnavailable as exc:  # a refused key or an unreachable service: say so, no traceback
+        raise ConfigurationError(f"the {settings.index.kind} index cannot be opened: {exc.message}") from exc
 
 
 @contextlib.asynccontextmanager
@@ -124,67 +186,50 @@ async def build_container(
     Tests may hand in their own adapters (small doubles of our ports); everything else is built as configured.
     `writes_index=False` (read-only audits) may run beside the process that writes the embedded index.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    tables = Tables(settings.queue)
-    engine = make_engine(settings.database_url, settings.db.echo)
     async with contextlib.AsyncExitStack() as stack:
-        stack.push_async_callback(engine.dispose)
-        if settings.db.auto_migrate:
-            await upgrade(engine, settings)
-        sessions = make_session_factory(engine)
-        if writes_index and settings.index.kind == "local":
-            await stack.enter_async_context(exclusive_index_writer(engine, settings.database_url))
+        database = await stack.enter_async_context(open_database(settings))
+        if writes_index:
+            await stack.enter_async_context(index_writer(settings, database, settings.index.kind))
         embedder = embedder or build_embedder(settings)
         stack.push_async_callback(embedder.aclose)
-        await _check_stored_model(sessions, tables, embedder.model_name)
+        await _check_stored_model(database.units, embedder.model_name)
         index = index or build_index(settings, embedder)
         stack.push_async_callback(index.aclose)
-        try:
-            await index.open()
-        except BackendUnavailable as exc:  # a refused key or an unreachable service: say so, no traceback
-            raise ConfigurationError(f"the {settings.index.kind} index cannot be opened: {exc.message}") from exc
+        await open_index(settings, index)
         fetcher = fetcher or build_fetcher(settings)
         stack.push_async_callback(fetcher.aclose)
         metrics = Metrics()
-        decode_executor = ThreadPoolExecutor(settings.decode.threads, thread_name_prefix="decode")
+        executor = ThreadPoolExecutor(settings.decode.threads, thread_name_prefix="decode")
         if settings.decode.opencv_threads:
             import cv2
 
             cv2.setNumThreads(settings.decode.opencv_threads)
-        stack.callback(decode_executor.shutdown, wait=True)
+        stack.callback(executor.shutdown, wait=True)
+        shared = settings.index.kind != "local"
+        phash_index = PhashIndex()
         service = CheckService(
-            session_factory=sessions,
-            tables=tables,
+            units=database.units,
             fetcher=fetcher,
             embedder=embedder,
             index=index,
-            phash_index=PhashIndex(),
+            phash_index=phash_index,
             thresholds=resolve_thresholds(
                 settings.policy, embedder.model_name, settings.thresholds_file, legacy_thresholds(settings)
             ),
-            top_k=settings.policy.top_k,
-            phash_alone_max_index=settings.policy.phash_alone_max_index,
-            max_pixels=settings.decode.max_pixels,
-            decode_executor=decode_executor,
+            executor=executor,
             metrics=metrics,
-            cross_process_lock=(
-                DatabaseDecisionLock(engine, settings.database_url) if settings.index.kind != "local" else None
+            decision_lock=DatabaseDecisionLock(database.engine, settings.database_url) if shared else InProcessOnly(),
+            options=CheckOptions(
+                top_k=settings.policy.top_k,
+                phash_alone_max_index=settings.policy.phash_alone_max_index,
+                max_pixels=settings.decode.max_pixels,
+                shared_index=shared,
+                visibility_window_s=settings.index.visibility_window_s,
+                verify=verify_policy(settings),
+                feature_cache_size=settings.verify.feature_cache,
+                second_look=settings.verify.second_look,
             ),
-            visibility_window_s=settings.index.visibility_window_s,
-            reconcile_hours=settings.index.reconcile_hours,
-            verify_policy=(
-                VerifyPolicy(
-                    min_inliers=settings.verify.min_inliers,
-                    min_base_coverage=settings.verify.min_base_coverage,
-                    reject_below_inliers=settings.verify.reject_below_inliers,
-                    max_disagreement=settings.verify.max_disagreement,
-                    query_side=settings.verify.query_side,
-                )
-                if settings.verify.enabled
-                else None
-            ),
-            feature_cache_size=settings.verify.feature_cache,
-            second_look=settings.verify.second_look,
         )
-        await service.start()
-        yield Container(settings, engine, sessions, tables, fetcher, embedder, index, service, metrics)
+        await load_phash_index(database.units, phash_index)
+        await reconcile(database.units, index, embedder.model_name, settings.index.reconcile_hours)
+        yield Container(settings, database, fetcher, embedder, index, service, metrics)

@@ -21,7 +21,7 @@ import numpy as np
 from pydantic import SecretStr
 
 from app.composition import build_container
-from app.settings import (
+from app.config.settings import (
     DbSettings,
     EmbedderSettings,
     FetchSettings,
@@ -30,7 +30,7 @@ from app.settings import (
     Settings,
     WorkerSettings,
 )
-from app.worker.scheduler import run_scheduler
+from app.entrypoints.worker.scheduler import run_scheduler
 from bench.corpus import corpus_arguments, load_corpus
 from tests.cloud_fakes.dashscope_fake import DashScopeFake
 from tests.cloud_fakes.dashvector_fake import DashVectorFake

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from app.adapters.local_cnn_embedder import LocalCnnEmbedder
-from app.imaging import decode_image
+from app.vision.decode import decode_image
 from bench.corpus import corpus_arguments, fold_of, load_corpus
 
 

@@ -23,8 +23,8 @@ from typing import Any
 import httpx
 import numpy as np
 
-from app.imaging import decode_image
-from app.phash_index import PhashIndex
+from app.vision.decode import decode_image
+from app.vision.phash import PhashIndex
 from bench.corpus import Query, corpus_arguments, fold_of, load_corpus
 
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from app.adapters.local_cnn_embedder import LocalCnnEmbedder
-from app.imaging import decode_image
-from app.verify import Features, VerifyPolicy, features_of_jpeg, query_features, thumbnail_jpeg, verify
+from app.vision.decode import decode_image
+from app.vision.verify import Features, QueryFeatures, VerifyPolicy, features_of_jpeg, thumbnail_jpeg, verify
 from bench.corpus import corpus_arguments, fold_of, load_corpus
 
 _BASES: list[Features] = []  # set in the parent before the pool forks; read-only in the workers
@@ -26,7 +26,7 @@ _QUERY_SIDE: list[int] = [512]
 
 def _verify_query(job: tuple[str, list[tuple[int, float]]]) -> list[tuple[int, float, object]]:
     path, candidates = job
-    query = query_features(decode_image(Path(path).read_bytes(), 10**8).pixels, _QUERY_SIDE[0])
+    query = QueryFeatures(decode_image(Path(path).read_bytes(), 10**8).pixels, _QUERY_SIDE[0])
     return [(n, s, verify(query, _BASES[n], VerifyPolicy())) for n, s in candidates]
 
 
@@ -40,9 +40,9 @@ def main() -> None:
     args = parser.parse_args()
     _QUERY_SIDE[0] = args.query_side
     if args.max_features:
-        import app.verify
+        import app.vision.verify
 
-        app.verify.MAX_FEATURES = args.max_features
+        app.vision.verify.MAX_FEATURES = args.max_features
     corpus = load_corpus(args.corpus, args.cache)
     embedder = LocalCnnEmbedder(batch_size=8)
     base_pixels = [decode_image(p.read_bytes(), 10**8).pixels for _, p in corpus.indexed]

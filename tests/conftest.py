@@ -9,7 +9,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from app.settings import DbSettings, FetchSettings, Settings, WorkerSettings
+from app.config.settings import DbSettings, FetchSettings, Settings, WorkerSettings
 from tests.support import ImageServer, image_server
 
 MARIADB_SERVER = "mysql+asyncmy://root@127.0.0.1:3306"

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 from PIL import Image
 
-from app.ports import DecodedImage
+from app.vision.decode import DecodedImage
 
 
 class TinyEmbedder:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from app.config.settings import Settings
 from app.db.engine import make_engine
 from app.db.migrate import upgrade
-from app.settings import Settings
 from tests.support import REPO, ImageServer, bench_image, flipped, jpeg, resized
 
 # Bases whose pairwise cosine is < 0.75 and pHash distance > 12 under the shipped model: distinct photos.

@@ -17,8 +17,8 @@ from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from PIL import Image
 
-from app.api.app import create_app
-from app.settings import Settings
+from app.config.settings import Settings
+from app.entrypoints.api.app import create_app
 
 REPO = Path(__file__).resolve().parents[1]
 BENCH_BASE = REPO.parent / "shared" / "bench" / "dev" / "base"

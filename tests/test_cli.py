@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable
 
 from app.composition import build_container
-from app.settings import FetchSettings, Settings, WorkerSettings
-from app.worker.drain import drain_once
+from app.config.settings import FetchSettings, Settings, WorkerSettings
+from app.entrypoints.worker.drain import drain_once
 from tests.queue_support import DISTINCT_BASES, app_env, insert_rows, outcomes, plant_queue, spawn
 from tests.support import ImageServer
 

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from app.domain.errors import PartialEmbeddingFailure
-from app.ports import DecodedImage, Embedder
+from app.ports.backends import Embedder
+from app.vision.decode import DecodedImage
 
 
 class CoalescingEmbedder:

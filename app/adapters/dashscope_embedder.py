@@ -21,9 +21,9 @@ from aiolimiter import AsyncLimiter
 from dashscope import AioMultiModalEmbedding
 
 from app.adapters.retry import Retryable, with_retries
+from app.config.settings import EmbedderSettings
 from app.domain.errors import AppError, BackendAuthFailed, BackendUnavailable, InvalidImage, PartialEmbeddingFailure
-from app.ports import DecodedImage
-from app.settings import EmbedderSettings
+from app.vision.decode import DecodedImage
 
 # DashScope's limit for an image sent inline is 3 MB; the working image (<= 512 px) is far below it.
 MAX_INLINE_BYTES = 3 * 1024 * 1024

@@ -17,9 +17,9 @@ import httpx
 import numpy as np
 
 from app.adapters.retry import Retryable, with_retries
+from app.config.settings import IndexSettings
 from app.domain.errors import BackendAuthFailed, BackendUnavailable, ConfigurationError
-from app.ports import Neighbor
-from app.settings import IndexSettings
+from app.domain.models import Neighbor
 
 MAX_DOCS = 1024
 MAX_BODY = 2 * 1024 * 1024 - 64 * 1024  # leave room for the envelope

@@ -17,10 +17,10 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
+from app.config.settings import FetchSettings
 from app.domain.errors import FetchFailed, FetchTimeout, ImageTooLarge, InvalidImage, UrlRefused
-from app.imaging import looks_like_image
-from app.ports import FetchedImage
-from app.settings import FetchSettings
+from app.ports.backends import FetchedImage
+from app.vision.decode import looks_like_image
 
 _REDIRECTS = {301, 302, 303, 307, 308}
 

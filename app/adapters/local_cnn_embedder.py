@@ -16,9 +16,14 @@ import torch
 from PIL import Image
 
 from app.adapters.efficientnet_lite import HEAD_CHANNELS, load_lite0_features
-from app.ports import DecodedImage
+from app.vision.decode import DecodedImage
 
 GEM_P = 3.0
+
+
+def model_name_for(image_size: int) -> str:
+    """Names the preprocessing too, so a changed recipe never inherits another's thresholds."""
+    return f"efficientnet-lite0-gem{GEM_P:g}-{image_size}"
 
 
 def weights_path() -> str:
@@ -48,7 +53,7 @@ class LocalCnnEmbedder:
 
     @property
     def model_name(self) -> str:
-        return f"efficientnet-lite0-gem{GEM_P:g}-{self._size}"
+        return model_name_for(self._size)
 
     @property
     def dimension(self) -> int:

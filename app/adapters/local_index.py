@@ -16,7 +16,7 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from app.ports import Neighbor
+from app.domain.models import Neighbor
 
 
 def build_ivf(dimension: int, vectors: np.ndarray, ids: np.ndarray, nprobe: int = 16) -> faiss.Index:

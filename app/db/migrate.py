@@ -1,4 +1,7 @@
-"""Apply Alembic migrations in-process, on the service's own engine (works inside a running event loop)."""
+"""Apply Alembic migrations in-process, on the service's own engine (works inside a running event loop).
+
+The migrations ship inside the package (`app/db/migrations`), so an installed wheel migrates as a checkout does.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +12,15 @@ from alembic.config import Config
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.settings import Settings
+from app.config.settings import Settings
 
-_ROOT = Path(__file__).resolve().parents[2]
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
 def alembic_config(settings: Settings) -> Config:
-    config = Config(str(_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(_ROOT / "migrations"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("path_separator", "os")
     config.attributes["settings"] = settings
     return config
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
 
-from app.settings import QueueSettings
+from app.config.settings import QueueSettings
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

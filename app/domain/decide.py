@@ -1,4 +1,4 @@
-"""The decision rule (design §4): a pure function of the candidates and the policy."""
+"""The decision rule (docs/design.md §4): a pure function of the candidates and the policy."""
 
 from __future__ import annotations
 
@@ -16,28 +16,12 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
     image `review` unless a later candidate makes it a duplicate. A candidate that only the framed part of the
     image found (second look, `crop_similarity`) enters the grey band the same way but never skips verification.
     """
+    by_hash = decide_by_hashes(candidates, policy)
+    if by_hash is not None:
+        return by_hash
     limits = policy.thresholds
-
-    exact = [c for c in candidates if c.exact]
-    if exact:
-        best = min(exact, key=lambda c: c.image_id)
-        return Decision(VerdictLabel.DUPLICATE, DecidedBy.EXACT, best.image_id, 1.0, 0)
-
     hashed = [c for c in candidates if c.phash_distance is not None]
-    nearest_hash = min(hashed, key=lambda c: (c.phash_distance, c.image_id)) if hashed else None
-    if (
-        policy.phash_decides_alone
-        and nearest_hash is not None
-        and nearest_hash.phash_distance is not None
-        and nearest_hash.phash_distance <= limits.phash
-    ):
-        return Decision(
-            VerdictLabel.DUPLICATE,
-            DecidedBy.PHASH,
-            nearest_hash.image_id,
-            nearest_hash.similarity,
-            nearest_hash.phash_distance,
-        )
+    nearest_hash = min(hashed, key=lambda c: (c.phash_distance or 0, c.image_id)) if hashed else None
 
     scored = sorted(
         (c for c in candidates if c.similarity is not None or c.crop_similarity is not None),
@@ -75,6 +59,26 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
         None,
         reach(scored[0]) if scored else None,  # a hash-only candidate has no similarity
         nearest_hash.phash_distance if nearest_hash else None,
+    )
+
+
+def decide_by_hashes(candidates: Sequence[Candidate], policy: Policy) -> Decision | None:
+    """The first step of `decide`, on its own: an exact hit, or the nearest pHash hit while pHash may decide
+    alone. The service asks it before embedding, since a hash hit costs no embedding."""
+    exact = [c for c in candidates if c.exact]
+    if exact:
+        best = min(exact, key=lambda c: c.image_id)
+        return Decision(VerdictLabel.DUPLICATE, DecidedBy.EXACT, best.image_id, 1.0, 0)
+    if not policy.phash_decides_alone:
+        return None
+    hashed = [c for c in candidates if c.phash_distance is not None]
+    if not hashed:
+        return None
+    nearest = min(hashed, key=lambda c: (c.phash_distance or 0, c.image_id))
+    if nearest.phash_distance is None or nearest.phash_distance > policy.thresholds.phash:
+        return None
+    return Decision(
+        VerdictLabel.DUPLICATE, DecidedBy.PHASH, nearest.image_id, nearest.similarity, nearest.phash_distance
     )
 
 

@@ -83,6 +83,20 @@ class BackendUnavailable(AppError):
     technical = True
 
 
+class DatabaseUnavailable(BackendUnavailable):
+    """The database failed (down, unreachable, or refused the statement)."""
+
+
+class TransientConflict(DatabaseUnavailable):
+    """A deadlock or lock wait timeout with another process: the same transaction, tried again, may pass."""
+
+
+class CheckRaced(BackendUnavailable):
+    """The image's candidates kept changing while it was checked (its match was removed meanwhile)."""
+
+    code = "check_raced"
+
+
 class ConfigurationError(Exception):
     """The service cannot start as configured; the message says what to change."""
 

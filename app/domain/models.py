@@ -67,6 +67,14 @@ class Verified(StrEnum):
 
 
 @dataclass(frozen=True)
+class Neighbor:
+    """A vector search hit: an accepted image and its cosine similarity to the query."""
+
+    image_id: int
+    similarity: float
+
+
+@dataclass(frozen=True)
 class Candidate:
     """One accepted image that might be the original of the image being checked."""
 
@@ -87,6 +95,10 @@ class Thresholds:
     review: float
     # Where each value came from: env, config_ini, thresholds_json or default.
     sources: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, object]:
+        """As every verdict's explanation and /stats show them."""
+        return {"phash": self.phash, "duplicate": self.duplicate, "review": self.review, "sources": dict(self.sources)}
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from app.composition import build_container
+from app.config.settings import Settings
 from app.domain.models import CheckItem, UploadRef
-from app.settings import Settings
 from tests.support import bench_image, cropped, flipped, jpeg, resized
 
 

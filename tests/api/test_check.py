@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from PIL import Image
 
-from app.settings import Settings
+from app.config.settings import Settings
 from tests.support import ImageServer, bench_image, cropped, flipped, jpeg, resized, running_app, upload
 
 ORIGINAL = "b0010"

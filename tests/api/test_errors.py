@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.settings import ApiSettings, DecodeSettings, FetchSettings, Settings
+from app.config.settings import ApiSettings, DecodeSettings, FetchSettings, Settings
 from tests.support import ImageServer, bench_image, jpeg, png, running_app, upload
 
 

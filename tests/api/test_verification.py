@@ -8,8 +8,8 @@ import pytest
 import sqlalchemy as sa
 
 from app.composition import build_container
+from app.config.settings import PolicySettings, Settings, VerifySettings
 from app.domain.models import CheckItem, UploadRef
-from app.settings import PolicySettings, Settings, VerifySettings
 from tests.support import bench_image, cropped, jpeg, resized, running_app, screenshot, upload
 
 # A wide verification band, as with the benchmark's calibrated thresholds.
@@ -61,7 +61,7 @@ async def test_verification_inside_one_batch_and_thumbnails_of_accepted_only(
             "verified",
             first.image_id,
         )
-        async with container.engine.connect() as connection:
+        async with container.database.engine.connect() as connection:
             kept = (await connection.execute(sa.text("SELECT image_id FROM thumbnail"))).scalars().all()
         assert kept == [first.image_id]
 

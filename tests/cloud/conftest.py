@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from app.settings import EmbedderSettings, IndexSettings, PolicySettings, Settings
+from app.config.settings import EmbedderSettings, IndexSettings, PolicySettings, Settings
 from tests.cloud_fakes.dashscope_fake import DashScopeFake
 from tests.cloud_fakes.dashvector_fake import DashVectorFake
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 from app.composition import build_container
+from app.config.settings import DbSettings, FetchSettings, Settings, WorkerSettings
 from app.domain.errors import ConfigurationError
-from app.settings import DbSettings, FetchSettings, Settings, WorkerSettings
-from app.worker.drain import drain_once
+from app.entrypoints.worker.drain import drain_once
 from tests.cloud.conftest import LOCAL_POLICY, cloud_embedder, cloud_index
 from tests.cloud_fakes.dashscope_fake import DashScopeFake
 from tests.cloud_fakes.dashvector_fake import DashVectorFake

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from app.settings import FetchSettings, Settings
+from app.config.settings import FetchSettings, Settings
 from tests.cloud_fakes.dashscope_fake import DashScopeFake
 from tests.cloud_fakes.dashvector_fake import DashVectorFake
 from tests.queue_support import COPIES, DISTINCT_BASES, app_env, insert_rows, outcomes, spawn

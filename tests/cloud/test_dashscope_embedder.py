@@ -7,7 +7,7 @@ import pytest
 
 from app.adapters.dashscope_embedder import DashScopeEmbedder
 from app.domain.errors import BackendAuthFailed, BackendUnavailable, InvalidImage
-from app.imaging import decode_image
+from app.vision.decode import decode_image
 from tests.cloud.conftest import cloud_embedder
 from tests.cloud_fakes.dashscope_fake import DashScopeFake
 from tests.support import ImageServer, bench_image, flipped, jpeg, resized

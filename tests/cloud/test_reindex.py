@@ -6,8 +6,8 @@ import asyncio
 from collections.abc import Callable
 
 from app.composition import build_container
+from app.config.settings import Settings
 from app.domain.models import CheckItem, UploadRef
-from app.settings import Settings
 from tests.cloud.conftest import LOCAL_POLICY, cloud_index
 from tests.cloud_fakes.dashvector_fake import DashVectorFake
 from tests.queue_support import app_env, spawn

@@ -20,7 +20,7 @@ import httpx
 import numpy as np
 
 from app.adapters.local_cnn_embedder import LocalCnnEmbedder
-from app.imaging import decode_image
+from app.vision.decode import decode_image
 from tests.cloud_fakes.http_server import DROP, FakeHttpServer, Request, Response
 
 ROUTE = "/api/v1/services/embeddings/multimodal-embedding/multimodal-embedding"

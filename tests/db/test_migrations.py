@@ -6,9 +6,9 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
+from app.config.settings import QueueSettings, Settings
 from app.db.engine import make_engine
 from app.db.migrate import upgrade
-from app.settings import QueueSettings, Settings
 
 
 async def test_migrations_create_side_tables_and_queue_table(make_settings: Callable[..., Settings]) -> None:

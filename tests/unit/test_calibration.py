@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from app.calibration import calibrate, duplicate_threshold, review_threshold
-from app.settings import Settings
+from app.config.settings import Settings
+from app.domain.calibration import calibrate, duplicate_threshold, review_threshold
 from tests.queue_support import app_env, spawn
 
 
@@ -44,7 +44,7 @@ async def test_calibrate_command_writes_what_the_service_reads(
     assert process.returncode == 0, err
     assert "duplicate_threshold" in out and "bootstrap interval" in out
     written = json.loads(settings.thresholds_file.read_text())["models"]["efficientnet-lite0-gem3-224"]
-    from app.thresholds import resolve_thresholds
+    from app.config.thresholds import resolve_thresholds
 
     resolved = resolve_thresholds(settings.policy, "efficientnet-lite0-gem3-224", settings.thresholds_file)
     assert resolved.duplicate == written["duplicate"] and resolved.sources["duplicate"] == "thresholds_json"

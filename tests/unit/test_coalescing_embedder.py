@@ -10,7 +10,7 @@ from PIL import Image
 
 from app.adapters.coalescing_embedder import CoalescingEmbedder
 from app.domain.errors import PartialEmbeddingFailure
-from app.ports import DecodedImage
+from app.vision.decode import DecodedImage
 from tests.doubles import FlakyEmbedder, TinyEmbedder
 
 

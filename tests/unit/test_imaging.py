@@ -5,8 +5,10 @@ import io
 import pytest
 from PIL import Image
 
+from app.db.codecs import to_signed64, to_unsigned64
 from app.domain.errors import InvalidImage, TooManyPixels
-from app.imaging import decode_image, phash64, to_signed64, to_unsigned64
+from app.vision.decode import decode_image
+from app.vision.phash import phash64
 from tests.support import bench_image, jpeg, png
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from app.composition import legacy_thresholds
-from app.legacy_config import settings_from_ini
-from app.settings import Settings
+from app.config.legacy_ini import settings_from_ini
+from app.config.settings import Settings
 from tests.support import REPO
 
 

@@ -7,7 +7,7 @@ import torch
 
 from app.adapters.efficientnet_lite import classifier_from_weights, load_lite0_features
 from app.adapters.local_cnn_embedder import LocalCnnEmbedder, preprocess, weights_path
-from app.imaging import decode_image
+from app.vision.decode import decode_image
 from tests.support import REPO, bench_image, flipped, jpeg, resized
 
 GOLDEN = REPO / "tests" / "data" / "golden_lite0_gem3_224.npz"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.phash_index import PhashIndex, hamming
+from app.vision.phash import PhashIndex, hamming
 
 
 def test_phash_index_nearest_excludes_self_and_orders_by_distance() -> None:

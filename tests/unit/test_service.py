@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from app.composition import build_container
+from app.config.settings import Settings
 from app.domain.errors import ConfigurationError
 from app.domain.models import CheckItem, StoredImageRef, UploadRef
-from app.settings import Settings
 from tests.doubles import FlakyEmbedder, TinyEmbedder
 from tests.support import bench_image, jpeg, resized
 

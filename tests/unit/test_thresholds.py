@@ -3,8 +3,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.settings import PolicySettings
-from app.thresholds import FALLBACK_DEFAULTS, SHIPPED_DEFAULTS, resolve_thresholds
+from app.config.settings import PolicySettings
+from app.config.thresholds import FALLBACK_DEFAULTS, SHIPPED_DEFAULTS, resolve_thresholds
 
 MODEL = "efficientnet-lite0-gem3-224"
 

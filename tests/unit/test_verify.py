@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.content_box import content_box
-from app.verify import VerifyPolicy, compare_aligned, features, grey, mirrored, query_features, verify
+from app.vision.content_box import content_box
+from app.vision.verify import QueryFeatures, VerifyPolicy, compare_aligned, features, grey, mirrored, verify
 from tests.support import bench_image, cropped, flipped, resized, screenshot
 
 
@@ -39,7 +39,7 @@ def test_identity_alignment_agrees_and_another_picture_does_not() -> None:
 )
 def test_copies_confirm_with_an_agreeing_overlap(variant) -> None:  # type: ignore[no-untyped-def]
     base = features(grey(bench_image("b0011")))
-    result = verify(query_features(variant(bench_image("b0011"))), base, VerifyPolicy())
+    result = verify(QueryFeatures(variant(bench_image("b0011"))), base, VerifyPolicy())
     assert result.outcome.value == "confirmed"
     assert result.disagreement < 0.2
 

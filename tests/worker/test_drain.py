@@ -6,9 +6,9 @@ import asyncio
 from collections.abc import Callable
 
 from app.composition import build_container
-from app.settings import FetchSettings, Settings, WorkerSettings
-from app.worker.drain import drain_once
-from app.worker.scheduler import run_scheduler
+from app.config.settings import FetchSettings, Settings, WorkerSettings
+from app.entrypoints.worker.drain import drain_once
+from app.entrypoints.worker.scheduler import run_scheduler
 from tests.queue_support import DISTINCT_BASES, outcomes, plant_queue
 from tests.support import ImageServer
 

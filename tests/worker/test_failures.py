@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from pydantic import SecretStr
 
-from app.settings import ApiSettings, FetchSettings, Settings, WorkerSettings
+from app.config.settings import ApiSettings, FetchSettings, Settings, WorkerSettings
 from tests.queue_support import insert_rows, outcomes
 from tests.support import ImageServer, bench_image, jpeg, running_app
 

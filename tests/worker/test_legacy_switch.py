@@ -13,7 +13,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from app.settings import DbSettings, Settings
+from app.config.settings import DbSettings, Settings
 from tests.queue_support import DISTINCT_BASES, app_env, outcomes, plant_queue, spawn
 from tests.support import ImageServer
 from tests.unit.test_legacy_config import readme_config_ini

@@ -7,7 +7,7 @@ import re
 import signal
 from collections.abc import Callable
 
-from app.settings import FetchSettings, Settings, WorkerSettings
+from app.config.settings import FetchSettings, Settings, WorkerSettings
 from tests.queue_support import DISTINCT_BASES, app_env, outcomes, plant_queue, spawn
 from tests.support import ImageServer
 

@@ -1,0 +1,50 @@
+"""The indexes a check searches (the vector index, the in-memory pHash index, the cache of base features) and
+how a recorded batch changes them. `generation` counts the changes, so a search made before the decision lock
+is known to be still current under it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from app.check.state import ImageWork
+from app.check.verification import Verifier
+from app.ports.backends import VectorIndex
+from app.vision.phash import PhashIndex
+
+
+class Indexes:
+    def __init__(self, vectors: VectorIndex, phash: PhashIndex, verifier: Verifier | None) -> None:
+        self.vectors = vectors
+        self.phash = phash
+        self._verifier = verifier
+        self.generation = 0
+
+    async def apply(self, works: Sequence[ImageWork]) -> None:
+        """After the batch is recorded: accepted images go in, images no longer accepted come out."""
+        add_ids: list[int] = []
+        add_vectors: list[np.ndarray] = []
+        removed: list[int] = []
+        for work in works:
+            if work.image_id is None or not work.persist:
+                continue
+            if work.enters_index:
+                if work.phash is not None:
+                    self.phash.add(work.image_id, work.phash)
+                if work.vector is not None:
+                    add_ids.append(work.image_id)
+                    add_vectors.append(work.vector)
+                if self._verifier is not None:
+                    self._verifier.remember(work)
+            elif work.was_accepted and work.item.register:
+                removed.append(work.image_id)
+                self.phash.remove(work.image_id)
+                if self._verifier is not None:
+                    self._verifier.forget(work.image_id)
+        if add_ids:
+            await self.vectors.upsert(add_ids, np.stack(add_vectors))
+        if removed:
+            await self.vectors.delete(removed)
+        if add_ids or removed:
+            self.generation += 1

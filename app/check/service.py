@@ -1,0 +1,227 @@
+"""CheckService: the one place where IO and the decision meet (docs/design.md §1).
+
+Every entrance (`POST /check`, the scheduler, re-checks) calls `check(batch)`. Each stage runs once per image,
+and everything expensive (fetching, decoding, embedding, verification, thumbnails) runs before the locks:
+under them only a search again if the indexes changed, the decision and the recording happen. Work the
+decision finds still due (a candidate that appeared meanwhile) is done outside the locks and decided again.
+The database write comes before the index write, so a crash between them is repaired at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import timedelta
+
+from app.check.decision import Plan, plan, settled_by_hashes
+from app.check.embedding import Embedding
+from app.check.hashes import look_up_hashes
+from app.check.indexes import Indexes
+from app.check.intake import Intake
+from app.check.metrics import Metrics
+from app.check.recording import Recorder
+from app.check.second_look import SecondLook
+from app.check.state import ImageWork, alive
+from app.check.verification import Verifier
+from app.domain.errors import AppError, CheckRaced
+from app.domain.models import CheckItem, Policy, Thresholds, Verdict
+from app.domain.records import Acceptance
+from app.domain.rules import grey_candidates, outright_duplicate
+from app.ports.backends import Embedder, ImageFetcher, VectorIndex
+from app.ports.persistence import DecisionLock, UnitsOfWork
+from app.vision.phash import PhashIndex
+from app.vision.verify import VerifyPolicy, thumbnail_jpeg
+
+log = logging.getLogger(__name__)
+
+# Decision passes before an image whose candidates keep changing is decided with what it has.
+DECISION_ROUNDS = 3
+
+
+@dataclass
+class CheckOutcome:
+    item: CheckItem
+    verdict: Verdict | None = None
+    error: AppError | None = None
+
+
+@dataclass(frozen=True)
+class CheckOptions:
+    top_k: int = 5
+    phash_alone_max_index: int = 100_000
+    max_pixels: int = 40_000_000
+    # A shared index: acceptances of the last `visibility_window_s` seconds are read from the database.
+    shared_index: bool = False
+    visibility_window_s: float = 60.0
+    verify: VerifyPolicy | None = None  # None: no verification; grey-band candidates are then `review`
+    feature_cache_size: int = 4096
+    second_look: bool = True
+
+
+class CheckService:
+    def __init__(
+        self,
+        *,
+        units: UnitsOfWork,
+        fetcher: ImageFetcher,
+        embedder: Embedder,
+        index: VectorIndex,
+        phash_index: PhashIndex,
+        thresholds: Thresholds,
+        executor: Executor,
+        metrics: Metrics,
+        decision_lock: DecisionLock,
+        options: CheckOptions,
+    ) -> None:
+        self._units = units
+        self._executor = executor
+        self._options = options
+        self.thresholds = thresholds
+        self.metrics = metrics
+        self.model_name = embedder.model_name
+        self._intake = Intake(units, fetcher, executor, options.max_pixels, embedder.model_name)
+        self._embedding = Embedding(embedder, index, options.top_k, metrics)
+        self._verifier = (
+            Verifier(options.verify, units, executor, options.feature_cache_size) if options.verify else None
+        )
+        self._second_look = (
+            SecondLook(embedder, self._embedding, self._verifier, executor, metrics)
+            if self._verifier is not None and options.second_look
+            else None
+        )
+        self.indexes = Indexes(index, phash_index, self._verifier)
+        self._recorder = Recorder(units, embedder.model_name)
+        # Serialises decide-and-record in this process: two near-copies checked at the same moment must not
+        # both come out unique (docs/design.md §5). The decision lock does the same across processes.
+        self._decide_lock = asyncio.Lock()
+        self._decision_lock = decision_lock
+
+    @property
+    def verifier(self) -> Verifier | None:
+        return self._verifier
+
+    def policy(self) -> Policy:
+        return Policy(
+            self.thresholds, phash_decides_alone=len(self.indexes.phash) <= self._options.phash_alone_max_index
+        )
+
+    async def check(
+        self, items: Sequence[CheckItem], before_decide: Callable[[], Awaitable[object]] | None = None
+    ) -> list[CheckOutcome]:
+        """`before_decide`, when given, is awaited after the parallel stages and before the decision: the
+        scheduler uses it to decide concurrent batches in the order it claimed them."""
+        works = [ImageWork(position=i, item=item) for i, item in enumerate(items)]
+        try:
+            await self._intake.run(works)
+            generation = self.indexes.generation
+            await self._look_up_hashes(alive(works))
+            await self._embedding.embed([w for w in alive(works) if w.vector is None and not self._hash_settled(w)])
+            await self._embedding.search(alive(works))
+            await self._verify(alive(works))
+            await self._take_second_look([w for w in alive(works) if not self._settled(w)])
+            await self._make_thumbnails([w for w in alive(works) if self._may_be_kept(w)])
+            if before_decide is not None:
+                await before_decide()
+            await self._decide_and_record(alive(works), generation)
+        except AppError as exc:  # a batch-wide failure (the database, the index): every image still undecided
+            log.warning("checking a batch failed: %s", exc)
+            for work in works:
+                if work.verdict is None:
+                    work.fail(exc)
+        try:
+            await self._intake.forget_failed(works)
+        except AppError as exc:  # an unchecked row is harmless: it is never accepted
+            log.warning("could not drop the rows of failed checks: %s", exc)
+        return [self._outcome(w) for w in works]
+
+    # ---- the stages before the locks -----------------------------------------------------------------------
+    async def _look_up_hashes(self, works: Sequence[ImageWork]) -> None:
+        async with self._units() as uow:
+            await look_up_hashes(works, uow.images, self.indexes.phash)
+
+    def _hash_settled(self, work: ImageWork) -> bool:
+        return settled_by_hashes(work, self.policy())
+
+    def _settled(self, work: ImageWork) -> bool:
+        """A duplicate before any second look: by hash (no vector), by similarity, or verified."""
+        if work.vector is None:
+            return True
+        return outright_duplicate(work.neighbours, self.thresholds) or work.confirmed
+
+    def _may_be_kept(self, work: ImageWork) -> bool:
+        return work.item.register and work.decoded is not None and not self._settled(work)
+
+    async def _verify(self, works: Sequence[ImageWork]) -> None:
+        if self._verifier is not None:
+            await self._verifier.best_first(works, lambda w: grey_candidates(w.neighbours, self.thresholds))
+
+    async def _take_second_look(self, works: Sequence[ImageWork]) -> None:
+        if self._second_look is not None:
+            await self._second_look.run(works, self.thresholds)
+
+    async def _make_thumbnails(self, works: Sequence[ImageWork]) -> None:
+        """The grey thumbnail an accepted image keeps as a verification base (and for review)."""
+        loop = asyncio.get_running_loop()
+        made = await asyncio.gather(
+            *(loop.run_in_executor(self._executor, thumbnail_jpeg, w.decoded.pixels) for w in works if w.decoded)
+        )
+        for work, thumbnail in zip([w for w in works if w.decoded], made, strict=True):
+            work.thumbnail = thumbnail
+
+    # ---- under the locks ----------------------------------------------------------------------------------
+    async def _decide_and_record(self, works: list[ImageWork], generation: int) -> None:
+        for round_ in range(1, DECISION_ROUNDS + 1):
+            last_round = round_ == DECISION_ROUNDS
+            works = alive(works)
+            async with self._decide_lock, self._decision_lock.hold():
+                changed = generation != self.indexes.generation
+                if changed or self._options.shared_index:
+                    await self._look_up_hashes(works)
+                if changed:
+                    await self._embedding.search(works)  # the index changed since: search again
+                outcome = plan(works, await self._recent_acceptances(), self.policy(), last_round)
+                if not outcome.pending:
+                    return await self._record(outcome)
+                if last_round:  # only images whose hash hit keeps vanishing are left; they try again later
+                    for work in outcome.pending.to_embed:
+                        work.fail(CheckRaced("the image's match changed while it was checked; check it again"))
+                    return await self._record(outcome)
+                generation = self.indexes.generation
+            await self._do_pending(outcome)
+
+    async def _recent_acceptances(self) -> list[Acceptance]:
+        """What other processes accepted lately may not be visible in a shared index yet: read it exactly."""
+        if not self._options.shared_index:
+            return []
+        async with self._units() as uow:
+            since = uow.clock.now() - timedelta(seconds=self._options.visibility_window_s)
+            recent = await uow.images.recent_acceptances(since, self.model_name)
+        self.indexes.phash.add_many((a.image_id, a.phash) for a in recent)
+        return recent
+
+    async def _record(self, outcome: Plan) -> None:
+        await self._recorder.record(outcome.decisions, self.thresholds)
+        await self.indexes.apply([w for w, _ in outcome.decisions])
+
+    async def _do_pending(self, outcome: Plan) -> None:
+        """What the decision pass left for outside the locks."""
+        pending = outcome.pending
+        if pending.to_embed:
+            await self._embedding.embed(pending.to_embed)
+            await self._embedding.search(alive(pending.to_embed))
+        if pending.to_verify and self._verifier is not None:
+            peers = {w.image_id: w for w, _ in outcome.decisions if w.image_id is not None}
+            await self._verifier.verify_pairs(pending.to_verify, peers=peers)
+        await self._make_thumbnails(pending.to_thumbnail)
+
+    def _outcome(self, work: ImageWork) -> CheckOutcome:
+        if work.error is not None:
+            self.metrics.observe_error(work.error.code)
+            return CheckOutcome(work.item, error=work.error)
+        if work.verdict is None:
+            raise RuntimeError(f"image at position {work.position} left the check with neither verdict nor error")
+        self.metrics.observe_verdict(work.verdict)
+        return CheckOutcome(work.item, verdict=work.verdict)

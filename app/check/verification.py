@@ -1,0 +1,174 @@
+"""Verification of (image, candidate) pairs on the CPU pool, never under a lock: the query's features once per
+image (or its framed part), the base's once per candidate (an LRU cache, else its stored thumbnail, or, for an
+image of the same batch, its pixels)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor
+from enum import Enum
+
+from PIL import Image
+
+from app.check.state import FramedPart, ImageWork, Stopwatch
+from app.ports.persistence import UnitsOfWork
+from app.vision.verify import (
+    VERIFY_SIDE,
+    Features,
+    QueryFeatures,
+    VerifyPolicy,
+    features,
+    features_of_jpeg,
+    grey,
+    verify,
+)
+
+
+class View(Enum):
+    WHOLE = "whole"  # the image at the policy's query size
+    FRAMED = "framed"  # its framed part (second look), at the full verification size
+
+
+class FeatureCache:
+    """Local features of recent base images (LRU): verifying against a popular base costs its detection once."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._items: OrderedDict[int, Features] = OrderedDict()
+
+    def get(self, image_id: int) -> Features | None:
+        found = self._items.get(image_id)
+        if found is not None:
+            self._items.move_to_end(image_id)
+        return found
+
+    def put(self, image_id: int, value: Features) -> None:
+        if self._capacity <= 0:
+            return
+        self._items[image_id] = value
+        self._items.move_to_end(image_id)
+        while len(self._items) > self._capacity:
+            self._items.popitem(last=False)
+
+    def drop(self, image_id: int) -> None:
+        self._items.pop(image_id, None)
+
+
+class Verifier:
+    def __init__(self, policy: VerifyPolicy, units: UnitsOfWork, executor: Executor, cache_size: int) -> None:
+        self.policy = policy
+        self._units = units
+        self._executor = executor
+        self.cache = FeatureCache(cache_size)
+        self.pairs_checked = 0  # a tally for tests and the benchmark: how much verification ran
+
+    async def best_first(
+        self, works: Sequence[ImageWork], ranked: Callable[[ImageWork], list[int]], view: View = View.WHOLE
+    ) -> None:
+        """One round per rank; an image leaves at its first confirmed candidate, since decide() looks no further.
+        That spares look-alikes further down their checks, and most copies the mirrored query's detection."""
+        order = {w.position: ranked(w) for w in works}
+        for rank in range(max((len(r) for r in order.values()), default=0)):
+            pairs = [(w, order[w.position][rank]) for w in works if rank < len(order[w.position]) and not w.confirmed]
+            if pairs:
+                await self.verify_pairs(pairs, view)
+
+    async def verify_pairs(
+        self,
+        pairs: Sequence[tuple[ImageWork, int]],
+        view: View = View.WHOLE,
+        peers: Mapping[int, ImageWork] | None = None,
+    ) -> None:
+        """Verify each pair; `peers` are images of the same batch (by image_id) whose pixels stand in for a
+        thumbnail they do not have yet. A pair verified before keeps its better outcome."""
+        if view is View.FRAMED:
+            pairs = [(w, c) for w, c in pairs if w.framed is not None]
+        else:
+            pairs = [(w, c) for w, c in pairs if c not in w.verified and w.decoded is not None]
+        if not pairs:
+            return
+        works = list({w.position: w for w, _ in pairs}.values())
+        loop = asyncio.get_running_loop()
+        with Stopwatch(works, "verify"):
+            await self._query_features(works, view)
+            bases = await self._base_features({c for _, c in pairs}, peers or {})
+            checks = [(w, c) for w, c in pairs if c in bases]
+            outcomes = await asyncio.gather(
+                *(
+                    loop.run_in_executor(self._executor, verify, _query_of(w, view), bases[c], self.policy)
+                    for w, c in checks
+                )
+            )
+        self.pairs_checked += len(checks)
+        for (work, candidate), outcome in zip(checks, outcomes, strict=True):
+            work.note(candidate, outcome)
+
+    async def _query_features(self, works: Sequence[ImageWork], view: View) -> None:
+        loop = asyncio.get_running_loop()
+        if view is View.FRAMED:
+            framed = [w.framed for w in works if w.framed is not None and w.framed.features is None]
+            found = await asyncio.gather(
+                *(loop.run_in_executor(self._executor, QueryFeatures, f.pixels, VERIFY_SIDE) for f in framed)
+            )
+            for part, value in zip(framed, found, strict=True):
+                part.features = value
+            return
+        whole = [w for w in works if w.features is None and w.decoded is not None]
+        found = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._executor, QueryFeatures, w.decoded.pixels, self.policy.query_side)
+                for w in whole
+                if w.decoded is not None
+            )
+        )
+        for work, value in zip(whole, found, strict=True):
+            work.features = value
+
+    async def _base_features(self, wanted: set[int], peers: Mapping[int, ImageWork]) -> dict[int, Features]:
+        bases: dict[int, Features] = {}
+        for candidate in wanted:
+            cached = self.cache.get(candidate)
+            if cached is not None:
+                bases[candidate] = cached
+        from_batch = [peers[c] for c in wanted if c not in bases and c in peers and peers[c].decoded is not None]
+        stored_wanted = [c for c in wanted if c not in bases and c not in peers]
+        stored: dict[int, bytes] = {}
+        if stored_wanted:
+            async with self._units() as uow:
+                stored = await uow.images.thumbnails(stored_wanted)
+        loop = asyncio.get_running_loop()
+        jobs: list[tuple[int, Callable[[], Features]]] = [
+            (c, functools.partial(features_of_jpeg, data)) for c, data in stored.items()
+        ]
+        jobs += [
+            (p.image_id, functools.partial(_features_of_pixels, p.decoded.pixels))
+            for p in from_batch
+            if p.image_id is not None and p.decoded is not None
+        ]
+        results = await asyncio.gather(*(loop.run_in_executor(self._executor, job) for _, job in jobs))
+        for (candidate, _), result in zip(jobs, results, strict=True):
+            bases[candidate] = result
+            self.cache.put(candidate, result)
+        return bases
+
+    def remember(self, work: ImageWork) -> None:
+        """An accepted image's own features are what a later query verifies against."""
+        if work.image_id is not None and work.features is not None:
+            self.cache.put(work.image_id, work.features.direct)
+
+    def forget(self, image_id: int) -> None:
+        self.cache.drop(image_id)
+
+
+def _features_of_pixels(pixels: Image.Image) -> Features:
+    return features(grey(pixels))
+
+
+def _query_of(work: ImageWork, view: View) -> QueryFeatures:
+    source: ImageWork | FramedPart | None = work.framed if view is View.FRAMED else work
+    if source is None or source.features is None:
+        raise ValueError(f"no {view.value} features for image at position {work.position}")
+    return source.features

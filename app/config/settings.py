@@ -1,0 +1,234 @@
+"""Typed settings, read once at start-up and passed down (never imported as a global)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from app.config.legacy_ini import LegacyIniSource
+
+
+class DbSettings(BaseModel):
+    # None means: an SQLite file in the data folder.
+    url: str | None = None
+    echo: bool = False
+    auto_migrate: bool = True
+
+
+class QueueSettings(BaseModel):
+    """The upstream service's queue table: its name, columns and status values (defaults of the old scripts)."""
+
+    table: str = "images"
+    id_column: str = "id"
+    url_column: str = "image_url"
+    status_column: str = "status"
+    similarity_column: str = "similarity"
+    created_column: str = "created_at"
+    score_column: str | None = None
+
+    status_waiting: str = "draft"
+    status_duplicate: str = "similarity"
+    status_unique: str = "tag_extension"
+    status_review: str = "review"
+    similarity_waiting: str = "draft"
+    similarity_done: str = "done"
+    similarity_recalc: str = "recalc"
+    similarity_failed: str = "failed"
+
+
+class FetchSettings(BaseModel):
+    cdn_base: str | None = None
+    # Hosts absolute URLs may point at, besides the cdn_base host; "*" allows any public host.
+    allowed_hosts: list[str] = Field(default_factory=list)
+    # Hosts that may resolve to private/loopback/link-local addresses (tests, local deployments).
+    allow_private_hosts: list[str] = Field(default_factory=list)
+    max_bytes: int = 20 * 1024 * 1024
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 10.0
+    total_timeout_s: float = 30.0
+    max_redirects: int = 3
+    concurrency: int = 16
+
+
+class DecodeSettings(BaseModel):
+    max_pixels: int = 40_000_000
+    # The CPU pool for decoding and verification; each task runs OpenCV single-threaded, so that concurrent
+    # requests, not one request's internals, share the cores.
+    threads: int = 2
+    opencv_threads: int = Field(1, ge=0, description="0: OpenCV's own default (all cores per call)")
+
+
+class EmbedderSettings(BaseModel):
+    kind: Literal["local_cnn", "dashscope"] = "local_cnn"
+    # local_cnn
+    image_size: int = 224
+    # Small batches run faster on CPU than large ones (cache-bound): 4 measured best on 2 cores.
+    batch_size: int = 4
+    # One thread: under concurrent load the CPU pool (decode, verification) needs the other core (22.6 -> 23.2 img/s).
+    torch_threads: int = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # dashscope
+    api_key: SecretStr | None = None
+    model: str = "multimodal-embedding-v1"
+    dimension: int = 1024
+    base_url: str = "https://dashscope.aliyuncs.com/api/v1"
+    rate_limit_rpm: float = Field(120, gt=0, description="per process: with N processes on one quota, quota / N")
+    concurrency: int = Field(8, ge=1)
+    request_timeout_s: float = Field(30, gt=0)
+    max_attempts: int = Field(5, ge=1)
+    # auto: a URL the cloud can fetch (not a private host) goes as the URL, anything else as a data: URI
+    send_urls: Literal["auto", "always", "never"] = "auto"
+
+    @model_validator(mode="after")
+    def _complete(self) -> EmbedderSettings:
+        if self.kind == "dashscope" and (self.api_key is None or not self.api_key.get_secret_value()):
+            raise ValueError("the dashscope embedder needs APP_EMBEDDER__API_KEY (or [dashscope] api_key)")
+        return self
+
+
+class IndexSettings(BaseModel):
+    kind: Literal["local", "dashvector"] = "local"
+    snapshot: bool = True
+    # local: exact flat search up to this many vectors, IVF (8-bit) beyond (bench/index_sweep.py)
+    ivf_min_vectors: int = Field(20_000, ge=1000)
+    # dashvector
+    api_key: SecretStr | None = None
+    endpoint: str | None = None
+    collection: str = "imgdedup"
+    create_collection: bool = True
+    timeout_s: float = Field(10, gt=0)
+    max_attempts: int = Field(5, ge=1)
+    concurrency: int = Field(8, ge=1)
+    # A shared index is eventually consistent: acceptances younger than this are also compared exactly from
+    # the database, under a database lock (design §5).
+    visibility_window_s: float = Field(60, ge=0)
+    # At start, acceptances of the last hours are checked against the shared index (crash repair).
+    reconcile_hours: float = Field(24, ge=0)
+
+    @model_validator(mode="after")
+    def _complete(self) -> IndexSettings:
+        if self.kind == "dashvector":
+            missing = [
+                name
+                for name, value in (("APP_INDEX__API_KEY", self.api_key), ("APP_INDEX__ENDPOINT", self.endpoint))
+                if not value
+            ]
+            if missing:
+                raise ValueError(f"the dashvector index needs {' and '.join(missing)} (or the [dashvector] section)")
+        return self
+
+
+class PolicySettings(BaseModel):
+    """Thresholds: None means 'not set here', so lower-precedence sources apply (design §8)."""
+
+    phash_threshold: int | None = None
+    duplicate_threshold: float | None = None
+    review_threshold: float | None = None
+    top_k: int = 5
+    # Beyond this many accepted images a pHash hit alone is no longer trusted (design §1.4): the embedding decides.
+    phash_alone_max_index: int = 200_000
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PolicySettings:
+        if (
+            self.duplicate_threshold is not None
+            and self.review_threshold is not None
+            and self.review_threshold > self.duplicate_threshold
+        ):
+            raise ValueError("policy.review_threshold must not exceed policy.duplicate_threshold")
+        return self
+
+
+class WorkerSettings(BaseModel):
+    """The draft-queue scheduler (design §3, §5)."""
+
+    enabled: bool = True  # run inside `serve`; `python -m app worker` runs it as its own process
+    batch_size: int = Field(100, ge=1, le=1000)
+    concurrency: int = Field(3, ge=1, le=16, description="batches in flight at once in one process")
+    idle_seconds: float = Field(2.0, gt=0)
+    lease_seconds: float = Field(300.0, gt=0)
+    max_attempts: int = Field(5, ge=1)
+    retry_base_seconds: float = Field(30.0, ge=0)
+    retry_max_seconds: float = Field(3600.0, ge=0)
+
+
+class LegacySettings(BaseModel):
+    """What only the old scripts' config.ini says; it ranks below environment variables (design §8)."""
+
+    config_ini: Path | None = None
+    phash_threshold: int | None = None
+    # A similarity (1 - cosine distance) tuned for DashScope: the duplicate threshold only for that embedder.
+    vector_threshold: float | None = None
+
+
+class VerifySettings(BaseModel):
+    """Pairwise verification of grey-band candidates (design §1.7)."""
+
+    enabled: bool = True
+    min_inliers: int = Field(15, ge=4)
+    min_base_coverage: float = Field(0.20, ge=0, le=1)
+    reject_below_inliers: int = Field(8, ge=0)
+    query_side: int = Field(512, ge=128, le=1024, description="longest side of the query when verified")
+    max_disagreement: float = Field(
+        0.36, ge=0, le=1, description="share of the aligned overlap that may look different and still confirm"
+    )
+    feature_cache: int = Field(4096, ge=0, description="base images whose local features are kept in memory")
+    second_look: bool = Field(
+        True, description="embed and verify the picture inside a frame (screenshot, border) when still in doubt"
+    )
+
+
+class ApiSettings(BaseModel):
+    admin_token: SecretStr | None = None
+    max_upload_bytes: int = 20 * 1024 * 1024
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="APP_", env_nested_delimiter="__", extra="ignore", validate_default=True
+    )
+
+    data_dir: Path = Path("./data")
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+    log_file: Path | None = None
+    db: DbSettings = Field(default_factory=DbSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    decode: DecodeSettings = Field(default_factory=DecodeSettings)
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    index: IndexSettings = Field(default_factory=IndexSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
+    legacy: LegacySettings = Field(default_factory=LegacySettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Environment variables override the old config.ini, which overrides the defaults.
+        return init_settings, env_settings, LegacyIniSource(settings_cls), dotenv_settings, file_secret_settings
+
+    @field_validator("data_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def database_url(self) -> str:
+        return self.db.url or f"sqlite+aiosqlite:///{self.data_dir / 'imgdedup.db'}"
+
+    @property
+    def thresholds_file(self) -> Path:
+        return self.data_dir / "thresholds.json"

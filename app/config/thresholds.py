@@ -1,0 +1,103 @@
+"""Which thresholds apply, and where each came from (design §8).
+
+Precedence, highest first: settings (environment variables), the old config.ini, `thresholds.json` written by
+`calibrate`, the embedder's shipped defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from app.config.settings import PolicySettings
+from app.domain.models import Thresholds
+
+log = logging.getLogger(__name__)
+
+# Measured on ../shared/bench (dev split), see README "Thresholds". Keyed by the embedder's model name,
+# which names the preprocessing too, so a changed recipe never inherits another's thresholds.
+SHIPPED_DEFAULTS: dict[str, dict[str, float]] = {
+    # With pairwise verification: above 0.95 a duplicate unverified; 0.60-0.95 is verified (design §1.7).
+    "efficientnet-lite0-gem3-224": {"phash": 5, "duplicate": 0.95, "review": 0.60},
+}
+# For an embedder without measured defaults (DashScope): the old scripts' vector_threshold.
+FALLBACK_DEFAULTS: dict[str, float] = {"phash": 5, "duplicate": 0.94, "review": 0.85}
+
+
+def read_thresholds_file(path: Path, model: str) -> dict[str, float]:
+    """Values fitted by `calibrate` for this model; another model's file is ignored."""
+    if not path.exists():
+        return {}
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring unreadable %s: %s", path, exc)
+        return {}
+    fitted = data.get("models", {}).get(model, {})
+    return {k: fitted[k] for k in ("phash", "duplicate", "review") if k in fitted}
+
+
+def resolve_thresholds(
+    policy: PolicySettings,
+    model: str,
+    thresholds_file: Path,
+    config_ini: dict[str, float] | None = None,
+) -> Thresholds:
+    layers: list[tuple[str, dict[str, float]]] = [
+        (
+            "env",
+            {
+                k: v
+                for k, v in {
+                    "phash": policy.phash_threshold,
+                    "duplicate": policy.duplicate_threshold,
+                    "review": policy.review_threshold,
+                }.items()
+                if v is not None
+            },
+        ),
+        ("config_ini", config_ini or {}),
+        ("thresholds_json", read_thresholds_file(thresholds_file, model)),
+        ("default", SHIPPED_DEFAULTS.get(model, FALLBACK_DEFAULTS)),
+    ]
+    values: dict[str, float] = {}
+    sources: dict[str, str] = {}
+    for name in ("phash", "duplicate", "review"):
+        for source, layer in layers:
+            if name in layer:
+                values[name], sources[name] = layer[name], source
+                break
+    review = min(values["review"], values["duplicate"])
+    return Thresholds(
+        phash=int(values["phash"]), duplicate=float(values["duplicate"]), review=float(review), sources=sources
+    )
+
+
+def write_thresholds_file(path: Path, model: str, fitted: Any) -> Path:
+    """Store fitted thresholds for `model` beside those of other models (the file keeps one entry per model)."""
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            data = {}
+    entry = data.setdefault("models", {}).setdefault(model, {})
+    entry.update(
+        {
+            "duplicate": fitted.duplicate.value,
+            "review": fitted.review.value,
+            "fit": {
+                "duplicate_interval": [fitted.duplicate.low, fitted.duplicate.high],
+                "review_interval": [fitted.review.low, fitted.review.high],
+                "pairs": fitted.pairs,
+                "positives": fitted.positives,
+                "precision_target": fitted.precision_target,
+                "recall_target": fitted.recall_target,
+            },
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+    return path

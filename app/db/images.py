@@ -1,0 +1,217 @@
+"""SQL behind the ImageRepository port: our `image`, `embedding` and `thumbnail` tables."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.codecs import decode_vector, encode_vector, to_signed64, to_unsigned64
+from app.db.dialect import new_id
+from app.db.tables import Tables
+from app.domain.records import Acceptance, ImageRow, VerdictRecord
+from app.ports.persistence import Clock
+
+
+def _image_row(row: Any) -> ImageRow:
+    values = {name: row[name] for name in ImageRow.__dataclass_fields__}
+    if values["phash"] is not None:
+        values["phash"] = to_unsigned64(values["phash"])
+    values["accepted"] = bool(values["accepted"])
+    return ImageRow(**values)
+
+
+class SqlImageRepository:
+    def __init__(self, session: AsyncSession, tables: Tables, clock: Clock) -> None:
+        self._session = session
+        self._clock = clock
+        self._t = tables.image
+        self._e = tables.embedding
+        self._th = tables.thumbnail
+
+    async def get(self, image_id: int) -> ImageRow | None:
+        row = (await self._session.execute(sa.select(self._t).where(self._t.c.image_id == image_id))).mappings().first()
+        return _image_row(row) if row else None
+
+    async def get_by_source(self, source_id: int) -> ImageRow | None:
+        row = (
+            (await self._session.execute(sa.select(self._t).where(self._t.c.source_id == source_id))).mappings().first()
+        )
+        return _image_row(row) if row else None
+
+    async def get_many(self, image_ids: Sequence[int]) -> dict[int, ImageRow]:
+        if not image_ids:
+            return {}
+        rows = (await self._session.execute(sa.select(self._t).where(self._t.c.image_id.in_(image_ids)))).mappings()
+        return {r["image_id"]: _image_row(r) for r in rows}
+
+    async def create(self, source_url: str | None = None, source_id: int | None = None) -> int:
+        now = self._clock.now()
+        result = await self._session.execute(
+            sa.insert(self._t).values(
+                source_url=source_url, source_id=source_id, state="checking", created_at=now, updated_at=now
+            )
+        )
+        return new_id(result)
+
+    async def delete_unchecked(self, image_ids: Sequence[int]) -> None:
+        """Rows that never got a verdict (their check failed); a recorded image is never deleted here."""
+        if image_ids:
+            await self._session.execute(
+                sa.delete(self._t).where(self._t.c.image_id.in_(list(image_ids)), self._t.c.checked_at.is_(None))
+            )
+
+    async def record_verdict(self, image_id: int, record: VerdictRecord) -> None:
+        now = self._clock.now()
+        await self._session.execute(
+            sa.update(self._t)
+            .where(self._t.c.image_id == image_id)
+            .values(
+                sha256=record.sha256,
+                phash=to_signed64(record.phash),
+                width=record.width,
+                height=record.height,
+                verdict=record.verdict,
+                decided_by=record.decided_by,
+                similarity=record.similarity,
+                matched_image_id=record.matched_image_id,
+                phash_distance=record.phash_distance,
+                accepted=record.accepted,
+                model=record.model,
+                explanation=record.explanation,
+                state="done",
+                error_code=None,
+                last_error=None,
+                next_attempt_at=None,
+                updated_at=now,
+                checked_at=now,
+            )
+        )
+
+    async def save_embedding(self, image_id: int, model: str, vector: np.ndarray) -> None:
+        await self._session.execute(sa.delete(self._e).where(self._e.c.image_id == image_id))
+        await self._session.execute(
+            sa.insert(self._e).values(
+                image_id=image_id,
+                model=model,
+                dimension=int(vector.shape[0]),
+                vector=encode_vector(vector),
+                created_at=self._clock.now(),
+            )
+        )
+
+    async def save_thumbnail(self, image_id: int, jpeg: bytes) -> None:
+        await self._session.execute(sa.delete(self._th).where(self._th.c.image_id == image_id))
+        await self._session.execute(sa.insert(self._th).values(image_id=image_id, jpeg=jpeg))
+
+    async def thumbnails(self, image_ids: Sequence[int]) -> dict[int, bytes]:
+        if not image_ids:
+            return {}
+        rows = await self._session.execute(
+            sa.select(self._th.c.image_id, self._th.c.jpeg).where(self._th.c.image_id.in_(list(image_ids)))
+        )
+        return {int(i): bytes(j) for i, j in rows}
+
+    async def embeddings(self, image_ids: Sequence[int], model: str) -> dict[int, np.ndarray]:
+        if not image_ids:
+            return {}
+        rows = await self._session.execute(
+            sa.select(self._e.c.image_id, self._e.c.vector).where(
+                self._e.c.image_id.in_(image_ids), self._e.c.model == model
+            )
+        )
+        return {int(i): decode_vector(v) for i, v in rows}
+
+    async def accepted_with_sha256(self, digests: Sequence[str]) -> dict[str, list[int]]:
+        """Accepted image_ids per digest, lowest first."""
+        if not digests:
+            return {}
+        rows = await self._session.execute(
+            sa.select(self._t.c.sha256, self._t.c.image_id)
+            .where(self._t.c.sha256.in_(set(digests)), self._t.c.accepted.is_(True))
+            .order_by(self._t.c.image_id)
+        )
+        found: dict[str, list[int]] = {}
+        for digest, image_id in rows:
+            found.setdefault(digest, []).append(int(image_id))
+        return found
+
+    async def accepted_phashes(self) -> list[tuple[int, int]]:
+        rows = await self._session.execute(
+            sa.select(self._t.c.image_id, self._t.c.phash).where(
+                self._t.c.accepted.is_(True), self._t.c.phash.is_not(None)
+            )
+        )
+        return [(int(i), to_unsigned64(int(p))) for i, p in rows]
+
+    async def ids_checked_since(self, since: datetime) -> tuple[list[int], list[int]]:
+        """(accepted, not accepted) image ids whose verdict was recorded at or after `since`."""
+        rows = await self._session.execute(
+            sa.select(self._t.c.image_id, self._t.c.accepted).where(self._t.c.checked_at >= since)
+        )
+        accepted: list[int] = []
+        other: list[int] = []
+        for image_id, is_accepted in rows:
+            (accepted if is_accepted else other).append(int(image_id))
+        return accepted, other
+
+    async def recent_acceptances(self, since: datetime, model: str) -> list[Acceptance]:
+        """Images accepted at or after `since`: the ones a shared, eventually consistent index may not show yet."""
+        rows = await self._session.execute(
+            sa.select(self._t.c.image_id, self._t.c.sha256, self._t.c.phash, self._e.c.vector)
+            .select_from(
+                self._t.outerjoin(self._e, sa.and_(self._e.c.image_id == self._t.c.image_id, self._e.c.model == model))
+            )
+            .where(self._t.c.accepted.is_(True), self._t.c.checked_at >= since)
+        )
+        return [
+            Acceptance(int(i), str(sha), to_unsigned64(int(ph)), decode_vector(v) if v is not None else None)
+            for i, sha, ph, v in rows
+        ]
+
+    async def accepted_ids(self) -> set[int]:
+        rows = await self._session.execute(sa.select(self._t.c.image_id).where(self._t.c.accepted.is_(True)))
+        return {int(i) for (i,) in rows}
+
+    async def accepted_count(self) -> int:
+        query = sa.select(sa.func.count()).select_from(self._t).where(self._t.c.accepted.is_(True))
+        return int((await self._session.execute(query)).scalar_one())
+
+    async def checked_since(self, since: datetime) -> int:
+        query = sa.select(sa.func.count()).select_from(self._t).where(self._t.c.checked_at >= since)
+        return int((await self._session.execute(query)).scalar_one())
+
+    async def accepted_embeddings(
+        self, model: str, only_ids: Sequence[int] | None = None, chunk: int = 5000
+    ) -> AsyncIterator[tuple[list[int], np.ndarray]]:
+        """Stored vectors of accepted images, in chunks (keyset pagination, so memory stays flat)."""
+        last = 0
+        while True:
+            query = (
+                sa.select(self._e.c.image_id, self._e.c.vector)
+                .join(self._t, self._t.c.image_id == self._e.c.image_id)
+                .where(self._t.c.accepted.is_(True), self._e.c.model == model, self._e.c.image_id > last)
+                .order_by(self._e.c.image_id)
+                .limit(chunk)
+            )
+            if only_ids is not None:
+                query = query.where(self._e.c.image_id.in_(only_ids))
+            rows = (await self._session.execute(query)).all()
+            if not rows:
+                return
+            ids = [int(r[0]) for r in rows]
+            yield ids, np.stack([decode_vector(r[1]) for r in rows])
+            last = ids[-1]
+
+    async def accepted_model_counts(self) -> dict[str, int]:
+        rows = await self._session.execute(
+            sa.select(self._e.c.model, sa.func.count())
+            .join(self._t, self._t.c.image_id == self._e.c.image_id)
+            .where(self._t.c.accepted.is_(True))
+            .group_by(self._e.c.model)
+        )
+        return {str(m): int(n) for m, n in rows}

@@ -1,0 +1,83 @@
+"""What the service keeps about an image and a queue row: plain records that the persistence ports read and
+write (the SQL behind them is in `app/db`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    image_id: int
+    source_id: int | None
+    source_url: str | None
+    sha256: str | None
+    phash: int | None
+    width: int | None
+    height: int | None
+    verdict: str | None
+    decided_by: str | None
+    similarity: float | None
+    matched_image_id: int | None
+    phash_distance: int | None
+    accepted: bool
+    model: str | None
+    explanation: dict[str, Any] | None
+    state: str
+    attempts: int
+    error_code: str | None
+    last_error: str | None
+    created_at: datetime
+    updated_at: datetime
+    checked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class VerdictRecord:
+    """What the service writes for one checked image."""
+
+    sha256: str
+    phash: int
+    width: int
+    height: int
+    verdict: str
+    decided_by: str
+    similarity: float | None
+    matched_image_id: int | None
+    phash_distance: int | None
+    accepted: bool
+    model: str | None
+    explanation: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """An image accepted lately (by any process): what a shared, eventually consistent index may not show yet."""
+
+    image_id: int
+    sha256: str
+    phash: int
+    vector: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class ClaimedRow:
+    """A queue row leased by this worker, and our image row for it."""
+
+    source_id: int
+    image_id: int
+    attempts: int
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """What /stats and `stats` show of the queue."""
+
+    by_status: dict[tuple[str, str], int]
+    waiting: int
+    oldest_waiting: datetime | None
+    failures_by_reason: dict[str, dict[str, int]]

@@ -1,0 +1,62 @@
+"""create_app(settings): the FastAPI application; the lifespan builds the Container and yields it as state."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import TypedDict
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from app.composition import Container, build_container
+from app.config.settings import Settings
+from app.entrypoints.api.errors import install_error_handlers
+from app.entrypoints.api.limits import BodySizeLimit
+from app.entrypoints.api.routes import admin, check, health, images, stats
+from app.entrypoints.worker.scheduler import run_scheduler
+
+
+class State(TypedDict):
+    container: Container
+
+
+def _operation_id(route: APIRoute) -> str:
+    return f"{route.tags[0]}-{route.name}" if route.tags else route.name
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[State]:
+        async with build_container(settings) as container:
+            stop = asyncio.Event()
+            scheduler = (
+                asyncio.create_task(run_scheduler(container, stop), name="scheduler")
+                if settings.worker.enabled
+                else None
+            )
+            try:
+                yield {"container": container}
+            finally:
+                stop.set()  # the batch in hand is finished and written back before the container closes
+                if scheduler is not None:
+                    await scheduler
+
+    app = FastAPI(
+        title="imgdedup",
+        version="0.1.0",
+        description="Image de-duplication review service: is this image a copy of one already accepted?",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_upload_bytes + 64 * 1024)
+    app.include_router(check.router)
+    app.include_router(images.router)
+    app.include_router(stats.router)
+    app.include_router(admin.router)
+    app.include_router(health.router)
+    return app

@@ -1,0 +1,52 @@
+"""POST /recalc (admin): put `recalc` and `failed` rows back on the queue; the scheduler then checks them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.entrypoints.api.deps import AdminDep, ContainerDep
+from app.entrypoints.api.schemas import ErrorResponse
+
+router = APIRouter(tags=["admin"])
+
+
+class RecalcRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    source_ids: list[int] | None = Field(None, description="Only these upstream row ids", max_length=100_000)
+    created_from: datetime | None = Field(None, description="Rows created at or after this time (UTC)")
+    created_to: datetime | None = Field(None, description="Rows created before this time (UTC)")
+    include_done: bool = Field(False, description="Also re-run rows that already have a verdict")
+
+
+class RecalcResponse(BaseModel):
+    requeued: int
+
+
+@router.post(
+    "/recalc",
+    response_model=RecalcResponse,
+    responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
+    summary="Re-queue failed and recalc rows: all, by source ids, or by a creation time range",
+)
+async def recalc(_: AdminDep, container: ContainerDep, request: RecalcRequest | None = None) -> RecalcResponse:
+    request = request or RecalcRequest()
+    async with container.units() as uow:
+        count = await uow.queue.requeue(
+            request.source_ids,
+            _naive_utc(request.created_from),
+            _naive_utc(request.created_to),
+            request.include_done,
+        )
+        await uow.commit()
+    return RecalcResponse(requeued=count)
+
+
+def _naive_utc(moment: datetime | None) -> datetime | None:
+    """The database stores naive UTC."""
+    if moment is None or moment.tzinfo is None:
+        return moment
+    return moment.astimezone(UTC).replace(tzinfo=None)

@@ -1,0 +1,58 @@
+"""GET /images/{image_id} and GET /images?source_id=N: the stored verdict and its explanation."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query
+
+from app.domain.errors import ImageNotFound, InvalidRequest
+from app.domain.records import ImageRow
+from app.entrypoints.api.deps import ContainerDep
+from app.entrypoints.api.schemas import ErrorResponse, ImageResponse
+
+router = APIRouter(tags=["images"])
+
+
+def _response(row: ImageRow) -> ImageResponse:
+    return ImageResponse(
+        image_id=row.image_id,
+        source_id=row.source_id,
+        source_url=row.source_url,
+        verdict=row.verdict,
+        similarity=row.similarity,
+        matched_image_id=row.matched_image_id,
+        phash_distance=row.phash_distance,
+        decided_by=row.decided_by,
+        accepted=row.accepted,
+        model=row.model,
+        sha256=row.sha256,
+        phash=f"{row.phash:016x}" if row.phash is not None else None,
+        width=row.width,
+        height=row.height,
+        state=row.state,
+        attempts=row.attempts,
+        error_code=row.error_code,
+        last_error=row.last_error,
+        explanation=row.explanation,
+        created_at=row.created_at,
+        checked_at=row.checked_at,
+    )
+
+
+@router.get("/images/{image_id}", response_model=ImageResponse, responses={404: {"model": ErrorResponse}})
+async def get_image(image_id: int, container: ContainerDep) -> ImageResponse:
+    async with container.units() as uow:
+        row = await uow.images.get(image_id)
+    if row is None:
+        raise ImageNotFound(f"no image with image_id {image_id}")
+    return _response(row)
+
+
+@router.get("/images", response_model=ImageResponse, responses={404: {"model": ErrorResponse}})
+async def find_image(container: ContainerDep, source_id: int | None = Query(None, ge=1)) -> ImageResponse:
+    if source_id is None:
+        raise InvalidRequest("give source_id")
+    async with container.units() as uow:
+        row = await uow.images.get_by_source(source_id)
+    if row is None:
+        raise ImageNotFound(f"no image with source_id {source_id}")
+    return _response(row)

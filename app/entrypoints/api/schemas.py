@@ -1,0 +1,99 @@
+"""API request and response models (pydantic); domain types never leak into the wire format unshaped."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from app.domain.models import Verdict
+
+
+class CheckRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    image_url: str | None = Field(None, description="Absolute URL, or a path joined to cdn_base", max_length=4096)
+    image_id: int | None = Field(None, description="Re-check an image we hold, by our image_id", ge=1)
+    source_id: int | None = Field(None, description="Check the upstream queue row with this id", ge=1)
+    should_register: bool = Field(
+        True, alias="register", description="Accept the image into the indexes if it is unique or review"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> CheckRequest:
+        given = [n for n in ("image_url", "image_id", "source_id") if getattr(self, n) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of image_url, image_id or source_id" + (f" (got {', '.join(given)})" if given else "")
+            )
+        return self
+
+
+class ThresholdsResponse(BaseModel):
+    phash: int
+    duplicate: float
+    review: float
+    sources: dict[str, str]
+
+
+class CheckResponse(BaseModel):
+    image_id: int | None = Field(description="Our id; null when the image was checked without registering")
+    source_id: int | None
+    verdict: str = Field(description="duplicate | review | unique")
+    similarity: float | None
+    matched_image_id: int | None
+    matched_source_id: int | None
+    phash_distance: int | None
+    decided_by: str = Field(description="exact | phash | vector | verified")
+    thresholds: ThresholdsResponse
+    model: str | None
+    registered: bool
+    timings_ms: dict[str, float]
+
+    @classmethod
+    def from_verdict(cls, verdict: Verdict) -> CheckResponse:
+        return cls(
+            image_id=verdict.image_id,
+            source_id=verdict.source_id,
+            verdict=verdict.label.value,
+            similarity=None if verdict.similarity is None else round(verdict.similarity, 6),
+            matched_image_id=verdict.matched_image_id,
+            matched_source_id=verdict.matched_source_id,
+            phash_distance=verdict.phash_distance,
+            decided_by=verdict.decided_by.value,
+            thresholds=ThresholdsResponse.model_validate(verdict.thresholds.as_dict()),
+            model=verdict.model,
+            registered=verdict.registered,
+            timings_ms=verdict.timings_ms,
+        )
+
+
+class ImageResponse(BaseModel):
+    image_id: int
+    source_id: int | None
+    source_url: str | None
+    verdict: str | None
+    similarity: float | None
+    matched_image_id: int | None
+    phash_distance: int | None
+    decided_by: str | None
+    accepted: bool
+    model: str | None
+    sha256: str | None
+    phash: str | None = Field(description="64-bit pHash as 16 hex digits")
+    width: int | None
+    height: int | None
+    state: str
+    attempts: int
+    error_code: str | None
+    last_error: str | None
+    explanation: dict[str, Any] | None
+    created_at: datetime
+    checked_at: datetime | None
+
+
+class ErrorResponse(BaseModel):
+    code: str
+    message: str
+    details: list[Any] | None = None

@@ -1,0 +1,49 @@
+"""The drain loop: poll the queue, sleep `idle_seconds` when it is empty, stop cleanly when asked.
+
+A stop request (the event, set on SIGTERM) lets the batch in hand finish and be written back: it is never
+left half-written. Rows a killed worker leaves leased are re-claimed when their lease expires.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import TYPE_CHECKING
+
+from app.entrypoints.worker.drain import ClaimOrder, drain_once
+
+if TYPE_CHECKING:
+    from app.composition import Container
+
+log = logging.getLogger(__name__)
+
+
+async def run_scheduler(container: Container, stop: asyncio.Event, *, register: bool = True) -> None:
+    worker = container.settings.worker
+    log.info("scheduler started (batch %d, %d at a time, register=%s)", worker.batch_size, worker.concurrency, register)
+    # Several batches in flight keep both the network (fetch) and the cores (decode, embed, verify) busy; they
+    # still decide one at a time, in the order they were claimed.
+    order = ClaimOrder()
+    await asyncio.gather(*(_drain_loop(container, stop, register, order) for _ in range(worker.concurrency)))
+    log.info("scheduler stopped")
+
+
+async def _drain_loop(container: Container, stop: asyncio.Event, register: bool, order: ClaimOrder) -> None:
+    idle = container.settings.worker.idle_seconds
+    failures = 0
+    while not stop.is_set():
+        try:
+            claimed = await drain_once(container, register=register, order=order)
+            failures = 0
+        except Exception:  # noqa: BLE001 - the database may be down for a while; keep polling
+            failures += 1
+            log.exception("draining the queue failed (%d in a row)", failures)
+            claimed = 0
+        if claimed:
+            continue
+        await container.index.flush()  # snapshot once a burst of work is done, not per batch
+        wait = idle if not failures else min(idle * 2**failures, 60.0)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), wait * random.uniform(0.8, 1.2))

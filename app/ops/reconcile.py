@@ -1,0 +1,69 @@
+"""Making the indexes agree with the database (docs/design.md §5): at start, after a reset, on demand.
+
+The database write comes before the index write, so after a crash the database is right: accepted images
+missing from the vector index are re-inserted from their stored embeddings, vectors with no accepted row are
+removed. An index that can list its ids is compared whole; a shared collection cannot, so there the images
+whose verdict was recorded in the last `recent_hours` (when a crash could have come between the two writes)
+are checked.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from datetime import timedelta
+
+from app.ports.backends import VectorIndex
+from app.ports.persistence import UnitsOfWork
+from app.vision.phash import PhashIndex
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[int], None]
+
+
+async def load_phash_index(units: UnitsOfWork, phash_index: PhashIndex) -> None:
+    async with units() as uow:
+        phash_index.add_many(await uow.images.accepted_phashes())
+
+
+async def copy_embeddings(
+    units: UnitsOfWork,
+    model: str,
+    target: VectorIndex,
+    only_ids: Sequence[int] | None = None,
+    progress: Progress | None = None,
+) -> int:
+    """Put stored embeddings of accepted images (all, or `only_ids`) into an index: no embedding calls (they
+    cost money on the cloud)."""
+    copied = 0
+    async with units() as uow:
+        async for ids, vectors in uow.images.accepted_embeddings(model, only_ids):
+            await target.upsert(ids, vectors)
+            copied += len(ids)
+            if progress:
+                progress(len(ids))
+    return copied
+
+
+async def reconcile(units: UnitsOfWork, index: VectorIndex, model: str, recent_hours: float) -> dict[str, int]:
+    indexed = await index.ids()
+    async with units() as uow:
+        if indexed is None:
+            since = uow.clock.now() - timedelta(hours=recent_hours)
+            recent_accepted, recent_other = await uow.images.ids_checked_since(since)
+            present = await index.contains(recent_accepted + recent_other)
+            missing = sorted(set(recent_accepted) - present)
+            stale = sorted(present & set(recent_other))
+        else:
+            accepted = await uow.images.accepted_ids()
+            stale = sorted(indexed - accepted)
+            missing = sorted(accepted - indexed)
+    await index.delete(stale)
+    added = 0
+    for start in range(0, len(missing), 5000):
+        added += await copy_embeddings(units, model, index, missing[start : start + 5000])
+    if stale or added:
+        log.info("index reconciled: %d vectors added, %d stale removed", added, len(stale))
+        await index.flush()
+    return {"added": added, "removed": len(stale)}

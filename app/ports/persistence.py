@@ -1,0 +1,134 @@
+"""Persistence ports: a unit of work holding the image and queue repositories and a clock, and the decision lock.
+
+The caller owns the transaction: `async with units() as uow: ...; await uow.commit()`; leaving the block
+without a commit rolls back. Database failures arrive as domain errors (`DatabaseUnavailable`,
+`TransientConflict`), never as driver exceptions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self
+
+import numpy as np
+
+from app.domain.records import Acceptance, ClaimedRow, ImageRow, QueueCounts, VerdictRecord
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Naive UTC, as the database columns store it."""
+        ...
+
+
+class ImageRepository(Protocol):
+    """Our side table of images: verdicts, hashes, embeddings and thumbnails."""
+
+    async def get(self, image_id: int) -> ImageRow | None: ...
+
+    async def get_by_source(self, source_id: int) -> ImageRow | None: ...
+
+    async def get_many(self, image_ids: Sequence[int]) -> dict[int, ImageRow]: ...
+
+    async def create(self, source_url: str | None = None, source_id: int | None = None) -> int: ...
+
+    async def delete_unchecked(self, image_ids: Sequence[int]) -> None:
+        """Rows that never got a verdict (their check failed)."""
+        ...
+
+    async def record_verdict(self, image_id: int, record: VerdictRecord) -> None: ...
+
+    async def save_embedding(self, image_id: int, model: str, vector: np.ndarray) -> None: ...
+
+    async def save_thumbnail(self, image_id: int, jpeg: bytes) -> None: ...
+
+    async def thumbnails(self, image_ids: Sequence[int]) -> dict[int, bytes]: ...
+
+    async def embeddings(self, image_ids: Sequence[int], model: str) -> dict[int, np.ndarray]: ...
+
+    async def accepted_with_sha256(self, digests: Sequence[str]) -> dict[str, list[int]]:
+        """Accepted image_ids per digest, lowest first."""
+        ...
+
+    async def accepted_phashes(self) -> list[tuple[int, int]]: ...
+
+    async def accepted_ids(self) -> set[int]: ...
+
+    async def accepted_count(self) -> int: ...
+
+    async def accepted_model_counts(self) -> dict[str, int]: ...
+
+    async def ids_checked_since(self, since: datetime) -> tuple[list[int], list[int]]:
+        """(accepted, not accepted) image ids whose verdict was recorded at or after `since`."""
+        ...
+
+    async def recent_acceptances(self, since: datetime, model: str) -> list[Acceptance]: ...
+
+    def accepted_embeddings(
+        self, model: str, only_ids: Sequence[int] | None = None
+    ) -> AsyncIterator[tuple[list[int], np.ndarray]]:
+        """Stored vectors of accepted images, in chunks, so memory stays flat."""
+        ...
+
+    async def checked_since(self, since: datetime) -> int: ...
+
+
+class QueueRepository(Protocol):
+    """The upstream queue table (only the status values of the design are ever written there) and the queue
+    bookkeeping in our side table: leases, attempts, errors."""
+
+    async def url_of(self, source_id: int) -> str | None: ...
+
+    async def claim(self, limit: int, lease_seconds: float) -> list[ClaimedRow]: ...
+
+    async def finish(self, claimed: ClaimedRow, status: str, score: float | None) -> None: ...
+
+    async def fail(
+        self, claimed: ClaimedRow, code: str, message: str, attempts: int, retry_at: datetime | None
+    ) -> None: ...
+
+    async def requeue(
+        self,
+        source_ids: Sequence[int] | None = None,
+        created_from: datetime | None = None,
+        created_to: datetime | None = None,
+        include_done: bool = False,
+    ) -> int: ...
+
+    async def reset_all(self) -> int: ...
+
+    async def counts(self) -> QueueCounts: ...
+
+
+class UnitOfWork(Protocol):
+    @property
+    def images(self) -> ImageRepository: ...
+
+    @property
+    def queue(self) -> QueueRepository: ...
+
+    @property
+    def clock(self) -> Clock: ...
+
+    async def commit(self) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
+    ) -> None: ...
+
+
+class UnitsOfWork(Protocol):
+    """Opens a new unit of work (one transaction) per call."""
+
+    def __call__(self) -> UnitOfWork: ...
+
+
+class DecisionLock(Protocol):
+    """Held around decide-and-record where several processes share one index (a no-op where one process does)."""
+
+    def hold(self) -> AbstractAsyncContextManager[None]: ...

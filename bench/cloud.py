@@ -32,10 +32,10 @@ from app.config.settings import (
 )
 from app.entrypoints.worker.scheduler import run_scheduler
 from bench.corpus import corpus_arguments, load_corpus
-from tests.cloud_fakes.dashscope_fake import DashScopeFake
-from tests.cloud_fakes.dashvector_fake import DashVectorFake
-from tests.queue_support import insert_rows
-from tests.support import ImageServer
+from testkit.cloud.dashscope_fake import DashScopeFake
+from testkit.cloud.dashvector_fake import DashVectorFake
+from testkit.image_server import ImageServer
+from testkit.queue import insert_rows
 
 
 def cloud_settings(

@@ -10,7 +10,10 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.config.settings import DbSettings, FetchSettings, Settings, WorkerSettings
-from tests.support import ImageServer, image_server
+from testkit.cloud.dashscope_fake import DashScopeFake
+from testkit.cloud.dashvector_fake import DashVectorFake
+from testkit.cloud.settings import LOCAL_POLICY, cloud_embedder, cloud_index
+from testkit.image_server import ImageServer, image_server
 
 MARIADB_SERVER = "mysql+asyncmy://root@127.0.0.1:3306"
 
@@ -51,5 +54,47 @@ def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
         }
         values.update(overrides)
         return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+
+    return make
+
+
+# ---- the cloud fakes ----------------------------------------------------------------------------------
+@pytest.fixture(scope="session")
+def dashscope_server() -> Iterator[DashScopeFake]:
+    fake = DashScopeFake().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def dashscope(dashscope_server: DashScopeFake) -> Iterator[DashScopeFake]:
+    """The shared fake, reset to healthy and fast for each test."""
+    fake = dashscope_server
+    fake.fault_rate, fake.latency_s, fake.slow_s = 0.0, 0.0, 0.0
+    fake.fault_kinds = ("429", "500", "502", "drop")
+    fake.arrivals.clear()
+    yield fake
+    fake.fault_rate = 0.0
+
+
+@pytest.fixture
+def dashvector() -> Iterator[DashVectorFake]:
+    fake = DashVectorFake().start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def make_cloud_settings(
+    make_settings: Callable[..., Settings], dashscope: DashScopeFake, dashvector: DashVectorFake
+) -> Callable[..., Settings]:
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "embedder": cloud_embedder(dashscope),
+            "index": cloud_index(dashvector),
+            "policy": LOCAL_POLICY,
+        }
+        values.update(overrides)
+        return make_settings(**values)
 
     return make

@@ -67,7 +67,7 @@ class DashScopeEmbedder:
             raise next(e for e in errors if e is not None)  # the whole batch failed alike (a key, an outage)
         if any(errors):
             raise PartialEmbeddingFailure([None if e else r for r, e in zip(results, errors, strict=True)], errors)
-        return np.stack(results)
+        return np.stack([r for r in results if isinstance(r, np.ndarray)])
 
     def _payload(self, image: DecodedImage) -> str:
         mode = self._settings.send_urls

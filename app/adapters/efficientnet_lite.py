@@ -66,7 +66,8 @@ class MBConvBlock(nn.Module):
             x = F.relu6(self._bn0(self._expand_conv(x)))
         x = F.relu6(self._bn1(self._depthwise_conv(x)))
         x = self._bn2(self._project_conv(x))
-        return x + inputs if self.residual else x
+        out: torch.Tensor = x + inputs if self.residual else x
+        return out
 
 
 class EfficientNetLite0Features(nn.Module):
@@ -104,9 +105,10 @@ def load_lite0_features(weights_path: str, fuse: bool = True) -> EfficientNetLit
 def fold_batch_norms(model: EfficientNetLite0Features) -> EfficientNetLite0Features:
     """Fold each inference-mode BatchNorm into the convolution before it: the same function, one pass less over
     every feature map (BatchNorm was a fifth of the embedder's CPU time)."""
-    pairs = [(model, "_conv_stem", "_bn0"), (model, "_conv_head", "_bn1")]
+    pairs: list[tuple[nn.Module, str, str]] = [(model, "_conv_stem", "_bn0"), (model, "_conv_head", "_bn1")]
     for block in model._blocks:
-        assert isinstance(block, MBConvBlock)
+        if not isinstance(block, MBConvBlock):
+            raise TypeError(f"unexpected block {type(block).__name__} in EfficientNet-Lite0")
         if block.expand:
             pairs.append((block, "_expand_conv", "_bn0"))
         pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]

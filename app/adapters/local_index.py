@@ -32,7 +32,7 @@ def build_ivf(dimension: int, vectors: np.ndarray, ids: np.ndarray, nprobe: int 
     index.cp.niter = 10
     sample = vectors if n <= 40 * nlist else vectors[np.random.default_rng(0).choice(n, 40 * nlist, replace=False)]
     index.train(np.ascontiguousarray(sample, dtype=np.float32))
-    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # ids can be removed and replaced
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)  # type: ignore[attr-defined]  # ids can be removed
     index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids.astype(np.int64))
     index.nprobe = nprobe
     return index
@@ -98,7 +98,7 @@ class FaissVectorIndex:
             return
         id_array = np.asarray(ids, dtype=np.int64)
         async with self._lock:
-            self._index.remove_ids(id_array)  # idempotent: re-processing replaces, never duplicates
+            self._index.remove_ids(id_array)  # type: ignore[arg-type]  # idempotent: re-processing replaces
             self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), id_array)
             self._dirty = True
 
@@ -106,13 +106,15 @@ class FaissVectorIndex:
         if not len(ids):
             return
         async with self._lock:
-            self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+            self._index.remove_ids(np.asarray(ids, dtype=np.int64))  # type: ignore[arg-type]
             self._dirty = True
 
     async def ids(self) -> set[int]:
         if isinstance(self._index, faiss.IndexIDMap2):
             return set(faiss.vector_to_array(self._index.id_map).tolist())
         lists = faiss.extract_index_ivf(self._index).invlists
+        if lists is None:
+            return set()
         found: set[int] = set()
         for cell in range(lists.nlist):
             size = lists.list_size(cell)
@@ -122,8 +124,8 @@ class FaissVectorIndex:
 
     def _to_ivf(self) -> None:
         flat = self._index
-        ids = faiss.vector_to_array(flat.id_map).astype(np.int64)
-        vectors = flat.index.reconstruct_n(0, flat.ntotal)
+        ids = faiss.vector_to_array(flat.id_map).astype(np.int64)  # type: ignore[attr-defined]
+        vectors = flat.index.reconstruct_n(0, flat.ntotal)  # type: ignore[attr-defined]
         self._index = build_ivf(self._dimension, vectors, ids)
 
     async def contains(self, ids: Sequence[int]) -> set[int]:

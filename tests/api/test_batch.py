@@ -7,16 +7,16 @@ from collections.abc import Callable
 from app.composition import build_container
 from app.config.settings import Settings
 from app.domain.models import CheckItem, UploadRef
-from tests.support import bench_image, cropped, flipped, jpeg, resized
+from testkit.images import cropped, flipped, jpeg, photo, resized
 
 
 async def test_batch_near_copies_yield_one_unique_and_duplicates(make_settings: Callable[..., Settings]) -> None:
     async with build_container(make_settings()) as container:
         batch = [
-            jpeg(resized(bench_image("b0020"), 0.6)),
-            jpeg(flipped(bench_image("b0020"))),
-            jpeg(bench_image("b0021")),
-            jpeg(cropped(bench_image("b0020"), 0.93)),
+            jpeg(resized(photo("b0411"), 0.6)),
+            jpeg(flipped(photo("b0411"))),
+            jpeg(photo("b0400")),
+            jpeg(cropped(photo("b0411"), 0.93)),
         ]
         outcomes = await container.service.check([CheckItem(UploadRef(data)) for data in batch])
         verdicts = [o.verdict for o in outcomes]

@@ -9,10 +9,12 @@ import pytest
 from PIL import Image
 
 from app.config.settings import Settings
-from tests.support import ImageServer, bench_image, cropped, flipped, jpeg, resized, running_app, upload
+from testkit.image_server import ImageServer
+from testkit.images import cropped, flipped, jpeg, photo, resized
+from tests.support import running_app, upload
 
-ORIGINAL = "b0010"
-OTHER = "b0011"
+ORIGINAL = "b0575"
+OTHER = "b0587"
 
 
 @pytest.mark.parametrize(
@@ -28,10 +30,10 @@ async def test_check_copy_of_accepted_image_is_duplicate_matched_to_it(
     make_settings: Callable[..., Settings], transform: Callable[[Image.Image], bytes]
 ) -> None:
     async with running_app(make_settings()) as (_, client):
-        first = await upload(client, jpeg(bench_image(ORIGINAL)))
+        first = await upload(client, jpeg(photo(ORIGINAL)))
         assert first.status_code == 200, first.text
         assert first.json()["verdict"] == "unique"
-        copy = await upload(client, transform(bench_image(ORIGINAL)))
+        copy = await upload(client, transform(photo(ORIGINAL)))
         assert copy.status_code == 200, copy.text
         body = copy.json()
         assert body["verdict"] == "duplicate", body
@@ -41,15 +43,15 @@ async def test_check_copy_of_accepted_image_is_duplicate_matched_to_it(
 
 async def test_check_different_photo_is_unique(make_settings: Callable[..., Settings]) -> None:
     async with running_app(make_settings()) as (_, client):
-        await upload(client, jpeg(bench_image(ORIGINAL)))
-        other = (await upload(client, jpeg(bench_image(OTHER)))).json()
+        await upload(client, jpeg(photo(ORIGINAL)))
+        other = (await upload(client, jpeg(photo(OTHER)))).json()
         assert other["verdict"] == "unique"
         assert other["matched_image_id"] is None
         assert other["similarity"] < other["thresholds"]["review"]
 
 
 async def test_check_exact_and_phash_paths_skip_the_embedder(make_settings: Callable[..., Settings]) -> None:
-    original = jpeg(bench_image(ORIGINAL))
+    original = jpeg(photo(ORIGINAL))
     async with running_app(make_settings()) as (_, client):
         await upload(client, original)
         calls_before = (await client.get("/stats")).json()["this_process"]["embedder_calls"]
@@ -58,7 +60,7 @@ async def test_check_exact_and_phash_paths_skip_the_embedder(make_settings: Call
         assert (exact["verdict"], exact["decided_by"], exact["similarity"]) == ("duplicate", "exact", 1.0)
         assert "embed" not in exact["timings_ms"]
 
-        recompressed = (await upload(client, jpeg(bench_image(ORIGINAL), quality=70), register=False)).json()
+        recompressed = (await upload(client, jpeg(photo(ORIGINAL), quality=70), register=False)).json()
         assert (recompressed["verdict"], recompressed["decided_by"]) == ("duplicate", "phash")
         assert recompressed["phash_distance"] <= recompressed["thresholds"]["phash"]
 
@@ -66,15 +68,15 @@ async def test_check_exact_and_phash_paths_skip_the_embedder(make_settings: Call
         assert stats["this_process"]["embedder_calls"] == calls_before  # neither path called the model
         assert stats["this_process"]["embedder_calls_saved"] == 2
 
-        flipped_copy = (await upload(client, jpeg(flipped(bench_image(ORIGINAL))), register=False)).json()
+        flipped_copy = (await upload(client, jpeg(flipped(photo(ORIGINAL))), register=False)).json()
         assert flipped_copy["decided_by"] in ("vector", "verified")  # the embedding was needed
         assert (await client.get("/stats")).json()["this_process"]["embedder_calls"] == calls_before + 1
 
 
 async def test_check_by_image_id_never_matches_itself(make_settings: Callable[..., Settings]) -> None:
     async with running_app(make_settings()) as (_, client):
-        first = (await upload(client, jpeg(bench_image(ORIGINAL)))).json()
-        await upload(client, jpeg(bench_image(OTHER)))
+        first = (await upload(client, jpeg(photo(ORIGINAL)))).json()
+        await upload(client, jpeg(photo(OTHER)))
         again = await client.post("/check", json={"image_id": first["image_id"]})
         assert again.status_code == 200, again.text
         body = again.json()
@@ -87,8 +89,8 @@ async def test_check_by_image_id_never_matches_itself(make_settings: Callable[..
 
 
 async def test_check_url_fetches_from_allowed_host(make_settings: Callable[..., Settings], server: ImageServer) -> None:
-    original = server.put("/a.jpg", jpeg(bench_image(ORIGINAL)))
-    copy = server.put("/b.jpg", jpeg(resized(bench_image(ORIGINAL), 0.6)))
+    original = server.put("/a.jpg", jpeg(photo(ORIGINAL)))
+    copy = server.put("/b.jpg", jpeg(resized(photo(ORIGINAL), 0.6)))
     async with running_app(make_settings()) as (_, client):
         first = (await client.post("/check", json={"image_url": original})).json()
         second = (await client.post("/check", json={"image_url": copy})).json()
@@ -103,7 +105,7 @@ async def test_check_url_fetches_from_allowed_host(make_settings: Callable[..., 
 async def test_check_relative_path_is_joined_to_cdn_base(
     make_settings: Callable[..., Settings], server: ImageServer
 ) -> None:
-    server.put("/cdn/images/a.jpg", jpeg(bench_image(ORIGINAL)))
+    server.put("/cdn/images/a.jpg", jpeg(photo(ORIGINAL)))
     settings = make_settings()
     settings.fetch.cdn_base = server.url("/cdn/")
     settings.fetch.allowed_hosts = []
@@ -114,8 +116,8 @@ async def test_check_relative_path_is_joined_to_cdn_base(
 
 
 async def test_check_concurrent_twins_never_both_unique(make_settings: Callable[..., Settings]) -> None:
-    a = jpeg(bench_image(ORIGINAL))
-    b = jpeg(resized(bench_image(ORIGINAL), 0.7), quality=60)
+    a = jpeg(photo(ORIGINAL))
+    b = jpeg(resized(photo(ORIGINAL), 0.7), quality=60)
     async with running_app(make_settings()) as (_, client):
         for _ in range(3):
             first, second = await asyncio.gather(upload(client, a), upload(client, b))
@@ -127,23 +129,23 @@ async def test_check_concurrent_twins_never_both_unique(make_settings: Callable[
 async def test_check_restart_keeps_earlier_images(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings()
     async with running_app(settings) as (_, client):
-        first = (await upload(client, jpeg(bench_image(ORIGINAL)))).json()
+        first = (await upload(client, jpeg(photo(ORIGINAL)))).json()
     async with running_app(settings) as (_, client):  # loads the snapshot
-        again = (await upload(client, jpeg(flipped(bench_image(ORIGINAL))), register=False)).json()
+        again = (await upload(client, jpeg(flipped(photo(ORIGINAL))), register=False)).json()
         assert (again["verdict"], again["matched_image_id"]) == ("duplicate", first["image_id"])
     for snapshot in (settings.data_dir / "index").iterdir():
         snapshot.unlink()
     async with running_app(settings) as (_, client):  # no snapshot: rebuilt from stored embeddings
         assert (await client.get("/stats")).json()["index_size"] == 1
-        again = (await upload(client, jpeg(flipped(bench_image(ORIGINAL))), register=False)).json()
+        again = (await upload(client, jpeg(flipped(photo(ORIGINAL))), register=False)).json()
         assert (again["verdict"], again["matched_image_id"]) == ("duplicate", first["image_id"])
 
 
 async def test_check_unregistered_image_is_not_stored(make_settings: Callable[..., Settings]) -> None:
     async with running_app(make_settings()) as (_, client):
-        body = (await upload(client, jpeg(bench_image(ORIGINAL)), register=False)).json()
+        body = (await upload(client, jpeg(photo(ORIGINAL)), register=False)).json()
         assert (body["verdict"], body["image_id"], body["registered"]) == ("unique", None, False)
-        second = (await upload(client, jpeg(bench_image(ORIGINAL)))).json()
+        second = (await upload(client, jpeg(photo(ORIGINAL)))).json()
         assert second["verdict"] == "unique"  # the first one never entered the index
 
 
@@ -155,8 +157,8 @@ async def test_check_by_source_id_uses_the_queue_row(
     from app.db.engine import make_engine
 
     settings = make_settings()
-    original = server.put("/q/1.jpg", jpeg(bench_image(ORIGINAL)))
-    copy = server.put("/q/2.jpg", jpeg(flipped(bench_image(ORIGINAL))))
+    original = server.put("/q/1.jpg", jpeg(photo(ORIGINAL)))
+    copy = server.put("/q/2.jpg", jpeg(flipped(photo(ORIGINAL))))
     async with running_app(settings) as (_, client):
         engine = make_engine(settings.database_url)
         async with engine.begin() as connection:

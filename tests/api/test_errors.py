@@ -10,7 +10,9 @@ import pytest
 from PIL import Image
 
 from app.config.settings import ApiSettings, DecodeSettings, FetchSettings, Settings
-from tests.support import ImageServer, bench_image, jpeg, png, running_app, upload
+from testkit.image_server import ImageServer
+from testkit.images import jpeg, photo, png
+from tests.support import running_app, upload
 
 
 def assert_error(response: httpx.Response, status: int, code: str) -> None:
@@ -59,7 +61,7 @@ async def test_errors_for_bad_requests(strict_settings: Settings, server: ImageS
 
 
 async def test_errors_for_refused_urls(strict_settings: Settings, server: ImageServer) -> None:
-    good = server.put("/a.jpg", jpeg(bench_image("b0010")))
+    good = server.put("/a.jpg", jpeg(photo("b0575")))
     async with running_app(strict_settings) as (_, client):
         # loopback is refused unless the host is listed in allow_private_hosts
         assert_error(await client.post("/check", json={"image_url": good}), 400, "url_refused")
@@ -87,7 +89,7 @@ async def test_errors_for_bad_images_and_hosts(make_settings: Callable[..., Sett
     big = Image.new("RGB", (1200, 1000), (10, 200, 30))
     noise = Image.fromarray(np.random.default_rng(1).integers(0, 255, (400, 400, 3), dtype=np.uint8))
     server.put("/text.jpg", b"<html>definitely not an image</html>")
-    server.put("/truncated.jpg", jpeg(bench_image("b0010"))[:3000])
+    server.put("/truncated.jpg", jpeg(photo("b0575"))[:3000])
     server.put("/huge.png", png(big))
     async with running_app(settings) as (_, client):
         assert_error(await client.post("/check", json={"image_url": server.url("/text.jpg")}), 422, "invalid_image")

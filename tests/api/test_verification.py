@@ -10,18 +10,19 @@ import sqlalchemy as sa
 from app.composition import build_container
 from app.config.settings import PolicySettings, Settings, VerifySettings
 from app.domain.models import CheckItem, UploadRef
-from tests.support import bench_image, cropped, jpeg, resized, running_app, screenshot, upload
+from testkit.images import cropped, jpeg, photo, resized, screenshot
+from tests.support import running_app, upload
 
 # A wide verification band, as with the benchmark's calibrated thresholds.
 BAND = PolicySettings(duplicate_threshold=0.95, review_threshold=0.60)
 # A photo whose screenshot (tests.support.screenshot) the whole-image embedding puts below the band.
-SCREENSHOT_BASE = "b0011"
+SCREENSHOT_BASE = "b0420"
 
 
 async def test_verification_confirms_heavy_crop_and_rejects_look_alike(make_settings: Callable[..., Settings]) -> None:
     async with running_app(make_settings(policy=BAND)) as (_, client):
-        original = (await upload(client, jpeg(bench_image("b0011")))).json()
-        crop = (await upload(client, jpeg(cropped(bench_image("b0011"), 0.72)), register=False)).json()
+        original = (await upload(client, jpeg(photo("b0587")))).json()
+        crop = (await upload(client, jpeg(cropped(photo("b0587"), 0.72)), register=False)).json()
         assert 0.60 <= crop["similarity"] < 0.95  # the embedding alone cannot tell
         assert (crop["verdict"], crop["decided_by"], crop["matched_image_id"]) == (
             "duplicate",
@@ -30,8 +31,8 @@ async def test_verification_confirms_heavy_crop_and_rejects_look_alike(make_sett
         )
         assert "verify" in crop["timings_ms"]
 
-        left = (await upload(client, jpeg(bench_image("b0348")))).json()
-        right = (await upload(client, jpeg(bench_image("b0349")))).json()  # the other half of one painting
+        left = (await upload(client, jpeg(photo("b0348")))).json()
+        right = (await upload(client, jpeg(photo("b0349")))).json()  # the other half of one painting
         assert right["similarity"] >= 0.60 and right["verdict"] == "unique"
         stored = (await client.get(f"/images/{right['image_id']}")).json()
         assert stored["explanation"]["verification"][str(left["image_id"])]["outcome"] == "rejected"
@@ -39,8 +40,8 @@ async def test_verification_confirms_heavy_crop_and_rejects_look_alike(make_sett
 
 async def test_verification_off_leaves_grey_band_to_review(make_settings: Callable[..., Settings]) -> None:
     async with running_app(make_settings(policy=BAND, verify=VerifySettings(enabled=False))) as (_, client):
-        await upload(client, jpeg(bench_image("b0011")))
-        crop = (await upload(client, jpeg(cropped(bench_image("b0011"), 0.72)), register=False)).json()
+        await upload(client, jpeg(photo("b0587")))
+        crop = (await upload(client, jpeg(cropped(photo("b0587"), 0.72)), register=False)).json()
         assert (crop["verdict"], crop["decided_by"]) == ("review", "vector")
 
 
@@ -50,8 +51,8 @@ async def test_verification_inside_one_batch_and_thumbnails_of_accepted_only(
     async with build_container(make_settings(policy=BAND)) as container:
         outcomes = await container.service.check(
             [
-                CheckItem(UploadRef(jpeg(bench_image("b0011")))),
-                CheckItem(UploadRef(jpeg(cropped(bench_image("b0011"), 0.72)))),
+                CheckItem(UploadRef(jpeg(photo("b0587")))),
+                CheckItem(UploadRef(jpeg(cropped(photo("b0587"), 0.72)))),
             ]
         )
         first, crop = (o.verdict for o in outcomes)
@@ -70,8 +71,8 @@ async def test_two_states_of_one_dialog_are_not_confirmed(make_settings: Callabl
     # b0269 and b0271: two states of one GIMP dialog. Over a hundred inliers on the shared title, buttons and
     # list entries; aligned, about half of the overlap differs.
     async with running_app(make_settings(policy=BAND)) as (_, client):
-        dialog = (await upload(client, jpeg(bench_image("b0269")))).json()
-        other = (await upload(client, jpeg(resized(bench_image("b0271"), 0.8)))).json()
+        dialog = (await upload(client, jpeg(photo("b0269")))).json()
+        other = (await upload(client, jpeg(resized(photo("b0271"), 0.8)))).json()
         assert (other["verdict"], other["matched_image_id"]) == ("review", dialog["image_id"])
         stored = (await client.get(f"/images/{other['image_id']}")).json()
         check = stored["explanation"]["verification"][str(dialog["image_id"])]
@@ -84,8 +85,8 @@ async def test_without_the_appearance_check_the_dialogs_pass(make_settings: Call
     # The control for the test above: the same pair, with any disagreement allowed, is a "verified" duplicate.
     settings = make_settings(policy=BAND, verify=VerifySettings(max_disagreement=1.0))
     async with running_app(settings) as (_, client):
-        dialog = (await upload(client, jpeg(bench_image("b0269")))).json()
-        other = (await upload(client, jpeg(resized(bench_image("b0271"), 0.8)), register=False)).json()
+        dialog = (await upload(client, jpeg(photo("b0269")))).json()
+        other = (await upload(client, jpeg(resized(photo("b0271"), 0.8)), register=False)).json()
         assert (other["verdict"], other["decided_by"], other["matched_image_id"]) == (
             "duplicate",
             "verified",
@@ -99,8 +100,8 @@ async def test_second_look_finds_the_photo_inside_a_screenshot(
 ) -> None:
     settings = make_settings(policy=BAND, verify=VerifySettings(second_look=second_look))
     async with running_app(settings) as (_, client):
-        original = (await upload(client, jpeg(bench_image(SCREENSHOT_BASE)))).json()
-        shot = (await upload(client, jpeg(screenshot(bench_image(SCREENSHOT_BASE))), register=False)).json()
+        original = (await upload(client, jpeg(photo(SCREENSHOT_BASE)))).json()
+        shot = (await upload(client, jpeg(screenshot(photo(SCREENSHOT_BASE))), register=False)).json()
     if second_look:
         assert (shot["verdict"], shot["decided_by"], shot["matched_image_id"]) == (
             "duplicate",

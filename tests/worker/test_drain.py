@@ -9,8 +9,8 @@ from app.composition import build_container
 from app.config.settings import FetchSettings, Settings, WorkerSettings
 from app.entrypoints.worker.drain import drain_once
 from app.entrypoints.worker.scheduler import run_scheduler
-from tests.queue_support import DISTINCT_BASES, outcomes, plant_queue
-from tests.support import ImageServer
+from testkit.image_server import ImageServer
+from testkit.queue import DISTINCT_BASES, outcomes, plant_queue
 
 
 def queue_settings(make_settings: Callable[..., Settings], server: ImageServer, **worker: object) -> Settings:

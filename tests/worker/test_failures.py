@@ -8,8 +8,10 @@ from collections.abc import Callable
 from pydantic import SecretStr
 
 from app.config.settings import ApiSettings, FetchSettings, Settings, WorkerSettings
-from tests.queue_support import insert_rows, outcomes
-from tests.support import ImageServer, bench_image, jpeg, running_app
+from testkit.image_server import ImageServer
+from testkit.images import jpeg, photo
+from testkit.queue import insert_rows, outcomes
+from tests.support import running_app
 
 TOKEN = "s3cret-admin"
 
@@ -31,7 +33,7 @@ async def test_failures_retry_then_fail_and_recalc_brings_them_back(
         worker=WorkerSettings(enabled=True, idle_seconds=0.05, max_attempts=3, retry_base_seconds=0),
         api=ApiSettings(admin_token=SecretStr(TOKEN)),
     )
-    server.put("/cdn/good.jpg", jpeg(bench_image("b0010")))
+    server.put("/cdn/good.jpg", jpeg(photo("b0575")))
     server.put("/cdn/text.jpg", b"this is not an image at all, just text")
     await insert_rows(
         settings,
@@ -59,7 +61,7 @@ async def test_failures_retry_then_fail_and_recalc_brings_them_back(
         assert (await client.post("/recalc")).status_code == 401
         assert (await client.post("/recalc", headers={"Authorization": "Bearer wrong"})).status_code == 401
 
-        server.put("/cdn/gone.jpg", jpeg(bench_image("b0011")))  # the image is back on the CDN
+        server.put("/cdn/gone.jpg", jpeg(photo("b0587")))  # the image is back on the CDN
         admin = {"Authorization": f"Bearer {TOKEN}"}
         response = await client.post("/recalc", json={"source_ids": [3]}, headers=admin)
         assert response.json() == {"requeued": 1}

@@ -14,9 +14,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from app.config.settings import DbSettings, Settings
-from tests.queue_support import DISTINCT_BASES, app_env, outcomes, plant_queue, spawn
-from tests.support import ImageServer
-from tests.unit.test_legacy_config import readme_config_ini
+from testkit.image_server import ImageServer
+from testkit.queue import DISTINCT_BASES, app_env, outcomes, plant_queue, spawn
+from tests.support import readme_config_ini
 
 
 @pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)

@@ -8,8 +8,8 @@ import signal
 from collections.abc import Callable
 
 from app.config.settings import FetchSettings, Settings, WorkerSettings
-from tests.queue_support import DISTINCT_BASES, app_env, outcomes, plant_queue, spawn
-from tests.support import ImageServer
+from testkit.image_server import ImageServer
+from testkit.queue import DISTINCT_BASES, app_env, outcomes, plant_queue, spawn
 
 PROCESSED = re.compile(r"source_id=(\d+) image_id=\d+ verdict=")
 

@@ -1,0 +1,61 @@
+"""Real photos committed under tests/data/photos (SOURCES.csv there gives each one's source and licence), and
+copies made of them with Pillow: what the tests and the benchmark's checks feed the service."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parents[1]
+PHOTOS = REPO / "tests" / "data" / "photos"
+
+
+def photo(base_id: str) -> Image.Image:
+    """A committed photo by its benchmark base id."""
+    with Image.open(PHOTOS / f"{base_id}.jpg") as image:
+        return image.convert("RGB")
+
+
+def jpeg(image: Image.Image, quality: int = 90) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "JPEG", quality=quality)
+    return out.getvalue()
+
+
+def png(image: Image.Image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, "PNG")
+    return out.getvalue()
+
+
+def resized(image: Image.Image, factor: float = 0.5) -> Image.Image:
+    return image.resize((int(image.width * factor), int(image.height * factor)), Image.Resampling.LANCZOS)
+
+
+def cropped(image: Image.Image, keep: float = 0.92) -> Image.Image:
+    """A mild crop: `keep` of each side, centred (design §4: unit tests use crops of >= 90 %)."""
+    dx, dy = int(image.width * (1 - keep) / 2), int(image.height * (1 - keep) / 2)
+    return image.crop((dx, dy, image.width - dx, image.height - dy))
+
+
+def screenshot(image: Image.Image, share: float = 0.3) -> Image.Image:
+    """The picture shown small inside window chrome (title bar, address bar, a sidebar of text), as a screen
+    capture of an image viewer would be: `share` of the canvas area."""
+    canvas = Image.new("RGB", (1440, 900), (24, 39, 58))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, 1440, 36), fill=(60, 60, 60))
+    draw.text((12, 10), "photo.jpg - Image Viewer", fill=(230, 230, 230))
+    draw.rectangle((0, 36, 1440, 70), fill=(225, 225, 225))
+    draw.text((16, 46), "https://example.com/gallery/4711", fill=(40, 40, 40))
+    for line in range(8):
+        draw.text((12, 100 + 30 * line), f"sidebar entry {line}", fill=(150, 150, 150))
+    scale = (share * canvas.width * canvas.height / (image.width * image.height)) ** 0.5
+    small = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+    canvas.paste(small, (360, 120))
+    return canvas
+
+
+def flipped(image: Image.Image) -> Image.Image:
+    return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)

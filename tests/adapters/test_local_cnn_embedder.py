@@ -1,0 +1,63 @@
+"""The local CNN: golden vectors (the weights ship with a package, so this always runs), batching, properties."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from app.adapters.efficientnet_lite import classifier_from_weights, load_lite0_features
+from app.adapters.local_cnn_embedder import LocalCnnEmbedder, preprocess, weights_path
+from app.vision.decode import decode_image
+from testkit.images import REPO, flipped, jpeg, photo, resized
+
+GOLDEN = REPO / "tests" / "data" / "golden_lite0_gem3_224.npz"
+
+
+async def test_local_cnn_embedder_matches_golden_vectors() -> None:
+    embedder = LocalCnnEmbedder(batch_size=1)
+    try:
+        images = [decode_image(jpeg(photo(b), 95), 10**8) for b in ("b0575", "b0587")]
+        vectors = embedder.embed_pixels([photo("b0575"), photo("b0587")])
+        golden = np.load(GOLDEN)
+        assert np.allclose(vectors[0], golden["b0575"], atol=1e-4)
+        assert np.allclose(vectors[1], golden["b0587"], atol=1e-4)
+        # through the async path with decoded (possibly reduced) images: the same up to JPEG noise
+        decoded = await embedder.embed(images)
+        assert decoded.shape == (2, 1280) and decoded.dtype == np.float32
+        assert np.allclose(np.linalg.norm(decoded, axis=1), 1.0, atol=1e-5)
+        assert float(decoded[0] @ golden["b0575"]) > 0.98
+    finally:
+        await embedder.aclose()
+
+
+async def test_local_cnn_embedder_batches_agree_and_copies_are_near() -> None:
+    embedder = LocalCnnEmbedder(batch_size=2)
+    try:
+        pixels = [
+            photo("b0575"),
+            resized(photo("b0575"), 0.4),
+            flipped(photo("b0575")),
+            photo("b0587"),
+            photo("b0420"),
+        ]
+        batched = embedder.embed_pixels(pixels)
+        one_by_one = np.concatenate([embedder.embed_pixels([p]) for p in pixels])
+        assert np.allclose(batched, one_by_one, atol=1e-5)
+        similarity = batched @ batched.T
+        assert similarity[0, 1] > 0.95 and similarity[0, 2] > 0.85
+        assert similarity[0, 3] < 0.8 and similarity[0, 4] < 0.8
+        assert embedder.model_name == "efficientnet-lite0-gem3-224" and embedder.dimension == 1280
+    finally:
+        await embedder.aclose()
+
+
+def test_lite0_weights_classify_imagenet_sensibly() -> None:
+    # Two different photos get different, not uniform, ImageNet predictions: the weights really loaded.
+    features = load_lite0_features(weights_path())
+    head = classifier_from_weights(weights_path())
+    batch = torch.from_numpy(np.stack([preprocess(photo("b0575"), 224), preprocess(photo("b0587"), 224)]))
+    with torch.inference_mode():
+        logits = head(features(batch).mean(dim=(2, 3)))
+    assert logits.shape == (2, 1000)
+    assert logits.softmax(dim=1).max().item() > 0.05
+    assert logits[0].argmax() != logits[1].argmax()

@@ -1,0 +1,54 @@
+"""Pure parts of verification and the second look: no IO, real pixels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.vision.content_box import content_box
+from app.vision.verify import QueryFeatures, VerifyPolicy, compare_aligned, features, grey, mirrored, verify
+from testkit.images import cropped, flipped, photo, resized, screenshot
+
+
+def test_mirrored_features_equal_detection_on_the_mirror_image() -> None:
+    image = grey(photo("b0587"))
+    derived = mirrored(features(image))
+    detected = features(np.ascontiguousarray(image[:, ::-1]))
+    distances = []
+    for point, descriptor in zip(derived.points, derived.descriptors, strict=True):
+        at_same_place = np.hypot(*(detected.points - point).T) < 0.5  # one place may hold several orientations
+        if at_same_place.any():
+            distances.append(np.linalg.norm(detected.descriptors[at_same_place] - descriptor, axis=1).min())
+    assert len(distances) > 0.8 * len(derived.points)
+    assert np.median(distances) < 0.01 and np.percentile(distances, 90) < 0.2  # (unrelated descriptors: ~1)
+
+
+def test_identity_alignment_agrees_and_another_picture_does_not() -> None:
+    one = features(grey(photo("b0587")))
+    identity = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+    same = compare_aligned(one, one, identity)
+    assert same.disagreement == 0.0 and same.overlap == pytest.approx(1.0, abs=0.1) and same.compared > 40
+    other = features(grey(photo("b0411").resize(photo("b0587").size)))
+    assert compare_aligned(one, other, identity).disagreement > 0.5
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [lambda i: resized(i, 0.5), lambda i: cropped(i, 0.75), flipped],
+    ids=["resized", "cropped", "flipped"],
+)
+def test_copies_confirm_with_an_agreeing_overlap(variant) -> None:  # type: ignore[no-untyped-def]
+    base = features(grey(photo("b0587")))
+    result = verify(QueryFeatures(variant(photo("b0587"))), base, VerifyPolicy())
+    assert result.outcome.value == "confirmed"
+    assert result.disagreement < 0.2
+
+
+def test_content_box_finds_the_photo_in_a_screenshot_and_nothing_in_a_plain_photo() -> None:
+    shot = screenshot(photo("b0587"))
+    box = content_box(shot)
+    assert box is not None
+    left, top, right, bottom = box
+    # the photo was pasted at (360, 120) on a 1440 x 900 canvas
+    assert left == pytest.approx(360 / 1440, abs=0.03) and top == pytest.approx(120 / 900, abs=0.03)
+    assert content_box(photo("b0587")) is None

@@ -103,6 +103,11 @@ class CheckService:
     def verifier(self) -> Verifier | None:
         return self._verifier
 
+    @property
+    def deciding(self) -> bool:
+        """Whether a batch holds the decide lock now (decide-and-record is running)."""
+        return self._decide_lock.locked()
+
     def policy(self) -> Policy:
         return Policy(
             self.thresholds, phash_decides_alone=len(self.indexes.phash) <= self._options.phash_alone_max_index

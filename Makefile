@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 #   make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: venv run test lint bench test-services clean
+.PHONY: venv run test lint bench corpus test-services clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,11 +28,19 @@ test-services:
 test: venv test-services
 	$(PY) -m pytest -q
 
+# ruff (lint and format), mypy (strict on domain, vision, check, ports), the import contracts of the layers
 lint: venv
-	$(VENV)/bin/ruff check app tests bench
+	$(VENV)/bin/ruff check app tests testkit bench scripts
+	$(VENV)/bin/ruff format --check app tests testkit bench scripts
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 bench: venv
 	$(PY) -m bench.run
+
+# The benchmark corpus alone: copied from ../shared/bench when it is there, else rebuilt from its packages.
+corpus: venv
+	$(PY) -m bench.fetch_corpus
 
 clean:
 	rm -rf $(VENV) data .cache

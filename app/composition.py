@@ -107,7 +107,7 @@ def build_fetcher(settings: Settings) -> ImageFetcher:
 
 
 def legacy_thresholds(settings: Settings) -> dict[str, float]:
-    """The old config.ini's [similarity] values; vector_threshold was tuned for DashScope only (design §8)."""
+    """The old config.ini's [similarity] values; vector_threshold was tuned for DashScope only (docs/design.md §8)."""
     values: dict[str, float] = {}
     if settings.legacy.phash_threshold is not None:
         values["phash"] = settings.legacy.phash_threshold

@@ -31,7 +31,7 @@ from app.config.settings import (
     WorkerSettings,
 )
 from app.entrypoints.worker.scheduler import run_scheduler
-from bench.corpus import corpus_arguments, load_corpus
+from bench.corpus import corpus_arguments, load_corpus, parse
 from testkit.cloud.dashscope_fake import DashScopeFake
 from testkit.cloud.dashvector_fake import DashVectorFake
 from testkit.image_server import ImageServer
@@ -132,7 +132,7 @@ def main() -> None:
     parser.add_argument("--latency-ms", type=int, default=150)
     parser.add_argument("--minutes", type=float, default=3)
     parser.add_argument("--savings-rows", type=int, default=0, help="rows of the dev corpus for the savings count")
-    asyncio.run(run(parser.parse_args()))
+    asyncio.run(run(parse(parser)))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""The labelled corpus and the protocol's fixed rules (../shared/bench/README.md)."""
+"""The labelled corpus and the protocol's fixed rules (docs/benchmark-protocol.md)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from bench.fetch_corpus import fetch
 
 
 def is_indexed(base_id: str) -> bool:
@@ -36,10 +38,18 @@ class Corpus:
 def ensure_variants(corpus_dir: Path, cache_dir: Path) -> Path:
     out = cache_dir / f"{corpus_dir.name}-variants"
     if not (out / "labels.csv").exists():
-        generator = corpus_dir.parent / "make_variants.py"
         print(f"generating variants into {out} (once)", file=sys.stderr)
-        subprocess.run([sys.executable, str(generator), str(corpus_dir / "base"), str(out)], check=True)
+        subprocess.run([sys.executable, "-m", "testkit.variants", str(corpus_dir / "base"), str(out)], check=True)
     return out
+
+
+def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
+    """Parse a bench command's arguments; without --corpus, the dev split built by bench.fetch_corpus (copied from
+    ../shared when it is there, else rebuilt from its packages)."""
+    args = parser.parse_args()
+    if args.corpus is None:
+        args.corpus = fetch()
+    return args
 
 
 def load_corpus(corpus_dir: Path, cache_dir: Path) -> Corpus:
@@ -64,6 +74,8 @@ def load_corpus(corpus_dir: Path, cache_dir: Path) -> Corpus:
 def corpus_arguments(description: str | None) -> argparse.ArgumentParser:
     """A parser with the options every bench command shares: which corpus, and where its variants are cached."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--corpus", type=Path, default=Path("../shared/bench/dev"), help="base/ and bases.csv")
+    parser.add_argument(
+        "--corpus", type=Path, default=None, help="base/ and bases.csv (default: the dev split, fetched once)"
+    )
     parser.add_argument("--cache", type=Path, default=Path(".cache/bench"), help="where variants are generated")
     return parser

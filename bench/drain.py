@@ -4,7 +4,7 @@ the service started with an old-style config.ini, GET /stats watched until nothi
 python -m bench.drain [--rows 1000] [--mysql root@127.0.0.1:3306] [--batch-size 100]
 Prints the drain throughput (rows/s) and how many planted duplicates were found.
 
-python -m bench.drain --protocol: the benchmark protocol's scheduler path (../shared/bench/README.md step 3):
+python -m bench.drain --protocol: the benchmark protocol's scheduler path (docs/benchmark-protocol.md step 3):
 the indexed bases registered through the queue by `worker --once`, then all queries enqueued and checked by
 `worker --once --no-register`; prints its rows/s and the same accuracy figures as `bench.run`.
 """
@@ -29,7 +29,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from bench.corpus import corpus_arguments, load_corpus
+from bench.corpus import corpus_arguments, load_corpus, parse
 from bench.run import free_port
 
 CONFIG_INI = """[database]
@@ -245,7 +245,7 @@ def main() -> None:
     parser.add_argument("--mysql", default="root@127.0.0.1:3306")
     parser.add_argument("--protocol", action="store_true", help="the protocol's scheduler path (see above)")
     parser.add_argument("--env", action="append", default=[], help="APP_...=value for the worker (--protocol)")
-    args = parser.parse_args()
+    args = parse(parser)
     asyncio.run(run_protocol(args) if args.protocol else run(args))
 
 

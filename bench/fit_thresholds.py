@@ -12,7 +12,7 @@ import numpy as np
 
 from app.adapters.local_cnn_embedder import LocalCnnEmbedder
 from app.vision.decode import decode_image
-from bench.corpus import corpus_arguments, fold_of, load_corpus
+from bench.corpus import corpus_arguments, fold_of, load_corpus, parse
 
 
 def embed_files(embedder: LocalCnnEmbedder, paths: list[Path]) -> np.ndarray:
@@ -34,7 +34,7 @@ def fit(similarity: np.ndarray, correct: np.ndarray, target_precision: float) ->
 def main() -> None:
     parser = corpus_arguments(__doc__)
     parser.add_argument("--precision", type=float, default=0.995)
-    args = parser.parse_args()
+    args = parse(parser)
     corpus = load_corpus(args.corpus, args.cache)
     embedder = LocalCnnEmbedder(batch_size=32)
     base_vectors = embed_files(embedder, [p for _, p in corpus.indexed])

@@ -1,8 +1,8 @@
 """Benchmark through the real service: start `python -m app serve`, register the indexed bases over HTTP, check
 every query with register=false, and report accuracy, speed and memory beside a pHash-only baseline.
 
-python -m bench.run [--corpus ../shared/bench/dev] [--concurrency 4] [--limit N]
-Follows ../shared/bench/README.md (split rule, what counts as a correct duplicate).
+python -m bench.run [--corpus DIR] [--concurrency 4] [--limit N]
+Follows docs/benchmark-protocol.md (split rule, what counts as a correct duplicate).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import numpy as np
 
 from app.vision.decode import decode_image
 from app.vision.phash import PhashIndex
-from bench.corpus import Query, corpus_arguments, fold_of, load_corpus
+from bench.corpus import Query, corpus_arguments, fold_of, load_corpus, parse
 
 
 def free_port() -> int:
@@ -281,7 +281,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--limit", type=int, default=0, help="check about this many queries (0: all)")
     parser.add_argument("--env", action="append", default=[], help="APP_...=value for the service (repeatable)")
-    args = parser.parse_args()
+    args = parse(parser)
     report, queries, results = asyncio.run(run(args))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=2))

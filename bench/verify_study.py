@@ -18,7 +18,7 @@ import numpy as np
 from app.adapters.local_cnn_embedder import LocalCnnEmbedder
 from app.vision.decode import decode_image
 from app.vision.verify import Features, QueryFeatures, VerifyPolicy, features_of_jpeg, thumbnail_jpeg, verify
-from bench.corpus import corpus_arguments, fold_of, load_corpus
+from bench.corpus import corpus_arguments, fold_of, load_corpus, parse
 
 _BASES: list[Features] = []  # set in the parent before the pool forks; read-only in the workers
 _QUERY_SIDE: list[int] = [512]
@@ -37,7 +37,7 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=5)
     parser.add_argument("--query-side", type=int, default=512, help="longest side the query is verified at")
     parser.add_argument("--max-features", type=int, default=0, help="keypoints kept per image (0: the shipped)")
-    args = parser.parse_args()
+    args = parse(parser)
     _QUERY_SIDE[0] = args.query_side
     if args.max_features:
         import app.vision.verify

@@ -26,3 +26,9 @@ if ! command -v docker-compose >/dev/null 2>&1; then
   export DEBIAN_FRONTEND=noninteractive
   { apt-get install -y -qq docker-compose >/dev/null 2>&1; } || { apt-get update -qq && apt-get install -y -qq docker-compose >/dev/null; }
 fi
+# The variant generator (quality gate, benchmark) draws captions with the two fonts of fonts-dejavu-core.
+if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ]; then
+  echo "installing fonts-dejavu-core (captions of the generated variants)"
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get install -y -qq fonts-dejavu-core >/dev/null 2>&1; } || { apt-get update -qq && apt-get install -y -qq fonts-dejavu-core >/dev/null; }
+fi

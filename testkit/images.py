@@ -35,7 +35,7 @@ def resized(image: Image.Image, factor: float = 0.5) -> Image.Image:
 
 
 def cropped(image: Image.Image, keep: float = 0.92) -> Image.Image:
-    """A mild crop: `keep` of each side, centred (design §4: unit tests use crops of >= 90 %)."""
+    """A mild crop: `keep` of each side, centred (docs/design.md §4: unit tests use crops of >= 90 %)."""
     dx, dy = int(image.width * (1 - keep) / 2), int(image.height * (1 - keep) / 2)
     return image.crop((dx, dy, image.width - dx, image.height - dy))
 

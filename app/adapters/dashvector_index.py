@@ -3,7 +3,7 @@
 Ids are our image ids. Cosine scores are distances: similarity = 1 - score. Writes respect the API's limits
 (<= 1024 docs and <= 2 MiB a request). Logical errors (HTTP 200 with a negative `code`) and HTTP errors are both
 handled; 429, 5xx, -2034 (rate limit) and dropped connections are retried with backoff and jitter. The service
-is eventually consistent: the service layer compares fresh acceptances from the database (design §5).
+is eventually consistent: the service layer compares fresh acceptances from the database (docs/design.md §5).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""FaissVectorIndex: the embedded vector index (design §7).
+"""FaissVectorIndex: the embedded vector index (docs/design.md §7).
 
 `IndexIDMap2` over an inner-product flat index (cosine on L2-normalised vectors): external ids are image ids,
 deletes are supported. The database holds the vectors, so the snapshot file is only a cache for fast starts;

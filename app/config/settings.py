@@ -103,7 +103,7 @@ class IndexSettings(BaseModel):
     max_attempts: int = Field(5, ge=1)
     concurrency: int = Field(8, ge=1)
     # A shared index is eventually consistent: acceptances younger than this are also compared exactly from
-    # the database, under a database lock (design §5).
+    # the database, under a database lock (docs/design.md §5).
     visibility_window_s: float = Field(60, ge=0)
     # At start, acceptances of the last hours are checked against the shared index (crash repair).
     reconcile_hours: float = Field(24, ge=0)
@@ -122,13 +122,14 @@ class IndexSettings(BaseModel):
 
 
 class PolicySettings(BaseModel):
-    """Thresholds: None means 'not set here', so lower-precedence sources apply (design §8)."""
+    """Thresholds: None means 'not set here', so lower-precedence sources apply (docs/design.md §8)."""
 
     phash_threshold: int | None = None
     duplicate_threshold: float | None = None
     review_threshold: float | None = None
     top_k: int = 5
-    # Beyond this many accepted images a pHash hit alone is no longer trusted (design §1.4): the embedding decides.
+    # Beyond this many accepted images a pHash hit alone is no longer trusted (docs/design.md §1.4): the
+    # embedding decides.
     phash_alone_max_index: int = 200_000
 
     @model_validator(mode="after")
@@ -143,7 +144,7 @@ class PolicySettings(BaseModel):
 
 
 class WorkerSettings(BaseModel):
-    """The draft-queue scheduler (design §3, §5)."""
+    """The draft-queue scheduler (docs/design.md §3, §5)."""
 
     enabled: bool = True  # run inside `serve`; `python -m app worker` runs it as its own process
     batch_size: int = Field(100, ge=1, le=1000)
@@ -156,7 +157,7 @@ class WorkerSettings(BaseModel):
 
 
 class LegacySettings(BaseModel):
-    """What only the old scripts' config.ini says; it ranks below environment variables (design §8)."""
+    """What only the old scripts' config.ini says; it ranks below environment variables (docs/design.md §8)."""
 
     config_ini: Path | None = None
     phash_threshold: int | None = None
@@ -165,7 +166,7 @@ class LegacySettings(BaseModel):
 
 
 class VerifySettings(BaseModel):
-    """Pairwise verification of grey-band candidates (design §1.7)."""
+    """Pairwise verification of grey-band candidates (docs/design.md §1.7)."""
 
     enabled: bool = True
     min_inliers: int = Field(15, ge=4)

@@ -1,4 +1,4 @@
-"""Which thresholds apply, and where each came from (design §8).
+"""Which thresholds apply, and where each came from (docs/design.md §8).
 
 Precedence, highest first: settings (environment variables), the old config.ini, `thresholds.json` written by
 `calibrate`, the embedder's shipped defaults.
@@ -16,10 +16,10 @@ from app.domain.models import Thresholds
 
 log = logging.getLogger(__name__)
 
-# Measured on ../shared/bench (dev split), see README "Thresholds". Keyed by the embedder's model name,
-# which names the preprocessing too, so a changed recipe never inherits another's thresholds.
+# Measured on the benchmark's dev split (docs/benchmark-protocol.md), see README "Thresholds". Keyed by the
+# embedder's model name, which names the preprocessing too, so a changed recipe never inherits another's thresholds.
 SHIPPED_DEFAULTS: dict[str, dict[str, float]] = {
-    # With pairwise verification: above 0.95 a duplicate unverified; 0.60-0.95 is verified (design §1.7).
+    # With pairwise verification: above 0.95 a duplicate unverified; 0.60-0.95 is verified (docs/design.md §1.7).
     "efficientnet-lite0-gem3-224": {"phash": 5, "duplicate": 0.95, "review": 0.60},
 }
 # For an embedder without measured defaults (DashScope): the old scripts' vector_threshold.

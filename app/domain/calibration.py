@@ -1,4 +1,4 @@
-"""Fit thresholds from labelled pairs (design §4): pure functions, no IO.
+"""Fit thresholds from labelled pairs (docs/design.md §4): pure functions, no IO.
 
 A pair is (similarity of a query to a candidate, whether the candidate really is its original). The duplicate
 threshold is the lowest similarity above which the pairs are duplicates with the target precision; the review

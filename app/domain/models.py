@@ -104,7 +104,7 @@ class Thresholds:
 @dataclass(frozen=True)
 class Policy:
     thresholds: Thresholds
-    # False once the index is too large for a pHash hit alone to be safe (design §1.4).
+    # False once the index is too large for a pHash hit alone to be safe (docs/design.md §1.4).
     phash_decides_alone: bool = True
 
 

@@ -1,4 +1,4 @@
-"""Where the picture is inside a framed image: screenshots, borders, letterboxing (design §1.7, second look).
+"""Where the picture is inside a framed image: screenshots, borders, letterboxing (docs/design.md §1.7, second look).
 
 A screenshot of a photo shows it small inside window chrome; its global embedding drifts so far that the original
 is often not even among the candidates. The photo is the largest textured region of the frame, so its bounding

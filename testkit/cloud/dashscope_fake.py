@@ -1,4 +1,4 @@
-"""A DashScope multimodal-embedding server speaking the wire protocol of ../shared/docs/cloud-apis.md (A2, A3, D1).
+"""A DashScope multimodal-embedding server speaking the wire protocol of docs/cloud-apis.md (A2, A3, D1).
 
 Embeddings are content-based and deterministic: the local CNN's vector of the decoded image, mapped to 1024-d by
 a fixed, seeded matrix with orthonormal rows, then L2-normalised, so a resized copy lands near its original and

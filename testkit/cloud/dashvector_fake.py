@@ -1,4 +1,4 @@
-"""A DashVector server speaking the HTTP protocol of ../shared/docs/cloud-apis.md (B2-B5, D2).
+"""A DashVector server speaking the HTTP protocol of docs/cloud-apis.md (B2-B5, D2).
 
 Every route the adapter and the official SDK (1.0.6 and 1.0.23 bodies) use; cosine scores are distances
 (1 - cos); logical errors come as HTTP 200 with a negative code; an optional visibility delay makes writes

@@ -22,7 +22,14 @@ from dashscope import AioMultiModalEmbedding
 
 from app.adapters.retry import Retryable, with_retries
 from app.config.settings import EmbedderSettings
-from app.domain.errors import AppError, BackendAuthFailed, BackendUnavailable, InvalidImage, PartialEmbeddingFailure
+from app.domain.errors import (
+    AppError,
+    BackendAuthFailed,
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidImage,
+    PartialEmbeddingFailure,
+)
 from app.vision.decode import DecodedImage
 
 # DashScope's limit for an image sent inline is 3 MB; the working image (<= 512 px) is far below it.
@@ -38,7 +45,8 @@ _IMAGE_WORDS = ("image", "media", "size", "download", "format")
 
 class DashScopeEmbedder:
     def __init__(self, settings: EmbedderSettings, private_hosts: Sequence[str] = ()) -> None:
-        assert settings.api_key is not None
+        if settings.api_key is None:  # the settings' validator says so at start
+            raise ConfigurationError("the DashScope embedder needs APP_EMBEDDER__API_KEY")
         self._settings = settings
         self._api_key = settings.api_key.get_secret_value()
         self._private_hosts = {h.lower() for h in private_hosts}

@@ -36,7 +36,8 @@ class DashVectorError(Exception):
 
 class DashVectorIndex:
     def __init__(self, settings: IndexSettings, dimension: int, model_name: str) -> None:
-        assert settings.api_key is not None and settings.endpoint is not None
+        if settings.api_key is None or settings.endpoint is None:  # the settings' validator says so at start
+            raise ConfigurationError("the DashVector index needs APP_INDEX__API_KEY and APP_INDEX__ENDPOINT")
         endpoint = settings.endpoint.rstrip("/")
         base = endpoint if "://" in endpoint else f"https://{endpoint}"
         self._settings = settings

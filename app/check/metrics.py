@@ -40,6 +40,9 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self._polls = Counter(
+            "imgdedup_scheduler_polls", "Claims the scheduler made, rows due or not", registry=self.registry
+        )
         self.queue_depth = Gauge("imgdedup_queue_depth", "Rows waiting (draft and recalc)", registry=self.registry)
         self.oldest_waiting_seconds = Gauge(
             "imgdedup_queue_oldest_waiting_seconds", "Age of the oldest waiting row", registry=self.registry
@@ -50,6 +53,7 @@ class Metrics:
         self.errors: Tally[str] = Tally()
         self.queue_outcomes: Tally[str] = Tally()
         self.embedded = 0
+        self.polls = 0
         self._timings: deque[dict[str, float]] = deque(maxlen=window)
 
     def observe_verdict(self, verdict: Verdict) -> None:
@@ -67,6 +71,10 @@ class Metrics:
     def observe_embedded(self, count: int) -> None:
         self._embedded.inc(count)
         self.embedded += count
+
+    def observe_poll(self) -> None:
+        self._polls.inc()
+        self.polls += 1
 
     def observe_queue_outcome(self, outcome: str) -> None:
         self._queue_rows.labels(outcome).inc()

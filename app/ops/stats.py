@@ -61,6 +61,7 @@ async def collect_stats(
             "decided_by": dict(metrics.decided_by),
             "errors": dict(metrics.errors),
             "queue_outcomes": dict(metrics.queue_outcomes),
+            "scheduler_polls": metrics.polls,
             "embedder_calls": metrics.embedded,
             "embedder_calls_saved": metrics.embedder_calls_saved,
             "latency_ms": metrics.stage_percentiles(),

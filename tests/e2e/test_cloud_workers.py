@@ -54,6 +54,7 @@ async def run_two_workers(
     return await outcomes(settings)
 
 
+@pytest.mark.mariadb
 @pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
 async def test_two_cloud_workers_never_accept_both_near_copies(
     make_settings: Callable[..., Settings],

@@ -86,7 +86,13 @@ async def test_recalc_disabled_without_token_and_retry_waits_for_its_delay(
         response = await client.post("/recalc")
         assert (response.status_code, response.json()["code"]) == (403, "admin_disabled")
         rows = await wait_until(settings, lambda r: r[1]["similarity"] == "recalc")
-        await asyncio.sleep(0.5)  # several polls: the row is not due for 30 s
+        polled = (await client.get("/stats")).json()["this_process"]["scheduler_polls"]
+        for _ in range(400):  # three more polls of the queue: the row is not due for 30 s, so none takes it
+            if (await client.get("/stats")).json()["this_process"]["scheduler_polls"] >= polled + 3:
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the scheduler stopped polling")
         assert server.hits["/cdn/missing.jpg"] == 1
         assert (await outcomes(settings))[1]["attempts"] == rows[1]["attempts"] == 1
         assert (await client.get("/stats")).json()["queue"]["waiting"] == 1

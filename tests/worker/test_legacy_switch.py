@@ -19,6 +19,7 @@ from testkit.queue import DISTINCT_BASES, app_env, outcomes, plant_queue, spawn
 from tests.support import readme_config_ini
 
 
+@pytest.mark.mariadb
 @pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
 async def test_old_config_ini_starts_service_on_mariadb_and_drains_queue(
     make_settings: Callable[..., Settings], server: ImageServer, tmp_path: Path, database_url: str

@@ -6,6 +6,7 @@ import asyncio
 import re
 import signal
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from app.config.settings import FetchSettings, Settings, WorkerSettings
 from testkit.image_server import ImageServer
@@ -54,6 +55,8 @@ async def test_second_index_writer_is_refused(make_settings: Callable[..., Setti
             if all(r["similarity"] == "done" for r in (await outcomes(settings)).values()):
                 break
             await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the first worker never processed its rows")
         second = spawn(["worker"], env)
         _, err = await communicate(second)
         assert second.returncode == 2
@@ -65,6 +68,17 @@ async def test_second_index_writer_is_refused(make_settings: Callable[..., Setti
         first.send_signal(signal.SIGTERM)
         await communicate(first)
     assert first.returncode == 0
+
+
+async def wait_for_leases_to_expire(settings: Settings) -> None:
+    """Until every lease a dead worker left is in the past by the database's clock (leases are naive UTC)."""
+    for _ in range(600):
+        leases = [r["lease_until"] for r in (await outcomes(settings)).values() if r["lease_until"] is not None]
+        now = datetime.now(UTC).replace(tzinfo=None)
+        if all(datetime.fromisoformat(str(lease)) < now for lease in leases):  # SQLite answers with text
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the leases never expired")
 
 
 async def test_kill_9_mid_batch_then_restart_loses_nothing(
@@ -88,7 +102,7 @@ async def test_kill_9_mid_batch_then_restart_loses_nothing(
     assert any(r["lease_until"] is not None for r in rows.values()), "the kill should leave leased rows behind"
     assert any(r["similarity"] == "draft" for r in rows.values())
 
-    await asyncio.sleep(2.5)  # the dead worker's leases expire
+    await wait_for_leases_to_expire(settings)
     restarted = spawn(["worker", "--once"], env)
     out, err = await communicate(restarted)
     assert restarted.returncode == 0, err

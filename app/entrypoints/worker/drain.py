@@ -38,6 +38,7 @@ async def drain_once(container: Container, *, register: bool = True, order: Clai
     order = order or ClaimOrder()
     async with order.claiming:
         claimed = await _claim(container)
+        container.metrics.observe_poll()
         previous, done = order.last_done, asyncio.Event()
         order.last_done = done
     try:

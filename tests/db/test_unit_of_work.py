@@ -1,0 +1,66 @@
+"""The unit of work over SQLAlchemy: the caller owns the transaction, driver errors arrive as domain errors, and
+the repositories keep what the service relies on."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+
+import numpy as np
+import pytest
+
+from app.composition import Database, open_database
+from app.config.settings import DbSettings, Settings
+from app.domain.errors import DatabaseUnavailable
+from app.domain.records import VerdictRecord
+
+
+@pytest.fixture
+async def database(make_settings: Callable[..., Settings]) -> AsyncIterator[Database]:
+    async with open_database(make_settings()) as opened:
+        yield opened
+
+
+def record(sha: str, accepted: bool = True) -> VerdictRecord:
+    return VerdictRecord(sha, 0xF0F0_0000_0000_0001, 10, 10, "unique", "vector", None, None, None, accepted, "m", {})
+
+
+async def test_unit_of_work_without_commit_rolls_back(database: Database) -> None:
+    async with database.units() as uow:
+        image_id = await uow.images.create(source_url="http://a/1.jpg")
+    async with database.units() as uow:
+        assert await uow.images.get(image_id) is None
+        kept = await uow.images.create(source_url="http://a/2.jpg")
+        await uow.commit()
+    async with database.units() as uow:
+        row = await uow.images.get(kept)
+        assert row is not None and row.source_url == "http://a/2.jpg" and row.checked_at is None
+
+
+async def test_unit_of_work_records_and_finds_by_hash_and_embedding(database: Database) -> None:
+    async with database.units() as uow:
+        first = await uow.images.create()
+        second = await uow.images.create()
+        await uow.images.record_verdict(first, record("aa"))
+        await uow.images.record_verdict(second, record("aa", accepted=False))
+        await uow.images.save_embedding(first, "m", np.full(4, 0.5, np.float32))
+        await uow.commit()
+    async with database.units() as uow:
+        assert await uow.images.accepted_with_sha256(["aa", "bb"]) == {"aa": [first]}
+        assert await uow.images.accepted_phashes() == [(first, 0xF0F0_0000_0000_0001)]  # unsigned, as it went in
+        assert await uow.images.accepted_count() == 1
+        chunks = [(ids, vectors) async for ids, vectors in uow.images.accepted_embeddings("m")]
+        assert [ids for ids, _ in chunks] == [[first]] and np.allclose(chunks[0][1], 0.5)
+        # a row that has its verdict is never deleted as unchecked
+        await uow.images.delete_unchecked([first])
+        await uow.commit()
+    async with database.units() as uow:
+        assert await uow.images.get(first) is not None
+
+
+async def test_unit_of_work_turns_driver_errors_into_domain_errors(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(db=DbSettings(url="mysql+asyncmy://root@127.0.0.1:1/nothing", auto_migrate=False))
+    async with open_database(settings) as unreachable:
+        with pytest.raises(DatabaseUnavailable, match="the database failed"):
+            async with unreachable.units() as uow:
+                await uow.images.get(1)
+        assert await unreachable.ready() is False

@@ -133,8 +133,10 @@ class Verifier:
             cached = self.cache.get(candidate)
             if cached is not None:
                 bases[candidate] = cached
+        # an image of this batch lends its pixels (it has no thumbnail yet); any other, its stored thumbnail
         from_batch = [peers[c] for c in wanted if c not in bases and c in peers and peers[c].decoded is not None]
-        stored_wanted = [c for c in wanted if c not in bases and c not in peers]
+        lent = {p.image_id for p in from_batch}
+        stored_wanted = [c for c in wanted if c not in bases and c not in lent]
         stored: dict[int, bytes] = {}
         if stored_wanted:
             async with self._units() as uow:

@@ -23,3 +23,11 @@ def test_dockerfile_runs_as_non_root_with_cpu_torch() -> None:
     dockerfile = (REPO / "Dockerfile").read_text()
     assert "USER imgdedup" in dockerfile
     assert "download.pytorch.org/whl/cpu" in dockerfile and "torch==2.13.0" in dockerfile
+
+
+def test_dockerfile_copies_only_what_the_repository_has() -> None:
+    lines = (REPO / "Dockerfile").read_text().splitlines()
+    sources = [
+        part for line in lines if line.startswith("COPY ") and "--from=" not in line for part in line.split()[1:-1]
+    ]
+    assert sources and all((REPO / source).exists() for source in sources), sources

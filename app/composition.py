@@ -223,6 +223,7 @@ async def build_container(
                 top_k=settings.policy.top_k,
                 phash_alone_max_index=settings.policy.phash_alone_max_index,
                 max_pixels=settings.decode.max_pixels,
+                max_decoded_bytes=settings.decode.max_decoded_bytes,
                 shared_index=shared,
                 visibility_window_s=settings.index.visibility_window_s,
                 verify=verify_policy(settings),

@@ -4,11 +4,23 @@ bodies, error statuses)."""
 from __future__ import annotations
 
 import contextlib
+import functools
+import gzip
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
+
+
+@functools.cache
+def gzip_bomb() -> bytes:
+    """512 MiB of zeros, gzipped twice: about 1 kB on the wire."""
+    inner = zlib.compressobj(9, zlib.DEFLATED, 31)
+    chunk = b"\0" * (1 << 20)
+    once = b"".join(inner.compress(chunk) for _ in range(512)) + inner.flush()
+    return gzip.compress(once, 9)
 
 
 class ImageServer:
@@ -42,6 +54,21 @@ class ImageServer:
                         self.wfile.write(b"\xff\xd8\xff\xe0")
                         for _ in range(4096):
                             self.wfile.write(b"\0" * 65536)
+                elif parts.path == "/gzip-bomb":  # a small body that inflates to 512 MiB, gzip inside gzip
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.send_header("Content-Encoding", "gzip, gzip")
+                    self.send_header("Content-Length", str(len(gzip_bomb())))
+                    self.end_headers()
+                    with contextlib.suppress(OSError):
+                        self.wfile.write(gzip_bomb())
+                elif parts.path == "/length-lie":  # promises more bytes than it sends, then hangs up
+                    self.send_response(200)
+                    self.send_header("Content-Type", "image/jpeg")
+                    self.send_header("Content-Length", "100000")
+                    self.end_headers()
+                    with contextlib.suppress(OSError):
+                        self.wfile.write(b"\xff\xd8\xff\xe0" + b"\0" * 1000)
                 elif parts.path.startswith("/status/"):
                     self._send(int(parts.path.rsplit("/", 1)[1]), b"nope")
                 elif parts.path in files:

@@ -4,7 +4,11 @@
 - every hop (redirects included) is resolved and refused if any address is not global (private, loopback,
   link-local, ...) unless its host is listed in `allow_private_hosts`; the connection then goes to the address
   that was checked (pinned), so a second DNS answer cannot swap in an internal one;
-- a byte limit enforced while streaming, connect/read timeouts and a total deadline, bounded concurrency;
+- only unencoded bodies (`Accept-Encoding: identity`; a compressed answer is refused), so the byte limit, enforced
+  while streaming, counts the bytes that are decoded: a small gzip bomb cannot grow the process;
+- connect/read timeouts and a total deadline that includes waiting for one of the bounded fetch slots;
+- a URL that cannot be parsed (a port out of range, an empty or over-long DNS label, a control character) is
+  the request's own error, never the batch's;
 - the content is sniffed from its first bytes, never trusted from headers.
 """
 
@@ -18,11 +22,52 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 
 from app.config.settings import FetchSettings
-from app.domain.errors import FetchFailed, FetchTimeout, ImageTooLarge, InvalidImage, UrlRefused
+from app.domain.errors import FetchFailed, FetchTimeout, ImageTooLarge, InvalidImage, InvalidRequest, UrlRefused
 from app.ports.backends import FetchedImage
 from app.vision.decode import looks_like_image
 
 _REDIRECTS = {301, 302, 303, 307, 308}
+# IPv6 prefixes that reach IPv4 hosts (NAT64, 6to4): Python counts them as global, they may lead anywhere.
+_TRANSLATED = (
+    ipaddress.ip_network("64:ff9b::/96"),
+    ipaddress.ip_network("64:ff9b:1::/48"),
+    ipaddress.ip_network("2002::/16"),
+)
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped.is_global
+        if any(address in network for network in _TRANSLATED):
+            return False
+    return address.is_global
+
+
+def _checked_parts(url: str) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL, or InvalidRequest saying what is wrong with it."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        raise InvalidRequest("the image URL contains a control character")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+        host = parts.hostname or ""
+        if host and not _is_ip_literal(host):
+            labels = host.rstrip(".").split(".")
+            if any(not label or len(label) > 63 for label in labels):
+                raise ValueError(f"the host {host!r} has an empty label or one longer than 63 characters")
+            host.encode("idna")
+    except (ValueError, UnicodeError) as exc:
+        raise InvalidRequest(f"the image URL is not valid: {exc}") from exc
+    return parts.scheme, host.lower(), port or (443 if parts.scheme == "https" else 80)
+
+
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 class HttpImageFetcher:
@@ -41,7 +86,7 @@ class HttpImageFetcher:
             follow_redirects=False,
             trust_env=False,
             limits=httpx.Limits(max_connections=settings.concurrency),
-            headers={"User-Agent": "imgdedup/0.1"},
+            headers={"User-Agent": "imgdedup/0.1", "Accept-Encoding": "identity"},
         )
         self._slots = asyncio.Semaphore(settings.concurrency)
 
@@ -50,8 +95,8 @@ class HttpImageFetcher:
         url = url.strip()
         if not url:
             raise UrlRefused("the image URL is empty")
-        parts = urlsplit(url)
-        if not parts.scheme:
+        scheme, _, _ = _checked_parts(url)  # a relative path is checked before it is joined, too
+        if not scheme:
             if not self._settings.cdn_base:
                 raise UrlRefused(f"{url!r} is a relative path and no cdn_base is configured to join it to")
             url = urljoin(self._settings.cdn_base.rstrip("/") + "/", url.lstrip("/"))
@@ -59,10 +104,10 @@ class HttpImageFetcher:
         return url
 
     def _check_host(self, url: str) -> None:
+        scheme, host, _ = _checked_parts(url)
         parts = urlsplit(url)
-        if parts.scheme not in ("http", "https"):
-            raise UrlRefused(f"only http and https URLs are fetched, not {parts.scheme!r}")
-        host = (parts.hostname or "").lower()
+        if scheme not in ("http", "https"):
+            raise UrlRefused(f"only http and https URLs are fetched, not {scheme!r}")
         if not host:
             raise UrlRefused(f"{url!r} has no host")
         if parts.username or parts.password:
@@ -76,15 +121,12 @@ class HttpImageFetcher:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise FetchFailed(f"cannot resolve host {host!r}: {exc}") from exc
-        addresses = [ipaddress.ip_address(info[4][0]) for info in infos]
-        if host not in self._private_ok:
-            for address in addresses:
-                mapped = getattr(address, "ipv4_mapped", None) or address
-                if not mapped.is_global:
-                    raise UrlRefused(
-                        f"host {host!r} resolves to the non-public address {address}; "
-                        "list it in allow_private_hosts to allow it"
-                    )
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+        if host not in self._private_ok and not all(_public(a) for a in addresses):
+            # the address itself is not said: the answer would map the inside of the network for the caller
+            raise UrlRefused(
+                f"host {host!r} resolves to a non-public address; list it in allow_private_hosts to allow it"
+            )
         if not addresses:
             raise FetchFailed(f"host {host!r} has no address")
         return str(addresses[0])
@@ -92,7 +134,8 @@ class HttpImageFetcher:
     async def fetch(self, url: str) -> FetchedImage:
         target = self.absolute_url(url)
         try:
-            async with self._slots, asyncio.timeout(self._settings.total_timeout_s):
+            # the deadline runs while waiting for a slot too: a queue of slow hosts cannot hold a request forever
+            async with asyncio.timeout(self._settings.total_timeout_s), self._slots:
                 for _ in range(self._settings.max_redirects + 1):
                     location = await self._get(target)
                     if isinstance(location, bytes):
@@ -104,14 +147,15 @@ class HttpImageFetcher:
             raise FetchTimeout(f"fetching {target} took longer than {self._settings.total_timeout_s}s") from exc
         except httpx.TimeoutException as exc:
             raise FetchTimeout(f"fetching {target} timed out: {type(exc).__name__}") from exc
+        except httpx.InvalidURL as exc:
+            raise InvalidRequest(f"the image URL is not valid: {exc}") from exc
         except httpx.HTTPError as exc:
             raise FetchFailed(f"fetching {target} failed: {type(exc).__name__}: {exc}") from exc
 
     async def _get(self, url: str) -> bytes | str:
         """The body, or the Location of a redirect."""
         parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        _, host, port = _checked_parts(url)
         address = await self._pinned_address(host, port)
         literal = f"[{address}]" if ":" in address else address
         pinned = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path or "/", parts.query, ""))
@@ -124,13 +168,16 @@ class HttpImageFetcher:
                 return response.headers["location"]
             if response.status_code != 200:
                 raise FetchFailed(f"the image host answered HTTP {response.status_code} for {url}")
+            encoding = response.headers.get("content-encoding", "identity").strip().lower()
+            if encoding not in ("", "identity"):
+                raise InvalidImage(f"the image host sent a {encoding}-encoded body; only unencoded images are fetched")
             limit = self._settings.max_bytes
             declared = response.headers.get("content-length")
             if declared and declared.isdigit() and int(declared) > limit:
                 raise ImageTooLarge(f"the image is {declared} bytes; at most {limit} are accepted")
             chunks: list[bytes] = []
             size = 0
-            async for chunk in response.aiter_bytes():
+            async for chunk in response.aiter_raw():  # as sent: nothing is decompressed behind the limit's back
                 if not chunks and not looks_like_image(chunk[:16]) and len(chunk) >= 16:
                     raise InvalidImage(f"{url} is not an image (content sniffed from its first bytes)")
                 chunks.append(chunk)

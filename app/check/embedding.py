@@ -3,16 +3,19 @@ neighbours in the vector index, never itself."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import numpy as np
 
 from app.check.metrics import Metrics
 from app.check.state import ImageWork, Stopwatch
-from app.domain.errors import AppError, ImageNotRefetchable, PartialEmbeddingFailure
+from app.domain.errors import AppError, CheckFailed, ImageNotRefetchable, PartialEmbeddingFailure
 from app.domain.models import Neighbor
 from app.ports.backends import Embedder, VectorIndex
 from app.vision.decode import DecodedImage
+
+log = logging.getLogger(__name__)
 
 
 async def embed_images(embedder: Embedder, images: Sequence[DecodedImage]) -> list[np.ndarray | AppError]:
@@ -26,6 +29,11 @@ async def embed_images(embedder: Embedder, images: Sequence[DecodedImage]) -> li
         ]
     except AppError as exc:
         return [exc] * len(images)
+    except Exception as exc:  # noqa: BLE001 - an image the model chokes on: find it, fail it alone
+        if len(images) == 1:
+            log.exception("embedding an image failed")
+            return [CheckFailed(f"embedding the image failed: {type(exc).__name__}: {exc}")]
+        return [result for image in images for result in await embed_images(embedder, [image])]
 
 
 class Embedding:

@@ -5,26 +5,36 @@ images of a batch and their candidates all have real ids."""
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 from collections.abc import Sequence
 from concurrent.futures import Executor
 
 from app.check.state import ImageWork, Stopwatch, alive
-from app.domain.errors import AppError, ImageNotFound, ImageNotRefetchable, SourceNotFound
+from app.domain.errors import AppError, CheckFailed, ImageNotFound, ImageNotRefetchable, SourceNotFound
 from app.domain.models import SourceRef, StoredImageRef, UploadRef, UrlRef
 from app.ports.backends import ImageFetcher
 from app.ports.persistence import UnitsOfWork
 from app.vision.decode import decode_image
 
+log = logging.getLogger(__name__)
+
 
 class Intake:
     def __init__(
-        self, units: UnitsOfWork, fetcher: ImageFetcher, executor: Executor, max_pixels: int, model_name: str
+        self,
+        units: UnitsOfWork,
+        fetcher: ImageFetcher,
+        executor: Executor,
+        model_name: str,
+        max_pixels: int,
+        max_decoded_bytes: int,
     ) -> None:
         self._units = units
         self._fetcher = fetcher
         self._executor = executor
-        self._max_pixels = max_pixels
         self._model_name = model_name
+        self._decoder = functools.partial(decode_image, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes)
 
     async def run(self, works: Sequence[ImageWork]) -> None:
         await asyncio.gather(*(self._take_in(w) for w in works))
@@ -46,6 +56,9 @@ class Intake:
                     await self._decode(work, data)
         except AppError as exc:
             work.fail(exc)
+        except Exception as exc:  # noqa: BLE001 - whatever one image raises is that image's error alone
+            log.exception("taking in image %d failed", work.position)
+            work.fail(CheckFailed(f"taking in the image failed: {type(exc).__name__}: {exc}"))
 
     async def _source(self, work: ImageWork, source_id: int) -> None:
         async with self._units() as uow:
@@ -86,7 +99,7 @@ class Intake:
     async def _decode(self, work: ImageWork, data: bytes) -> None:
         loop = asyncio.get_running_loop()
         with Stopwatch([work], "decode"):
-            decoded = await loop.run_in_executor(self._executor, decode_image, data, self._max_pixels, work.url)
+            decoded = await loop.run_in_executor(self._executor, functools.partial(self._decoder, data, url=work.url))
         work.decoded, work.data = decoded, data
         work.sha256, work.phash = decoded.sha256, decoded.phash
         work.width, work.height = decoded.width, decoded.height

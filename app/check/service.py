@@ -53,6 +53,7 @@ class CheckOptions:
     top_k: int = 5
     phash_alone_max_index: int = 100_000
     max_pixels: int = 40_000_000
+    max_decoded_bytes: int = 64 * 1024 * 1024
     # A shared index: acceptances of the last `visibility_window_s` seconds are read from the database.
     shared_index: bool = False
     visibility_window_s: float = 60.0
@@ -82,7 +83,9 @@ class CheckService:
         self.thresholds = thresholds
         self.metrics = metrics
         self.model_name = embedder.model_name
-        self._intake = Intake(units, fetcher, executor, options.max_pixels, embedder.model_name)
+        self._intake = Intake(
+            units, fetcher, executor, embedder.model_name, options.max_pixels, options.max_decoded_bytes
+        )
         self._embedding = Embedding(embedder, index, options.top_k, metrics)
         self._verifier = (
             Verifier(options.verify, units, executor, options.feature_cache_size) if options.verify else None

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 from collections import OrderedDict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from enum import Enum
+from typing import TypeVar
 
 from PIL import Image
 
@@ -19,12 +21,16 @@ from app.vision.verify import (
     VERIFY_SIDE,
     Features,
     QueryFeatures,
+    Verification,
     VerifyPolicy,
     features,
     features_of_jpeg,
     grey,
     verify,
 )
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class View(Enum):
@@ -95,37 +101,39 @@ class Verifier:
         with Stopwatch(works, "verify"):
             await self._query_features(works, view)
             bases = await self._base_features({c for _, c in pairs}, peers or {})
-            checks = [(w, c) for w, c in pairs if c in bases]
-            outcomes = await asyncio.gather(
-                *(
-                    loop.run_in_executor(self._executor, verify, _query_of(w, view), bases[c], self.policy)
-                    for w, c in checks
-                )
+            # a pair without features on either side (its detection failed) stays unverified: decide() then
+            # treats a grey-band candidate as undecided, which is `review`
+            checks = [(w, c, q) for w, c in pairs if c in bases and (q := _query_of(w, view)) is not None]
+            outcomes = await _each(
+                [loop.run_in_executor(self._executor, verify, q, bases[c], self.policy) for _, c, q in checks],
+                "verifying a pair",
             )
         self.pairs_checked += len(checks)
-        for (work, candidate), outcome in zip(checks, outcomes, strict=True):
-            work.note(candidate, outcome)
+        for (work, candidate, _), outcome in zip(checks, outcomes, strict=True):
+            if isinstance(outcome, Verification):
+                work.note(candidate, outcome)
 
     async def _query_features(self, works: Sequence[ImageWork], view: View) -> None:
         loop = asyncio.get_running_loop()
         if view is View.FRAMED:
             framed = [w.framed for w in works if w.framed is not None and w.framed.features is None]
-            found = await asyncio.gather(
-                *(loop.run_in_executor(self._executor, QueryFeatures, f.pixels, VERIFY_SIDE) for f in framed)
+            found = await _each(
+                [loop.run_in_executor(self._executor, QueryFeatures, f.pixels, VERIFY_SIDE) for f in framed],
+                "detecting the framed part's features",
             )
             for part, value in zip(framed, found, strict=True):
-                part.features = value
+                part.features = value if isinstance(value, QueryFeatures) else None
             return
-        whole = [w for w in works if w.features is None and w.decoded is not None]
-        found = await asyncio.gather(
-            *(
-                loop.run_in_executor(self._executor, QueryFeatures, w.decoded.pixels, self.policy.query_side)
-                for w in whole
-                if w.decoded is not None
-            )
+        whole = [(w, w.decoded) for w in works if w.features is None and w.decoded is not None]
+        found = await _each(
+            [
+                loop.run_in_executor(self._executor, QueryFeatures, decoded.pixels, self.policy.query_side)
+                for _, decoded in whole
+            ],
+            "detecting an image's features",
         )
-        for work, value in zip(whole, found, strict=True):
-            work.features = value
+        for (work, _), value in zip(whole, found, strict=True):
+            work.features = value if isinstance(value, QueryFeatures) else None
 
     async def _base_features(self, wanted: set[int], peers: Mapping[int, ImageWork]) -> dict[int, Features]:
         bases: dict[int, Features] = {}
@@ -150,10 +158,13 @@ class Verifier:
             for p in from_batch
             if p.image_id is not None and p.decoded is not None
         ]
-        results = await asyncio.gather(*(loop.run_in_executor(self._executor, job) for _, job in jobs))
+        results = await _each(
+            [loop.run_in_executor(self._executor, job) for _, job in jobs], "detecting a base's features"
+        )
         for (candidate, _), result in zip(jobs, results, strict=True):
-            bases[candidate] = result
-            self.cache.put(candidate, result)
+            if isinstance(result, Features):
+                bases[candidate] = result
+                self.cache.put(candidate, result)
         return bases
 
     def remember(self, work: ImageWork) -> None:
@@ -169,8 +180,17 @@ def _features_of_pixels(pixels: Image.Image) -> Features:
     return features(grey(pixels))
 
 
-def _query_of(work: ImageWork, view: View) -> QueryFeatures:
+def _query_of(work: ImageWork, view: View) -> QueryFeatures | None:
     source: ImageWork | FramedPart | None = work.framed if view is View.FRAMED else work
-    if source is None or source.features is None:
-        raise ValueError(f"no {view.value} features for image at position {work.position}")
-    return source.features
+    return source.features if source is not None else None
+
+
+async def _each(jobs: Sequence[Awaitable[T]], what: str) -> list[T | BaseException]:
+    """Every job's result, or its error: one image's failure (a corrupt thumbnail, an OpenCV error) stays its own."""
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            log.warning("%s failed: %s: %s", what, type(result).__name__, result)
+        elif isinstance(result, BaseException):  # cancellation and the like are not one image's fault
+            raise result
+    return results

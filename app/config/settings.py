@@ -55,6 +55,9 @@ class FetchSettings(BaseModel):
 
 class DecodeSettings(BaseModel):
     max_pixels: int = 40_000_000
+    # What one decode may allocate for formats decoded at full size (PNG, WebP, GIF, BMP): 64 MiB is about
+    # 10 megapixels of RGBA. JPEG is decoded at the size used, so only max_pixels bounds it.
+    max_decoded_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
     # The CPU pool for decoding and verification; each task runs OpenCV single-threaded, so that concurrent
     # requests, not one request's internals, share the cores.
     threads: int = 2
@@ -185,6 +188,9 @@ class VerifySettings(BaseModel):
 class ApiSettings(BaseModel):
     admin_token: SecretStr | None = None
     max_upload_bytes: int = 20 * 1024 * 1024
+    # Checks one process works on at once through the API; more are answered 429 with Retry-After at once,
+    # instead of queueing their uploads in memory.
+    max_checks_in_flight: int = Field(32, ge=1)
 
 
 class Settings(BaseSettings):

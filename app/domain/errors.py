@@ -12,9 +12,10 @@ class AppError(Exception):
     code: str = "internal_error"
     technical: bool = False
 
-    def __init__(self, message: str) -> None:
+    def __init__(self, message: str, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers  # sent with the HTTP answer (Retry-After)
 
 
 class InvalidRequest(AppError):
@@ -97,8 +98,24 @@ class CheckRaced(BackendUnavailable):
     code = "check_raced"
 
 
+class CheckFailed(AppError):
+    """Something unforeseen went wrong with this one image (a library's error, a bug). It fails that image
+    alone, says what happened, and is retried like any technical failure."""
+
+    status_code = 500
+    code = "internal_error"
+    technical = True
+
+
 class ConfigurationError(Exception):
     """The service cannot start as configured; the message says what to change."""
+
+
+class TooBusy(AppError):
+    """More work is in flight than the process takes on; the caller should come back shortly."""
+
+    status_code = 429
+    code = "too_busy"
 
 
 class Unauthorized(AppError):
@@ -109,6 +126,12 @@ class Unauthorized(AppError):
 class AdminDisabled(AppError):
     status_code = 403
     code = "admin_disabled"
+
+
+class EmbedderBusy(BackendUnavailable):
+    """The embedder's queue is full: a technical failure, retried later."""
+
+    code = "embedder_busy"
 
 
 class BackendAuthFailed(BackendUnavailable):

@@ -32,9 +32,15 @@ _SIGNATURES: tuple[tuple[bytes, int], ...] = (
     (b"GIF87a", 0),
     (b"GIF89a", 0),
     (b"BM", 0),
-    (b"II*\x00", 0),  # TIFF little-endian
-    (b"MM\x00*", 0),  # TIFF big-endian
 )
+# The only Pillow plugins that ever see the bytes: a sniffed header cannot steer them to any other decoder
+# (TIFF, IM, SPIDER, PCD, TGA...), and TIFF's many codecs are not worth their unbounded costs.
+FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP")
+# Decoded bytes per pixel by mode (what a full decode allocates); RGB conversion adds 3 more.
+_BYTES_PER_PIXEL = {"1": 1, "L": 1, "P": 1, "LA": 2, "PA": 2, "I;16": 2, "RGB": 3, "YCbCr": 3, "RGBA": 4, "CMYK": 4}
+# What decoding one image may allocate, for formats that cannot decode at a reduced scale (JPEG can: it is
+# decoded at the size that is used, so its cost is bounded by the pixel limit alone).
+MAX_DECODED_BYTES = 64 * 1024 * 1024
 # Largest side kept after decoding; enough for the embedder and the hashes, and it bounds memory.
 WORKING_SIDE = 512
 
@@ -45,17 +51,25 @@ def looks_like_image(head: bytes) -> bool:
     return any(head[offset : offset + len(magic)] == magic for magic, offset in _SIGNATURES)
 
 
-def decode_image(data: bytes, max_pixels: int, url: str | None = None) -> DecodedImage:
+def decode_image(
+    data: bytes, max_pixels: int, url: str | None = None, max_decoded_bytes: int = MAX_DECODED_BYTES
+) -> DecodedImage:
     if not looks_like_image(data[:16]):
-        raise InvalidImage("the content is not an image (JPEG, PNG, GIF, WebP, BMP or TIFF)")
+        raise InvalidImage("the content is not an image (JPEG, PNG, GIF, WebP or BMP)")
     sha256 = hashlib.sha256(data).hexdigest()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image: Image.Image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
             if image.width * image.height > max_pixels:
                 raise TooManyPixels(
                     f"the image has {image.width}x{image.height} pixels; at most {max_pixels} are accepted"
+                )
+            cost = _decoding_cost(image)
+            if cost > max_decoded_bytes:
+                raise TooManyPixels(
+                    f"decoding the {image.format} image ({image.width}x{image.height}, {image.mode}) would take "
+                    f"{cost // 2**20} MiB; at most {max_decoded_bytes // 2**20} MiB are spent on one image"
                 )
             width, height = _oriented_size(image)
             image = _decode_upright(image, (WORKING_SIDE, WORKING_SIDE))
@@ -73,7 +87,7 @@ def decode_region(data: bytes, box: tuple[float, float, float, float], side: int
     """The part `box` (fractions of the oriented image) of an image already accepted by `decode_image`, decoded
     at the resolution that gives the part `side` pixels on its longest side where the image has them."""
     left, top, right, bottom = box
-    image: Image.Image = Image.open(io.BytesIO(data))
+    image: Image.Image = Image.open(io.BytesIO(data), formats=FORMATS)
     width, height = _oriented_size(image)
     share = max(right - left, bottom - top, 1e-3)
     image = _decode_upright(image, (min(width, round(side / share)), min(height, round(side / share))))
@@ -81,6 +95,13 @@ def decode_region(data: bytes, box: tuple[float, float, float, float], side: int
     part = image.crop((round(left * w), round(top * h), round(right * w), round(bottom * h)))
     part.thumbnail((side, side), Image.Resampling.BILINEAR)
     return part
+
+
+def _decoding_cost(image: Image.Image) -> int:
+    """Bytes a full decode and RGB conversion allocate; JPEG is decoded reduced (draft), so it costs little."""
+    if image.format == "JPEG":
+        return 0
+    return image.width * image.height * (_BYTES_PER_PIXEL.get(image.mode, 4) + 3)
 
 
 def _oriented_size(image: Image.Image) -> tuple[int, int]:

@@ -10,7 +10,8 @@ from app.config.settings import FetchSettings, Settings, WorkerSettings
 from app.entrypoints.worker.drain import drain_once
 from app.entrypoints.worker.scheduler import run_scheduler
 from testkit.image_server import ImageServer
-from testkit.queue import DISTINCT_BASES, outcomes, plant_queue
+from testkit.images import jpeg, photo
+from testkit.queue import DISTINCT_BASES, insert_rows, outcomes, plant_queue
 
 
 def queue_settings(make_settings: Callable[..., Settings], server: ImageServer, **worker: object) -> Settings:
@@ -62,3 +63,28 @@ async def test_scheduler_loop_drains_then_idles_and_stops_cleanly(
         assert container.metrics.queue_outcomes["unique"] == 6
         assert container.metrics.queue_outcomes["duplicate"] == 12
     assert len(rows) == len(planted)
+
+
+async def test_drain_one_malformed_row_fails_alone_and_its_batch_is_decided(
+    make_settings: Callable[..., Settings], server: ImageServer
+) -> None:
+    settings = queue_settings(make_settings, server, batch_size=10)
+    server.put("/cdn/good-1.jpg", jpeg(photo("b0575")))
+    server.put("/cdn/good-2.jpg", jpeg(photo("b0587")))
+    bad = {
+        2: "http://127.0.0.1:99999/x.jpg",  # a port out of range
+        3: "http://" + "a" * 64 + ".example.com/x.jpg",  # a DNS label over 63 characters
+        4: "photos/a\x01b.jpg",  # a control character in a CDN path
+    }
+    rows = [{"id": 1, "image_url": "good-1.jpg"}, *({"id": i, "image_url": u} for i, u in bad.items())]
+    await insert_rows(settings, [*rows, {"id": 5, "image_url": "good-2.jpg"}])
+    async with build_container(settings) as container:
+        assert await drain_once(container) == 5
+    found = await outcomes(settings)
+    assert [(found[i]["status"], found[i]["verdict"]) for i in (1, 5)] == [("tag_extension", "unique")] * 2
+    for i in bad:  # failed for good at once (a logical error), with its reason, and only these
+        assert (found[i]["similarity"], found[i]["error_code"], found[i]["attempts"]) == (
+            "failed",
+            "invalid_request",
+            1,
+        )

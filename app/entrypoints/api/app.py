@@ -13,13 +13,14 @@ from fastapi.routing import APIRoute
 from app.composition import Container, build_container
 from app.config.settings import Settings
 from app.entrypoints.api.errors import install_error_handlers
-from app.entrypoints.api.limits import BodySizeLimit
+from app.entrypoints.api.limits import BodySizeLimit, InFlightLimit
 from app.entrypoints.api.routes import admin, check, health, images, stats
 from app.entrypoints.worker.scheduler import run_scheduler
 
 
 class State(TypedDict):
     container: Container
+    in_flight: InFlightLimit
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -39,7 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 else None
             )
             try:
-                yield {"container": container}
+                yield {"container": container, "in_flight": InFlightLimit(settings.api.max_checks_in_flight)}
             finally:
                 stop.set()  # the batch in hand is finished and written back before the container closes
                 if scheduler is not None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
 from app.composition import Container
 from app.domain.errors import AdminDisabled, Unauthorized
+from app.entrypoints.api.limits import InFlightLimit
 
 
 def get_container(request: Request) -> Container:
@@ -17,6 +19,15 @@ def get_container(request: Request) -> Container:
 
 
 ContainerDep = Annotated[Container, Depends(get_container)]
+
+
+async def check_slot(request: Request) -> AsyncIterator[None]:
+    limit: InFlightLimit = request.state.in_flight
+    with limit.slot():
+        yield
+
+
+CheckSlotDep = Annotated[None, Depends(check_slot)]
 
 
 def require_admin(
@@ -28,7 +39,9 @@ def require_admin(
     if token is None or not token.get_secret_value():
         raise AdminDisabled("admin endpoints are disabled: set APP_API__ADMIN_TOKEN to enable them")
     scheme, _, given = (authorization or "").partition(" ")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), token.get_secret_value()):
+    # compared as bytes: compare_digest refuses non-ASCII text, and any header a client sends must be answerable
+    presented = given.strip().encode("utf-8", "surrogateescape")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(presented, token.get_secret_value().encode()):
         raise Unauthorized("a valid admin token is required: Authorization: Bearer <token>")
 
 

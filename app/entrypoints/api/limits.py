@@ -1,13 +1,15 @@
-"""Request body limit, enforced while the body streams in (Starlette's max_part_size does not cover file
-parts, and a chunked upload has no Content-Length to check up front)."""
+"""Request limits: the body size, enforced while the body streams in (Starlette's max_part_size does not cover
+file parts, and a chunked upload has no Content-Length to check up front), and the checks in flight."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.domain.errors import UploadTooLarge
+from app.domain.errors import TooBusy, UploadTooLarge
 from app.entrypoints.api.errors import error_body
 
 
@@ -50,3 +52,26 @@ async def _reject(send: Send, message: str) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class InFlightLimit:
+    """At most `limit` checks at once in this process; one more is refused at once (429, Retry-After) before
+    its body is read, instead of queueing uploads in memory."""
+
+    def __init__(self, limit: int, retry_after_s: int = 1) -> None:
+        self._limit = limit
+        self._retry_after = str(retry_after_s)
+        self._busy = 0
+
+    @contextlib.contextmanager
+    def slot(self) -> Iterator[None]:
+        if self._busy >= self._limit:
+            raise TooBusy(
+                f"{self._limit} checks are in flight, the most this process takes on; try again shortly",
+                headers={"Retry-After": self._retry_after},
+            )
+        self._busy += 1
+        try:
+            yield
+        finally:
+            self._busy -= 1

@@ -11,7 +11,7 @@ from starlette.datastructures import UploadFile
 
 from app.domain.errors import AppError, InvalidRequest, UploadTooLarge
 from app.domain.models import CheckItem, ImageRef, SourceRef, StoredImageRef, UploadRef, UrlRef
-from app.entrypoints.api.deps import ContainerDep
+from app.entrypoints.api.deps import CheckSlotDep, ContainerDep
 from app.entrypoints.api.schemas import CheckRequest, CheckResponse, ErrorResponse
 
 router = APIRouter(tags=["check"])
@@ -24,6 +24,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         409: "image_not_refetchable",
         413: "image_too_large / upload_too_large",
         422: "invalid_request / invalid_image / too_many_pixels",
+        429: "too_busy: more checks in flight than the process takes on (Retry-After)",
+        500: "internal_error: something unforeseen failed for this image",
         502: "fetch_failed: the image host could not be reached",
         503: "backend_unavailable",
         504: "fetch_timeout",
@@ -60,7 +62,7 @@ _FALSE = {"0", "false", "no", "off"}
     openapi_extra=_OPENAPI_BODY,
     summary="Check an image: duplicate, review or unique",
 )
-async def check(request: Request, container: ContainerDep) -> CheckResponse:
+async def check(request: Request, container: ContainerDep, _: CheckSlotDep) -> CheckResponse:
     if request.headers.get("content-type", "").startswith("multipart/form-data"):
         item = await _upload_item(request, container.settings.api.max_upload_bytes)
     else:

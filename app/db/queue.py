@@ -6,6 +6,7 @@ Only the status values of the design (and the optional score column) are ever wr
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -54,69 +55,98 @@ class SqlQueueRepository:
         return query
 
     async def claim(self, limit: int, lease_seconds: float) -> list[ClaimedRow]:
-        """Lease up to `limit` waiting rows: fresh drafts first, then `recalc` rows that are due."""
+        """Lease up to `limit` waiting rows: fresh drafts first, then `recalc` rows that are due. The lease carries
+        a token of this claim's own, which every write-back must show."""
         now = self._clock.now()
         until = now + timedelta(seconds=lease_seconds)
+        token = secrets.token_hex(16)
         claimed: list[ClaimedRow] = []
         for similarity in (self._names.similarity_waiting, self._names.similarity_recalc):
             if len(claimed) >= limit:
                 break
             rows = (await self._session.execute(self._candidates(similarity, now, limit - len(claimed)))).all()
             for source_id, url, image_id, attempts in rows:
-                row = await self._lease(int(source_id), url, image_id, until, now)
+                row = await self._lease(int(source_id), url, image_id, until, now, token)
                 if row is not None:
-                    claimed.append(ClaimedRow(int(source_id), row, int(attempts or 0)))
+                    claimed.append(ClaimedRow(int(source_id), row, int(attempts or 0), token))
         return claimed
 
     async def _lease(
-        self, source_id: int, url: str, image_id: int | None, until: datetime, now: datetime
+        self, source_id: int, url: str, image_id: int | None, until: datetime, now: datetime, token: str
     ) -> int | None:
         i = self._i
+        lease = {"lease_until": until, "lease_token": token, "state": "leased", "source_url": url, "updated_at": now}
         if image_id is None:
             # Insert unless another worker created the row a moment ago (then it is theirs): no savepoint,
             # which a deadlock would take away with the transaction.
-            values = dict(
-                source_id=source_id, source_url=url, state="leased", lease_until=until, created_at=now, updated_at=now
-            )
+            values = {**lease, "source_id": source_id, "created_at": now}
             result = await self._session.execute(insert_unless_present(self._session, i, "source_id", values))
             return new_id(result) if dml(result).rowcount == 1 else None
         result = await self._session.execute(
             sa.update(i)
             .where(i.c.image_id == image_id, sa.or_(i.c.lease_until.is_(None), i.c.lease_until < now))
-            .values(lease_until=until, state="leased", source_url=url, updated_at=now)
+            .values(**lease)
         )
         return image_id if dml(result).rowcount == 1 else None
 
-    async def finish(self, claimed: ClaimedRow, status: str, score: float | None) -> None:
+    async def renew(self, claimed: Sequence[ClaimedRow], lease_seconds: float) -> int:
+        """Extend the leases this claim still holds; returns how many it still holds."""
+        if not claimed:
+            return 0
+        i = self._i
+        now = self._clock.now()
+        result = await self._session.execute(
+            sa.update(i)
+            .where(i.c.image_id.in_([c.image_id for c in claimed]), i.c.lease_token == claimed[0].lease_token)
+            .values(lease_until=now + timedelta(seconds=lease_seconds), updated_at=now)
+        )
+        return int(dml(result).rowcount or 0)
+
+    async def _release(self, claimed: ClaimedRow, **values: Any) -> bool:
+        """Close the lease, if this claim still holds it, with our side's values: the fence of every write-back."""
+        i = self._i
+        result = await self._session.execute(
+            sa.update(i)
+            .where(i.c.image_id == claimed.image_id, i.c.lease_token == claimed.lease_token)
+            .values(lease_until=None, lease_token=None, updated_at=self._clock.now(), **values)
+        )
+        return dml(result).rowcount == 1
+
+    async def finish(self, claimed: ClaimedRow, status: str, score: float | None) -> bool:
+        """Write a verdict's status values upstream, both in one statement; False (nothing written) when the
+        lease was lost meanwhile (it ran out and another worker took the row)."""
+        if not await self._release(claimed, state="done"):
+            return False
         values: dict[Any, Any] = {self._q.c.status: status, self._q.c.similarity: self._names.similarity_done}
         if self._score_column is not None and score is not None:
             values[self._score_column] = round(score, 6)
         await self._session.execute(sa.update(self._q).where(self._q.c.id == claimed.source_id).values(values))
-        await self._session.execute(
-            sa.update(self._i).where(self._i.c.image_id == claimed.image_id).values(lease_until=None)
-        )
+        return True
 
     async def fail(
         self, claimed: ClaimedRow, code: str, message: str, attempts: int, retry_at: datetime | None
-    ) -> None:
-        """retry_at None: failed for good; else back to `recalc`, due at retry_at."""
+    ) -> bool:
+        """retry_at None: failed for good; else back to `recalc`, due at retry_at. False (nothing written) when the
+        lease was lost meanwhile."""
+        released = await self._release(
+            claimed,
+            state="recalc" if retry_at else "failed",
+            attempts=attempts,
+            error_code=code,
+            last_error=message[:2000],
+            next_attempt_at=retry_at,
+        )
+        if not released:
+            return False
         similarity = self._names.similarity_recalc if retry_at else self._names.similarity_failed
+        q = self._q
+        # Only a row still waiting changes: a failure never overwrites a verdict's status values.
         await self._session.execute(
-            sa.update(self._q).where(self._q.c.id == claimed.source_id).values({self._q.c.similarity: similarity})
+            sa.update(q)
+            .where(q.c.id == claimed.source_id, q.c.status == self._names.status_waiting)
+            .values({q.c.similarity: similarity})
         )
-        await self._session.execute(
-            sa.update(self._i)
-            .where(self._i.c.image_id == claimed.image_id)
-            .values(
-                state="recalc" if retry_at else "failed",
-                attempts=attempts,
-                error_code=code,
-                last_error=message[:2000],
-                next_attempt_at=retry_at,
-                lease_until=None,
-                updated_at=self._clock.now(),
-            )
-        )
+        return True
 
     async def requeue(
         self,
@@ -149,7 +179,12 @@ class SqlQueueRepository:
                 sa.update(self._i)
                 .where(self._i.c.source_id.in_(chunk))
                 .values(
-                    state="queued", attempts=0, next_attempt_at=None, lease_until=None, updated_at=self._clock.now()
+                    state="queued",
+                    attempts=0,
+                    next_attempt_at=None,
+                    lease_until=None,
+                    lease_token=None,
+                    updated_at=self._clock.now(),
                 )
             )
         return len(ids)

@@ -81,6 +81,7 @@ class Tables:
             sa.Column("error_code", sa.String(64), nullable=True),
             sa.Column("last_error", sa.Text, nullable=True),
             sa.Column("lease_until", Timestamp, nullable=True),
+            sa.Column("lease_token", sa.String(32), nullable=True),
             sa.Column("next_attempt_at", Timestamp, nullable=True),
             sa.Column("created_at", Timestamp, nullable=False),
             sa.Column("updated_at", Timestamp, nullable=False),

@@ -71,6 +71,7 @@ class ClaimedRow:
     source_id: int
     image_id: int
     attempts: int
+    lease_token: str  # this claim's own: a write-back that cannot show it writes nothing
 
 
 @dataclass(frozen=True)

@@ -84,11 +84,19 @@ class QueueRepository(Protocol):
 
     async def claim(self, limit: int, lease_seconds: float) -> list[ClaimedRow]: ...
 
-    async def finish(self, claimed: ClaimedRow, status: str, score: float | None) -> None: ...
+    async def renew(self, claimed: Sequence[ClaimedRow], lease_seconds: float) -> int:
+        """Extend the leases one claim still holds; how many it still holds."""
+        ...
+
+    async def finish(self, claimed: ClaimedRow, status: str, score: float | None) -> bool:
+        """False, and nothing written, when the claim no longer holds the lease."""
+        ...
 
     async def fail(
         self, claimed: ClaimedRow, code: str, message: str, attempts: int, retry_at: datetime | None
-    ) -> None: ...
+    ) -> bool:
+        """False, and nothing written, when the claim no longer holds the lease."""
+        ...
 
     async def requeue(
         self,

@@ -6,6 +6,7 @@ No loop here, so it is easy to test; the scheduler calls it repeatedly.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -44,6 +45,7 @@ async def drain_once(container: Container, *, register: bool = True, order: Clai
     try:
         if not claimed:
             return 0
+        renewing = asyncio.create_task(_keep_leases(container, claimed), name="lease-renewal")
         try:
             outcomes = await container.service.check(
                 [CheckItem(SourceRef(c.source_id), register) for c in claimed],
@@ -53,10 +55,19 @@ async def drain_once(container: Container, *, register: bool = True, order: Clai
             log.exception("checking a batch of %d rows failed", len(claimed))
             failure = BackendUnavailable(f"the batch failed: {type(exc).__name__}: {exc}")
             outcomes = [CheckOutcome(CheckItem(SourceRef(c.source_id)), error=failure) for c in claimed]
+        finally:
+            renewing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewing
         async with container.units() as uow:
-            for row, outcome in zip(claimed, outcomes, strict=True):
-                await _write_back(container, uow.queue, row, outcome, uow.clock.now())
+            stale = [
+                row.source_id
+                for row, outcome in zip(claimed, outcomes, strict=True)
+                if not await _write_back(container, uow.queue, row, outcome, uow.clock.now())
+            ]
             await uow.commit()
+        if stale:  # another worker holds them now; its write-back is the one that counts
+            log.warning("lost the leases of %d rows before writing back, wrote nothing for them: %s", len(stale), stale)
         return len(claimed)
     finally:
         done.set()
@@ -77,9 +88,26 @@ async def _claim(container: Container) -> list[ClaimedRow]:
     return claimed
 
 
+async def _keep_leases(container: Container, claimed: list[ClaimedRow]) -> None:
+    """While the batch is checked, renew its leases every third of their length: a long batch keeps its rows."""
+    lease = container.settings.worker.lease_seconds
+    while True:
+        await asyncio.sleep(lease / 3)
+        try:
+            async with container.units() as uow:
+                held = await uow.queue.renew(claimed, lease)
+                await uow.commit()
+        except AppError as exc:  # the write-back's fence still holds; renewal tries again next time
+            log.warning("renewing %d leases failed: %s", len(claimed), exc)
+            continue
+        if held < len(claimed):
+            log.warning("%d of %d leases were lost (taken by another worker)", len(claimed) - held, len(claimed))
+
+
 async def _write_back(
     container: Container, queue: QueueRepository, row: ClaimedRow, outcome: CheckOutcome, now: datetime
-) -> None:
+) -> bool:
+    """The outcome's values, if this claim still holds the row's lease; False when it wrote nothing."""
     names, worker, metrics = container.settings.queue, container.settings.worker, container.metrics
     if outcome.verdict is not None:
         status = {
@@ -87,7 +115,8 @@ async def _write_back(
             VerdictLabel.UNIQUE: names.status_unique,
             VerdictLabel.REVIEW: names.status_review,
         }[outcome.verdict.label]
-        await queue.finish(row, status, outcome.verdict.similarity)
+        if not await queue.finish(row, status, outcome.verdict.similarity):
+            return False
         metrics.observe_queue_outcome(outcome.verdict.label.value)
         log.info(
             "source_id=%d image_id=%d verdict=%s matched=%s",
@@ -96,15 +125,18 @@ async def _write_back(
             outcome.verdict.label.value,
             outcome.verdict.matched_image_id,
         )
-        return
+        return True
     error = outcome.error or AppError("no verdict and no error")
     attempts = row.attempts + 1
     if error.technical and attempts < worker.max_attempts:
         delay = min(worker.retry_base_seconds * 2 ** (attempts - 1), worker.retry_max_seconds)
-        await queue.fail(row, error.code, error.message, attempts, now + timedelta(seconds=delay))
+        if not await queue.fail(row, error.code, error.message, attempts, now + timedelta(seconds=delay)):
+            return False
         metrics.observe_queue_outcome("recalc")
         log.warning("source_id=%d attempt %d failed (%s), retry in %.0fs", row.source_id, attempts, error.code, delay)
     else:
-        await queue.fail(row, error.code, error.message, attempts, None)
+        if not await queue.fail(row, error.code, error.message, attempts, None):
+            return False
         metrics.observe_queue_outcome("failed")
         log.warning("source_id=%d failed for good: %s: %s", row.source_id, error.code, error.message)
+    return True

@@ -1,0 +1,96 @@
+"""Leases are fenced and kept: a long batch renews its leases so no other worker takes its rows, and a batch that
+lost its lease anyway (it outlived it, another worker re-claimed) writes nothing back, so the row keeps the
+other worker's outcome and never ends with a final status beside a non-final similarity."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from app.composition import build_container
+from app.config.settings import FetchSettings, Settings, WorkerSettings
+from app.db.engine import make_engine
+from app.entrypoints.worker.drain import ClaimOrder, drain_once
+from testkit.image_server import ImageServer
+from testkit.queue import DISTINCT_BASES, outcomes, plant_queue
+
+FINAL = {"similarity", "tag_extension", "review"}
+
+
+def settings_for(make_settings: Callable[..., Settings], server: ImageServer, lease_seconds: float) -> Settings:
+    return make_settings(
+        fetch=FetchSettings(cdn_base=server.url("/cdn/"), allow_private_hosts=["127.0.0.1"]),
+        worker=WorkerSettings(enabled=False, batch_size=10, lease_seconds=lease_seconds),
+    )
+
+
+def held_back() -> tuple[ClaimOrder, asyncio.Event]:
+    """A claim order whose 'previous batch' has not finished: the next batch waits before it decides, until the
+    gate returned with it is set."""
+    order, gate = ClaimOrder(), asyncio.Event()
+    order.last_done = gate
+    return order, gate
+
+
+async def wait_for(condition: Callable[[dict[int, dict[str, object]]], bool], settings: Settings) -> None:
+    for _ in range(400):
+        if condition(await outcomes(settings)):
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(await outcomes(settings))
+
+
+def assert_consistent(rows: dict[int, dict[str, object]]) -> None:
+    for row in rows.values():
+        assert (row["status"] in FINAL) == (row["similarity"] == "done"), row
+
+
+async def test_a_long_batch_renews_its_leases_so_no_one_else_takes_its_rows(
+    make_settings: Callable[..., Settings], server: ImageServer
+) -> None:
+    settings = settings_for(make_settings, server, lease_seconds=0.6)  # renewed every 0.2 s
+    planted = await plant_queue(settings, server, DISTINCT_BASES[:3], copies=0)
+    async with (
+        build_container(settings, writes_index=False) as first,
+        build_container(settings, writes_index=False) as second,
+    ):
+        order, gate = held_back()
+        slow = asyncio.create_task(drain_once(first, register=False, order=order))
+        await wait_for(lambda rows: all(r["lease_until"] is not None for r in rows.values()), settings)
+        await asyncio.sleep(1.5)  # what is tested is this time passing: 2.5 leases' worth
+        assert await drain_once(second, register=False) == 0  # every lease still held
+        gate.set()
+        assert await slow == len(planted)
+    rows = await outcomes(settings)
+    assert all(r["similarity"] == "done" and r["lease_until"] is None for r in rows.values()), rows
+    assert_consistent(rows)
+
+
+async def test_a_batch_that_lost_its_lease_writes_nothing_back(
+    make_settings: Callable[..., Settings], server: ImageServer
+) -> None:
+    settings = settings_for(make_settings, server, lease_seconds=300)
+    planted = await plant_queue(settings, server, DISTINCT_BASES[:3], copies=0)
+    async with (
+        build_container(settings, writes_index=False) as first,
+        build_container(settings, writes_index=False) as second,
+    ):
+        order, gate = held_back()
+        stale = asyncio.create_task(drain_once(first, register=False, order=order))
+        await wait_for(lambda rows: all(r["lease_until"] is not None for r in rows.values()), settings)
+        # the first worker's leases run out (as after a long stall): the clock is moved past them
+        engine = make_engine(settings.database_url)
+        async with engine.begin() as connection:
+            await connection.execute(sa.text("UPDATE image SET lease_until = '2000-01-01 00:00:00'"))
+        await engine.dispose()
+        assert await drain_once(second, register=False) == len(planted)  # the second takes them and finishes
+        finished = await outcomes(settings)
+        gate.set()
+        assert await stale == len(planted)  # it checked them, but
+        assert dict(first.metrics.queue_outcomes) == {}  # wrote none of them back
+        assert dict(second.metrics.queue_outcomes) == {"unique": len(planted)}
+    rows = await outcomes(settings)
+    assert rows == finished  # the second worker's outcome stands, untouched
+    assert_consistent(rows)

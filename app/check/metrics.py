@@ -3,6 +3,7 @@ plain tallies and a rolling window of stage timings for /stats."""
 
 from __future__ import annotations
 
+import time
 from collections import Counter as Tally
 from collections import deque
 
@@ -43,6 +44,11 @@ class Metrics:
         self._polls = Counter(
             "imgdedup_scheduler_polls", "Claims the scheduler made, rows due or not", registry=self.registry
         )
+        self._circuit = Gauge(
+            "imgdedup_circuit_open",
+            "1 while a backend is down and queue rows wait (circuit breaker)",
+            registry=self.registry,
+        )
         self.queue_depth = Gauge("imgdedup_queue_depth", "Rows waiting (draft and recalc)", registry=self.registry)
         self.oldest_waiting_seconds = Gauge(
             "imgdedup_queue_oldest_waiting_seconds", "Age of the oldest waiting row", registry=self.registry
@@ -54,6 +60,8 @@ class Metrics:
         self.queue_outcomes: Tally[str] = Tally()
         self.embedded = 0
         self.polls = 0
+        self.circuit_reason: str | None = None
+        self._circuit_until = 0.0
         self._timings: deque[dict[str, float]] = deque(maxlen=window)
 
     def observe_verdict(self, verdict: Verdict) -> None:
@@ -71,6 +79,18 @@ class Metrics:
     def observe_embedded(self, count: int) -> None:
         self._embedded.inc(count)
         self.embedded += count
+
+    def observe_circuit(self, reason: str | None, wait_s: float) -> None:
+        """The scheduler's circuit breaker opened (with its reason and how long rows wait) or closed (None)."""
+        self.circuit_reason = reason
+        self._circuit_until = time.monotonic() + wait_s
+        self._circuit.set(1 if reason else 0)
+
+    def circuit(self) -> dict[str, object]:
+        if self.circuit_reason is None:
+            return {"state": "closed"}
+        wait = max(0.0, self._circuit_until - time.monotonic())
+        return {"state": "open", "reason": self.circuit_reason, "retry_in_seconds": round(wait, 1)}
 
     def observe_poll(self) -> None:
         self._polls.inc()

@@ -157,6 +157,10 @@ class WorkerSettings(BaseModel):
     max_attempts: int = Field(5, ge=1)
     retry_base_seconds: float = Field(30.0, ge=0)
     retry_max_seconds: float = Field(3600.0, ge=0)
+    # While a whole batch fails on a backend (database, index, embedder) rows wait without spending attempts:
+    # the first wait, doubling up to the last, until a batch gets through (app/entrypoints/worker/breaker.py).
+    breaker_base_seconds: float = Field(5.0, gt=0)
+    breaker_max_seconds: float = Field(300.0, gt=0)
 
 
 class LegacySettings(BaseModel):

@@ -50,17 +50,17 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
 
 async def _worker(settings: Settings, args: argparse.Namespace) -> None:
     from app.composition import build_container
-    from app.entrypoints.worker.drain import ClaimOrder, drain_once
+    from app.entrypoints.worker.drain import ClaimOrder, drain_once, new_breaker
     from app.entrypoints.worker.scheduler import run_scheduler
 
     register = not args.no_register
     async with build_container(settings, writes_index=register) as container:
         if args.once:  # drain until nothing is due, then exit (benchmarks, cron)
-            order = ClaimOrder()
+            order, breaker = ClaimOrder(), new_breaker(container)
 
             async def until_empty() -> int:
                 total = 0
-                while claimed := await drain_once(container, register=register, order=order):
+                while claimed := await drain_once(container, register=register, order=order, breaker=breaker):
                     total += claimed
                 return total
 

@@ -62,6 +62,7 @@ async def collect_stats(
             "errors": dict(metrics.errors),
             "queue_outcomes": dict(metrics.queue_outcomes),
             "scheduler_polls": metrics.polls,
+            "circuit": metrics.circuit(),
             "embedder_calls": metrics.embedded,
             "embedder_calls_saved": metrics.embedder_calls_saved,
             "latency_ms": metrics.stage_percentiles(),

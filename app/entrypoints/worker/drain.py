@@ -17,6 +17,7 @@ from app.check.service import CheckOutcome
 from app.domain.errors import AppError, BackendUnavailable, TransientConflict
 from app.domain.models import CheckItem, SourceRef, VerdictLabel
 from app.domain.records import ClaimedRow
+from app.entrypoints.worker.breaker import BackendBreaker
 from app.ports.persistence import QueueRepository
 
 if TYPE_CHECKING:
@@ -34,9 +35,18 @@ class ClaimOrder:
         self.last_done: asyncio.Event | None = None
 
 
-async def drain_once(container: Container, *, register: bool = True, order: ClaimOrder | None = None) -> int:
-    """Process one batch; returns how many rows it claimed (0: the queue had nothing due)."""
+async def drain_once(
+    container: Container,
+    *,
+    register: bool = True,
+    order: ClaimOrder | None = None,
+    breaker: BackendBreaker | None = None,
+) -> int:
+    """Process one batch; returns how many rows it claimed (0: nothing due, or a backend is known to be down)."""
     order = order or ClaimOrder()
+    breaker = breaker or new_breaker(container)
+    if breaker.blocks():
+        return 0
     async with order.claiming:
         claimed = await _claim(container)
         container.metrics.observe_poll()
@@ -59,11 +69,14 @@ async def drain_once(container: Container, *, register: bool = True, order: Clai
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
+        waiting = breaker.judge(outcomes)  # a backend is down: the rows wait, their attempts are not spent
         async with container.units() as uow:
+            now = uow.clock.now()
+            due = now + timedelta(seconds=breaker.wait_s()) if waiting else None
             stale = [
                 row.source_id
                 for row, outcome in zip(claimed, outcomes, strict=True)
-                if not await _write_back(container, uow.queue, row, outcome, uow.clock.now())
+                if not await _write_back(container, uow.queue, row, outcome, now, due)
             ]
             await uow.commit()
         if stale:  # another worker holds them now; its write-back is the one that counts
@@ -104,10 +117,21 @@ async def _keep_leases(container: Container, claimed: list[ClaimedRow]) -> None:
             log.warning("%d of %d leases were lost (taken by another worker)", len(claimed) - held, len(claimed))
 
 
+def new_breaker(container: Container) -> BackendBreaker:
+    worker = container.settings.worker
+    return BackendBreaker(container.metrics, worker.breaker_base_seconds, worker.breaker_max_seconds)
+
+
 async def _write_back(
-    container: Container, queue: QueueRepository, row: ClaimedRow, outcome: CheckOutcome, now: datetime
+    container: Container,
+    queue: QueueRepository,
+    row: ClaimedRow,
+    outcome: CheckOutcome,
+    now: datetime,
+    backend_back_at: datetime | None = None,
 ) -> bool:
-    """The outcome's values, if this claim still holds the row's lease; False when it wrote nothing."""
+    """The outcome's values, if this claim still holds the row's lease; False when it wrote nothing.
+    `backend_back_at`: a backend is down, the row waits until then without spending an attempt."""
     names, worker, metrics = container.settings.queue, container.settings.worker, container.metrics
     if outcome.verdict is not None:
         status = {
@@ -127,6 +151,11 @@ async def _write_back(
         )
         return True
     error = outcome.error or AppError("no verdict and no error")
+    if backend_back_at is not None:
+        if not await queue.fail(row, error.code, error.message, row.attempts, backend_back_at):
+            return False
+        metrics.observe_queue_outcome("waiting_for_backend")
+        return True
     attempts = row.attempts + 1
     if error.technical and attempts < worker.max_attempts:
         delay = min(worker.retry_base_seconds * 2 ** (attempts - 1), worker.retry_max_seconds)

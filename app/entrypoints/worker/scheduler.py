@@ -12,7 +12,8 @@ import logging
 import random
 from typing import TYPE_CHECKING
 
-from app.entrypoints.worker.drain import ClaimOrder, drain_once
+from app.entrypoints.worker.breaker import BackendBreaker
+from app.entrypoints.worker.drain import ClaimOrder, drain_once, new_breaker
 
 if TYPE_CHECKING:
     from app.composition import Container
@@ -25,17 +26,19 @@ async def run_scheduler(container: Container, stop: asyncio.Event, *, register: 
     log.info("scheduler started (batch %d, %d at a time, register=%s)", worker.batch_size, worker.concurrency, register)
     # Several batches in flight keep both the network (fetch) and the cores (decode, embed, verify) busy; they
     # still decide one at a time, in the order they were claimed.
-    order = ClaimOrder()
-    await asyncio.gather(*(_drain_loop(container, stop, register, order) for _ in range(worker.concurrency)))
+    order, breaker = ClaimOrder(), new_breaker(container)
+    await asyncio.gather(*(_drain_loop(container, stop, register, order, breaker) for _ in range(worker.concurrency)))
     log.info("scheduler stopped")
 
 
-async def _drain_loop(container: Container, stop: asyncio.Event, register: bool, order: ClaimOrder) -> None:
+async def _drain_loop(
+    container: Container, stop: asyncio.Event, register: bool, order: ClaimOrder, breaker: BackendBreaker
+) -> None:
     idle = container.settings.worker.idle_seconds
     failures = 0
     while not stop.is_set():
         try:
-            claimed = await drain_once(container, register=register, order=order)
+            claimed = await drain_once(container, register=register, order=order, breaker=breaker)
             failures = 0
         except Exception:  # noqa: BLE001 - the database may be down for a while; keep polling
             failures += 1

@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from app.domain.errors import AppError
-from app.domain.models import CheckItem, Decision, Neighbor, SourceRef, Verdict, Verified
+from app.domain.models import CheckItem, Decision, Neighbor, Verdict, Verified
 from app.vision.decode import DecodedImage
 from app.vision.verify import QueryFeatures, Verification
 
@@ -59,8 +59,9 @@ class ImageWork:
 
     @property
     def persist(self) -> bool:
-        """Queue rows are always tracked; other images only when registered."""
-        return self.item.register or isinstance(self.item.ref, SourceRef)
+        """Registered images are kept; a queue row the scheduler works on too, unless it would overwrite an
+        accepted image. A check with register=false from anyone else changes nothing stored."""
+        return self.item.register or (self.item.queued and not self.was_accepted)
 
     @property
     def order_key(self) -> tuple[int, int]:

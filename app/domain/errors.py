@@ -23,6 +23,11 @@ class InvalidRequest(AppError):
     code = "invalid_request"
 
 
+class UnsupportedMediaType(AppError):
+    status_code = 415
+    code = "unsupported_media_type"
+
+
 class UrlRefused(AppError):
     status_code = 400
     code = "url_refused"

@@ -56,6 +56,9 @@ ImageRef = UrlRef | UploadRef | StoredImageRef | SourceRef
 class CheckItem:
     ref: ImageRef
     register: bool = True
+    # A queue row the scheduler claimed: its verdict is recorded for its upstream status even unregistered
+    # (`worker --no-register` audits), unless that would overwrite an image already accepted.
+    queued: bool = False
 
 
 class Verified(StrEnum):

@@ -152,3 +152,38 @@ async def test_non_ascii_authorization_is_an_answer_not_a_crash(make_settings: C
     async with running_app(settings) as (_, client):
         response = await client.post("/recalc", headers={"Authorization": "Bearer s3crét".encode()})
         assert (response.status_code, body(response)["code"]) == (401, "unauthorized")
+
+
+async def test_register_false_changes_nothing_stored_whoever_asks(settings: Settings, server: ImageServer) -> None:
+    from testkit.queue import insert_rows
+
+    server.put("/cdn/q1.jpg", jpeg(photo("b0575")))
+    await insert_rows(settings, [{"id": 1, "image_url": "q1.jpg"}])
+    async with running_app(settings) as (_, client):
+        kept = body(await client.post("/check", json={"source_id": 1}))
+        assert kept["verdict"] == "unique" and kept["registered"] is True
+        stored = body(await client.get(f"/images/{kept['image_id']}"))
+        again = body(await client.post("/check", json={"source_id": 1, "register": False}))
+        assert again["verdict"] == "unique" and again["registered"] is False
+        assert body(await client.get(f"/images/{kept['image_id']}")) == stored  # not rewritten
+        recheck = body(await client.post("/check", json={"image_id": kept["image_id"], "register": False}))
+        assert recheck["registered"] is False
+        assert body(await client.get(f"/images/{kept['image_id']}")) == stored
+        same = body(await upload(client, jpeg(photo("b0575")), register=False))  # still found by its bytes
+        assert (same["verdict"], same["decided_by"], same["matched_image_id"]) == (
+            "duplicate",
+            "exact",
+            kept["image_id"],
+        )
+
+
+async def test_json_needs_its_content_type(settings: Settings) -> None:
+    async with running_app(settings) as (_, client):
+        for content_type in ("text/plain", "application/x-www-form-urlencoded", None):
+            headers = {"content-type": content_type} if content_type else {}
+            response = await client.post("/check", content=b'{"image_url": "x.jpg"}', headers=headers)
+            assert (response.status_code, body(response)["code"]) == (415, "unsupported_media_type"), content_type
+        ok = await client.post(
+            "/check", content=b'{"image_url": ""}', headers={"content-type": "application/json; charset=utf-8"}
+        )
+        assert ok.status_code != 415

@@ -58,7 +58,7 @@ async def drain_once(
         renewing = asyncio.create_task(_keep_leases(container, claimed), name="lease-renewal")
         try:
             outcomes = await container.service.check(
-                [CheckItem(SourceRef(c.source_id), register) for c in claimed],
+                [CheckItem(SourceRef(c.source_id), register, queued=True) for c in claimed],
                 before_decide=previous.wait if previous is not None else None,
             )
         except Exception as exc:  # noqa: BLE001 - whatever broke, every claimed row must end in a defined state

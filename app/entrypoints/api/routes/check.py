@@ -9,7 +9,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from app.domain.errors import AppError, InvalidRequest, UploadTooLarge
+from app.domain.errors import AppError, InvalidRequest, UnsupportedMediaType, UploadTooLarge
 from app.domain.models import CheckItem, ImageRef, SourceRef, StoredImageRef, UploadRef, UrlRef
 from app.entrypoints.api.deps import CheckSlotDep, ContainerDep
 from app.entrypoints.api.schemas import CheckRequest, CheckResponse, ErrorResponse
@@ -23,6 +23,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         404: "image_not_found / source_not_found",
         409: "image_not_refetchable",
         413: "image_too_large / upload_too_large",
+        415: "unsupported_media_type: the body is neither application/json nor multipart/form-data",
         422: "invalid_request / invalid_image / too_many_pixels",
         429: "too_busy: more checks in flight than the process takes on (Retry-After)",
         500: "internal_error: something unforeseen failed for this image",
@@ -63,10 +64,16 @@ _FALSE = {"0", "false", "no", "off"}
     summary="Check an image: duplicate, review or unique",
 )
 async def check(request: Request, container: ContainerDep, _: CheckSlotDep) -> CheckResponse:
-    if request.headers.get("content-type", "").startswith("multipart/form-data"):
+    media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media == "multipart/form-data":
         item = await _upload_item(request, container.settings.api.max_upload_bytes)
-    else:
+    elif media == "application/json":
         item = _json_item(await request.body())
+    else:
+        # not parsed whatever it says it is: a text/plain POST from any web page needs no CORS preflight
+        raise UnsupportedMediaType(
+            f"send JSON as application/json or an upload as multipart/form-data, not {media or 'no content type'}"
+        )
     outcome = (await container.service.check([item]))[0]
     if outcome.verdict is None:
         raise outcome.error or AppError("the check ended with neither a verdict nor an error")

@@ -28,10 +28,15 @@ DUPLICATE_COLLECTION = -2025
 _RETRY_CODES = {-2034, 429, 500, 502, 503, 504}
 
 
-class DashVectorError(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(f"DashVector code {code}: {message}")
-        self.code = code
+class DashVectorError(BackendUnavailable):
+    """A logical error DashVector answered (HTTP 200, a negative code): the index failed the whole call, so it is
+    the index's fault, not one image's (503, technical, and a batch-wide fault for the circuit breaker)."""
+
+    code = "index_error"
+
+    def __init__(self, dashvector_code: int, message: str) -> None:
+        super().__init__(f"DashVector code {dashvector_code}: {message}")
+        self.dashvector_code = dashvector_code
 
 
 class DashVectorIndex:
@@ -93,7 +98,7 @@ class DashVectorIndex:
         try:
             described = await self._request("GET", self._path())
         except DashVectorError as exc:
-            if exc.code != INEXISTENT_COLLECTION:
+            if exc.dashvector_code != INEXISTENT_COLLECTION:
                 raise ConfigurationError(f"DashVector collection {self._collection!r}: {exc}") from exc
             if not self._settings.create_collection:
                 raise ConfigurationError(
@@ -116,7 +121,7 @@ class DashVectorIndex:
             except DashVectorError as exc:
                 # Two workers starting together both find it missing; the one that loses the race checks the
                 # collection the other created, like any existing one.
-                if exc.code != DUPLICATE_COLLECTION:
+                if exc.dashvector_code != DUPLICATE_COLLECTION:
                     raise
             described = await self._request("GET", self._path())
         dimension, metric = int(described.get("dimension", 0)), str(described.get("metric", "")).lower()

@@ -11,13 +11,18 @@ from app.domain.models import Verdict
 
 
 class CheckRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(
+        extra="forbid",
+        populate_by_name=True,
+        # The rule the validator below enforces, said in the schema too, so clients (and fuzzers) know it.
+        json_schema_extra={"oneOf": [{"required": [name]} for name in ("image_url", "image_id", "source_id")]},
+    )
 
     image_url: str | None = Field(None, description="Absolute URL, or a path joined to cdn_base", max_length=4096)
     image_id: int | None = Field(None, description="Re-check an image we hold, by our image_id", ge=1)
     source_id: int | None = Field(None, description="Check the upstream queue row with this id", ge=1)
     should_register: bool = Field(
-        True, alias="register", description="Accept the image into the indexes if it is unique or review"
+        True, strict=True, alias="register", description="Accept the image into the indexes if it is unique or review"
     )
 
     @model_validator(mode="after")

@@ -19,7 +19,7 @@ class RecalcRequest(BaseModel):
     source_ids: list[int] | None = Field(None, description="Only these upstream row ids", max_length=100_000)
     created_from: datetime | None = Field(None, description="Rows created at or after this time (UTC)")
     created_to: datetime | None = Field(None, description="Rows created before this time (UTC)")
-    include_done: bool = Field(False, description="Also re-run rows that already have a verdict")
+    include_done: bool = Field(False, strict=True, description="Also re-run rows that already have a verdict")
 
 
 class RecalcResponse(BaseModel):

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from fastapi import APIRouter, Query
 
-from app.domain.errors import ImageNotFound, InvalidRequest
+from app.domain.errors import ImageNotFound
 from app.domain.records import ImageRow
 from app.entrypoints.api.deps import ContainerDep
 from app.entrypoints.api.schemas import ErrorResponse, ImageResponse
 
 router = APIRouter(tags=["images"])
+
+
+def _utc(moment: datetime) -> datetime:
+    """The database keeps naive UTC; the API says so (RFC 3339 with its offset)."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
 def _response(row: ImageRow) -> ImageResponse:
@@ -33,8 +40,8 @@ def _response(row: ImageRow) -> ImageResponse:
         error_code=row.error_code,
         last_error=row.last_error,
         explanation=row.explanation,
-        created_at=row.created_at,
-        checked_at=row.checked_at,
+        created_at=_utc(row.created_at),
+        checked_at=_utc(row.checked_at) if row.checked_at else None,
     )
 
 
@@ -48,9 +55,7 @@ async def get_image(image_id: int, container: ContainerDep) -> ImageResponse:
 
 
 @router.get("/images", response_model=ImageResponse, responses={404: {"model": ErrorResponse}})
-async def find_image(container: ContainerDep, source_id: int | None = Query(None, ge=1)) -> ImageResponse:
-    if source_id is None:
-        raise InvalidRequest("give source_id")
+async def find_image(container: ContainerDep, source_id: int = Query(..., ge=1)) -> ImageResponse:
     async with container.units() as uow:
         row = await uow.images.get_by_source(source_id)
     if row is None:

@@ -1,0 +1,42 @@
+"""The API says what it does: the OpenAPI schema states the rules the service enforces, and the answers keep to
+the schema (RFC 3339 timestamps with their offset, booleans that are booleans)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import pytest
+
+from app.config.settings import ApiSettings, Settings
+from testkit.images import jpeg, photo
+from tests.support import running_app, upload
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+async def test_contract_schema_states_the_rules(make_settings: Callable[..., Settings]) -> None:
+    async with running_app(make_settings()) as (_, client):
+        schema = (await client.get("/openapi.json")).json()
+    check = schema["paths"]["/check"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert check["oneOf"] == [{"required": ["image_url"]}, {"required": ["image_id"]}, {"required": ["source_id"]}]
+    images = schema["paths"]["/images"]["get"]["parameters"]
+    assert [(p["name"], p["required"]) for p in images] == [("source_id", True)]
+    for status in ("415", "429", "500"):
+        assert status in schema["paths"]["/check"]["post"]["responses"], status
+
+
+async def test_contract_answers_keep_to_the_schema(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(api=ApiSettings(admin_token="t0ken"))  # type: ignore[arg-type]
+    async with running_app(settings) as (_, client):
+        kept = (await upload(client, jpeg(photo("b0575")))).json()
+        image = (await client.get(f"/images/{kept['image_id']}")).json()
+        for field in ("created_at", "checked_at"):
+            assert datetime.fromisoformat(image[field]).utcoffset() is not None, image[field]
+        for payload in ({"image_id": kept["image_id"], "register": 0}, {}, {"image_url": "a.jpg", "image_id": 1}):
+            response = await client.post("/check", json=payload)
+            assert (response.status_code, response.json()["code"]) == (422, "invalid_request"), payload
+        missing = await client.get("/images")
+        assert (missing.status_code, missing.json()["code"]) == (422, "invalid_request")
+        recalc = await client.post("/recalc", json={"include_done": 1}, headers={"Authorization": "Bearer t0ken"})
+        assert (recalc.status_code, recalc.json()["code"]) == (422, "invalid_request")

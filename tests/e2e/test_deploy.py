@@ -2,21 +2,41 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 
 from testkit.images import REPO
 
 
-def test_compose_file_is_valid_and_wires_mysql() -> None:
+def compose_config(**env: str) -> subprocess.CompletedProcess[str]:
     binary = shutil.which("docker-compose")
     assert binary, "docker-compose is installed by scripts/ensure-test-services.sh"
-    result = subprocess.run(
-        [binary, "-f", str(REPO / "docker-compose.yml"), "config"], capture_output=True, text=True, check=False
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("MARIADB_")}
+    return subprocess.run(
+        [binary, "-f", str(REPO / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**clean, **env},
     )
+
+
+def test_compose_file_is_valid_and_wires_mariadb() -> None:
+    result = compose_config(MARIADB_PASSWORD="pw-of-the-service", MARIADB_ROOT_PASSWORD="pw-of-root")
     assert result.returncode == 0, result.stderr
     assert "condition: service_healthy" in result.stdout
-    assert "mysql+asyncmy://" in result.stdout
+    assert "mysql+asyncmy://imgdedup:pw-of-the-service@mariadb:3306/" in result.stdout
+    assert "image: mariadb:11" in result.stdout
+    assert "127.0.0.1:8000" in result.stdout or "host_ip: 127.0.0.1" in result.stdout
+    healthchecks = [line for line in result.stdout.splitlines() if "healthcheck.sh" in line or "mysqladmin" in line]
+    assert healthchecks and not any("pw-of" in line for line in healthchecks)  # no secret on a command line
+
+
+def test_compose_refuses_to_start_without_passwords() -> None:
+    result = compose_config()
+    assert result.returncode != 0
+    assert "MARIADB_PASSWORD" in result.stderr
 
 
 def test_dockerfile_runs_as_non_root_with_cpu_torch() -> None:

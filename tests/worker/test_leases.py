@@ -5,11 +5,12 @@ other worker's outcome and never ends with a final status beside a non-final sim
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 
 import sqlalchemy as sa
 
-from app.composition import build_container
+from app.composition import Container, build_container
 from app.config.settings import FetchSettings, Settings, WorkerSettings
 from app.db.engine import make_engine
 from app.entrypoints.worker.drain import ClaimOrder, drain_once
@@ -26,12 +27,21 @@ def settings_for(make_settings: Callable[..., Settings], server: ImageServer, le
     )
 
 
-def held_back() -> tuple[ClaimOrder, asyncio.Event]:
-    """A claim order whose 'previous batch' has not finished: the next batch waits before it decides, until the
-    gate returned with it is set."""
-    order, gate = ClaimOrder(), asyncio.Event()
-    order.last_done = gate
-    return order, gate
+@contextlib.asynccontextmanager
+async def two_workers_one_stalled(
+    settings: Settings,
+) -> AsyncIterator[tuple[Container, Container, asyncio.Task[int], asyncio.Event]]:
+    """Two workers on one queue; the first has claimed a batch and holds it before deciding, until the gate is
+    set (its claim order says an earlier batch is not done)."""
+    async with (
+        build_container(settings, writes_index=False) as first,
+        build_container(settings, writes_index=False) as second,
+    ):
+        order, gate = ClaimOrder(), asyncio.Event()
+        order.last_done = gate
+        stalled = asyncio.create_task(drain_once(first, register=False, order=order))
+        await wait_for(lambda rows: all(r["lease_until"] is not None for r in rows.values()), settings)
+        yield first, second, stalled, gate
 
 
 async def wait_for(condition: Callable[[dict[int, dict[str, object]]], bool], settings: Settings) -> None:
@@ -52,13 +62,7 @@ async def test_a_long_batch_renews_its_leases_so_no_one_else_takes_its_rows(
 ) -> None:
     settings = settings_for(make_settings, server, lease_seconds=0.6)  # renewed every 0.2 s
     planted = await plant_queue(settings, server, DISTINCT_BASES[:3], copies=0)
-    async with (
-        build_container(settings, writes_index=False) as first,
-        build_container(settings, writes_index=False) as second,
-    ):
-        order, gate = held_back()
-        slow = asyncio.create_task(drain_once(first, register=False, order=order))
-        await wait_for(lambda rows: all(r["lease_until"] is not None for r in rows.values()), settings)
+    async with two_workers_one_stalled(settings) as (_, second, slow, gate):
         await asyncio.sleep(1.5)  # what is tested is this time passing: 2.5 leases' worth
         assert await drain_once(second, register=False) == 0  # every lease still held
         gate.set()
@@ -73,13 +77,7 @@ async def test_a_batch_that_lost_its_lease_writes_nothing_back(
 ) -> None:
     settings = settings_for(make_settings, server, lease_seconds=300)
     planted = await plant_queue(settings, server, DISTINCT_BASES[:3], copies=0)
-    async with (
-        build_container(settings, writes_index=False) as first,
-        build_container(settings, writes_index=False) as second,
-    ):
-        order, gate = held_back()
-        stale = asyncio.create_task(drain_once(first, register=False, order=order))
-        await wait_for(lambda rows: all(r["lease_until"] is not None for r in rows.values()), settings)
+    async with two_workers_one_stalled(settings) as (first, second, stale, gate):
         # the first worker's leases run out (as after a long stall): the clock is moved past them
         engine = make_engine(settings.database_url)
         async with engine.begin() as connection:

@@ -18,13 +18,14 @@ from app.config.thresholds import resolve_thresholds
 from app.db.decision_lock import DatabaseDecisionLock, InProcessOnly
 from app.db.engine import make_engine, make_session_factory, ping
 from app.db.index_guard import exclusive_index_writer
+from app.db.lease_holders import LockedLeaseHolders
 from app.db.migrate import upgrade
 from app.db.tables import Tables
 from app.db.unit_of_work import SqlUnitsOfWork
 from app.domain.errors import BackendUnavailable, ConfigurationError
 from app.ops.reconcile import load_phash_index, reconcile
 from app.ports.backends import Embedder, ImageFetcher, VectorIndex
-from app.ports.persistence import UnitsOfWork
+from app.ports.persistence import LeaseHolders, UnitsOfWork
 from app.vision.phash import PhashIndex
 from app.vision.verify import VerifyPolicy
 
@@ -51,6 +52,7 @@ class Container:
     index: VectorIndex
     service: CheckService
     metrics: Metrics
+    holders: LeaseHolders
 
     @property
     def units(self) -> UnitsOfWork:
@@ -188,6 +190,8 @@ async def build_container(
     """
     async with contextlib.AsyncExitStack() as stack:
         database = await stack.enter_async_context(open_database(settings))
+        holders = LockedLeaseHolders(database.engine, settings.database_url)
+        await stack.enter_async_context(holders.registered())  # so others see when this process dies
         if writes_index:
             await stack.enter_async_context(index_writer(settings, database, settings.index.kind))
         embedder = embedder or build_embedder(settings)
@@ -233,4 +237,4 @@ async def build_container(
         )
         await load_phash_index(database.units, phash_index)
         await reconcile(database.units, index, embedder.model_name, settings.index.reconcile_hours)
-        yield Container(settings, database, fetcher, embedder, index, service, metrics)
+        yield Container(settings, database, fetcher, embedder, index, service, metrics, holders)

@@ -27,6 +27,19 @@ class NamedLock:
         self._file = Path(f"{parsed.database}.{purpose}-lock") if parsed.get_backend_name() == "sqlite" else None
         self._name = f"imgdedup-{purpose}:{parsed.database}"[:64]
 
+    async def is_held(self) -> bool:
+        """Whether some process holds the lock now (a process that died holds nothing)."""
+        if self._file is not None:
+            return _file_is_held(self._file)
+        async with self._engine.connect() as connection:
+            holder = (await connection.execute(sa.text("SELECT IS_USED_LOCK(:n)"), {"n": self._name})).scalar()
+        return holder is not None
+
+    def forget(self) -> None:
+        """Remove what a lock leaves behind once nobody holds it (SQLite's lock file)."""
+        if self._file is not None:
+            self._file.unlink(missing_ok=True)
+
     @contextlib.asynccontextmanager
     async def hold(self, wait_s: float) -> AsyncIterator[None]:
         """Take the lock, waiting up to `wait_s` seconds (0: not at all), and hold it for the block."""
@@ -45,6 +58,22 @@ class NamedLock:
             finally:
                 with contextlib.suppress(Exception):
                     await connection.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": self._name})
+
+
+def _file_is_held(path: Path) -> bool:
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
 
 
 @contextlib.asynccontextmanager

@@ -7,7 +7,7 @@ Only the status values of the design (and the optional score column) are ever wr
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.dialect import dml, insert_unless_present, is_mysql, new_id
+from app.db.lease_holders import HOLDER_CHARS
 from app.db.tables import Tables
 from app.domain.records import ClaimedRow, QueueCounts
 from app.ports.persistence import Clock
@@ -33,9 +34,26 @@ class SqlQueueRepository:
         row = await self._session.execute(sa.select(self._q.c.url).where(self._q.c.id == source_id))
         return row.scalar_one_or_none()
 
-    def _candidates(self, similarity: str, now: datetime, limit: int) -> sa.Select[Any]:
+    def _lease_free(self, now: datetime, take_back: Collection[str]) -> sa.ColumnElement[bool]:
+        """Not leased, run out, or held by a process that died."""
+        i = self._i
+        free = [i.c.lease_until.is_(None), i.c.lease_until < now]
+        if take_back:
+            free.append(sa.func.substr(i.c.lease_token, 1, HOLDER_CHARS).in_(list(take_back)))
+        return sa.or_(*free)
+
+    async def lease_holders(self) -> set[str]:
+        i = self._i
+        rows = await self._session.execute(
+            sa.select(sa.func.substr(i.c.lease_token, 1, HOLDER_CHARS))
+            .where(i.c.lease_token.is_not(None), i.c.lease_until >= self._clock.now())
+            .distinct()
+        )
+        return {str(h) for (h,) in rows if h}
+
+    def _candidates(self, similarity: str, now: datetime, limit: int, take_back: Collection[str]) -> sa.Select[Any]:
         q, i = self._q, self._i
-        lease_free = sa.or_(i.c.lease_until.is_(None), i.c.lease_until < now)
+        lease_free = self._lease_free(now, take_back)
         due = sa.or_(i.c.next_attempt_at.is_(None), i.c.next_attempt_at <= now)
         query = (
             sa.select(q.c.id, q.c.url, i.c.image_id, i.c.attempts)
@@ -54,25 +72,36 @@ class SqlQueueRepository:
             query = query.with_for_update(skip_locked=True)
         return query
 
-    async def claim(self, limit: int, lease_seconds: float) -> list[ClaimedRow]:
-        """Lease up to `limit` waiting rows: fresh drafts first, then `recalc` rows that are due. The lease carries
-        a token of this claim's own, which every write-back must show."""
+    async def claim(
+        self, limit: int, lease_seconds: float, holder: str, take_back: Collection[str] = ()
+    ) -> list[ClaimedRow]:
+        """Lease up to `limit` waiting rows, oldest first: fresh drafts, then `recalc` rows that are due; rows a
+        dead holder left leased count as free. The lease carries a token of this claim's own (its holder's name
+        first), which every write-back must show."""
         now = self._clock.now()
         until = now + timedelta(seconds=lease_seconds)
-        token = secrets.token_hex(16)
+        token = f"{holder}.{secrets.token_hex(7)}"
         claimed: list[ClaimedRow] = []
         for similarity in (self._names.similarity_waiting, self._names.similarity_recalc):
             if len(claimed) >= limit:
                 break
-            rows = (await self._session.execute(self._candidates(similarity, now, limit - len(claimed)))).all()
+            candidates = self._candidates(similarity, now, limit - len(claimed), take_back)
+            rows = (await self._session.execute(candidates)).all()
             for source_id, url, image_id, attempts in rows:
-                row = await self._lease(int(source_id), url, image_id, until, now, token)
+                row = await self._lease(int(source_id), url, image_id, until, now, token, take_back)
                 if row is not None:
                     claimed.append(ClaimedRow(int(source_id), row, int(attempts or 0), token))
         return claimed
 
     async def _lease(
-        self, source_id: int, url: str, image_id: int | None, until: datetime, now: datetime, token: str
+        self,
+        source_id: int,
+        url: str,
+        image_id: int | None,
+        until: datetime,
+        now: datetime,
+        token: str,
+        take_back: Collection[str],
     ) -> int | None:
         i = self._i
         lease = {"lease_until": until, "lease_token": token, "state": "leased", "source_url": url, "updated_at": now}
@@ -83,9 +112,7 @@ class SqlQueueRepository:
             result = await self._session.execute(insert_unless_present(self._session, i, "source_id", values))
             return new_id(result) if dml(result).rowcount == 1 else None
         result = await self._session.execute(
-            sa.update(i)
-            .where(i.c.image_id == image_id, sa.or_(i.c.lease_until.is_(None), i.c.lease_until < now))
-            .values(**lease)
+            sa.update(i).where(i.c.image_id == image_id, self._lease_free(now, take_back)).values(**lease)
         )
         return image_id if dml(result).rowcount == 1 else None
 

@@ -7,7 +7,7 @@ without a commit rolls back. Database failures arrive as domain errors (`Databas
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from types import TracebackType
@@ -82,7 +82,15 @@ class QueueRepository(Protocol):
 
     async def url_of(self, source_id: int) -> str | None: ...
 
-    async def claim(self, limit: int, lease_seconds: float) -> list[ClaimedRow]: ...
+    async def claim(
+        self, limit: int, lease_seconds: float, holder: str, take_back: Collection[str] = ()
+    ) -> list[ClaimedRow]:
+        """Lease rows for `holder`, oldest first; rows leased by the `take_back` holders (dead) count as free."""
+        ...
+
+    async def lease_holders(self) -> set[str]:
+        """The holders of the leases that have not run out."""
+        ...
 
     async def renew(self, claimed: Sequence[ClaimedRow], lease_seconds: float) -> int:
         """Extend the leases one claim still holds; how many it still holds."""
@@ -109,6 +117,15 @@ class QueueRepository(Protocol):
     async def reset_all(self) -> int: ...
 
     async def counts(self) -> QueueCounts: ...
+
+
+class LeaseHolders(Protocol):
+    """This process's name as a lease holder, and which other holders have died."""
+
+    @property
+    def me(self) -> str: ...
+
+    async def dead(self, holders: Iterable[str]) -> set[str]: ...
 
 
 class UnitOfWork(Protocol):

@@ -96,7 +96,9 @@ async def _claim(container: Container) -> list[ClaimedRow]:
     """One claim transaction; a deadlock or lock timeout between workers is retried from the start."""
     worker = container.settings.worker
     async with container.units() as uow:
-        claimed = await uow.queue.claim(worker.batch_size, worker.lease_seconds)
+        # the leases of a process that died are taken back at once, in row order, before newer rows
+        dead = await container.holders.dead(await uow.queue.lease_holders())
+        claimed = await uow.queue.claim(worker.batch_size, worker.lease_seconds, container.holders.me, dead)
         await uow.commit()
     return claimed
 

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 
-from app.check.hashes import hash_candidates
 from app.check.state import ImageWork, Stopwatch
 from app.domain.decide import decide, decide_by_hashes
 from app.domain.models import Candidate, Decision, Policy
@@ -43,7 +42,8 @@ class Plan:
 
 
 def settled_by_hashes(work: ImageWork, policy: Policy) -> bool:
-    return decide_by_hashes(hash_candidates(work), policy) is not None
+    """An exact or pHash hit decides it: no embedding needed (decide_by_hashes reads only those fields)."""
+    return decide_by_hashes(candidates_of(work, (), ()), policy) is not None
 
 
 def candidates_of(work: ImageWork, recent: Sequence[Acceptance], earlier: Sequence[ImageWork]) -> list[Candidate]:

@@ -7,7 +7,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from app.check.state import ImageWork
-from app.domain.models import Candidate
 from app.ports.persistence import ImageRepository
 from app.vision.phash import PhashIndex
 
@@ -23,12 +22,3 @@ async def look_up_hashes(works: Sequence[ImageWork], images: ImageRepository, ph
             if work.phash is not None
             else []
         )
-
-
-def hash_candidates(work: ImageWork) -> list[Candidate]:
-    """The image's exact and pHash hits as decision candidates."""
-    found: dict[int, Candidate] = {i: Candidate(image_id=i, exact=True) for i in work.exact_ids}
-    for image_id, distance in work.phash_near:
-        earlier = found.get(image_id)
-        found[image_id] = Candidate(image_id=image_id, phash_distance=distance, exact=earlier is not None)
-    return list(found.values())

@@ -50,16 +50,18 @@ class CheckOutcome:
 
 @dataclass(frozen=True)
 class CheckOptions:
-    top_k: int = 5
-    phash_alone_max_index: int = 100_000
-    max_pixels: int = 40_000_000
-    max_decoded_bytes: int = 64 * 1024 * 1024
+    """What the service is told by the settings (their defaults are the only ones: see app/config/settings.py)."""
+
+    top_k: int
+    phash_alone_max_index: int
+    max_pixels: int
+    max_decoded_bytes: int
     # A shared index: acceptances of the last `visibility_window_s` seconds are read from the database.
-    shared_index: bool = False
-    visibility_window_s: float = 60.0
-    verify: VerifyPolicy | None = None  # None: no verification; grey-band candidates are then `review`
-    feature_cache_size: int = 4096
-    second_look: bool = True
+    shared_index: bool
+    visibility_window_s: float
+    verify: VerifyPolicy | None  # None: no verification; grey-band candidates are then `review`
+    feature_cache_size: int
+    second_look: bool
 
 
 class CheckService:
@@ -173,10 +175,11 @@ class CheckService:
     async def _make_thumbnails(self, works: Sequence[ImageWork]) -> None:
         """The grey thumbnail an accepted image keeps as a verification base (and for review)."""
         loop = asyncio.get_running_loop()
+        decoded = [(w, w.decoded) for w in works if w.decoded is not None]
         made = await asyncio.gather(
-            *(loop.run_in_executor(self._executor, thumbnail_jpeg, w.decoded.pixels) for w in works if w.decoded)
+            *(loop.run_in_executor(self._executor, thumbnail_jpeg, image.pixels) for _, image in decoded)
         )
-        for work, thumbnail in zip([w for w in works if w.decoded], made, strict=True):
+        for (work, _), thumbnail in zip(decoded, made, strict=True):
             work.thumbnail = thumbnail
 
     # ---- under the locks ----------------------------------------------------------------------------------

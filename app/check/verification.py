@@ -69,7 +69,6 @@ class Verifier:
         self._units = units
         self._executor = executor
         self.cache = FeatureCache(cache_size)
-        self.pairs_checked = 0  # a tally for tests and the benchmark: how much verification ran
 
     async def best_first(
         self, works: Sequence[ImageWork], ranked: Callable[[ImageWork], list[int]], view: View = View.WHOLE
@@ -108,7 +107,6 @@ class Verifier:
                 [loop.run_in_executor(self._executor, verify, q, bases[c], self.policy) for _, c, q in checks],
                 "verifying a pair",
             )
-        self.pairs_checked += len(checks)
         for (work, candidate, _), outcome in zip(checks, outcomes, strict=True):
             if isinstance(outcome, Verification):
                 work.note(candidate, outcome)

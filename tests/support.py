@@ -10,8 +10,10 @@ import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
+from app.composition import open_database
 from app.config.settings import Settings
 from app.entrypoints.api.app import create_app
+from app.ops.keys import add_key
 from testkit.images import REPO
 
 
@@ -24,9 +26,21 @@ async def running_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.
             yield app, client
 
 
-async def upload(client: httpx.AsyncClient, data: bytes, register: bool = True) -> httpx.Response:
+async def grant(settings: Settings, name: str, scopes: str, rate_per_minute: int | None = None) -> dict[str, str]:
+    """Make an API key the way `python -m app keys add` does; the headers that present it."""
+    async with open_database(settings) as database:
+        key = await add_key(database.units, name, scopes, rate_per_minute)
+    return {"Authorization": f"Bearer {key}"}
+
+
+async def upload(
+    client: httpx.AsyncClient, data: bytes, register: bool = True, headers: dict[str, str] | None = None
+) -> httpx.Response:
     return await client.post(
-        "/check", files={"file": ("image.jpg", data, "image/jpeg")}, data={"register": str(register).lower()}
+        "/check",
+        files={"file": ("image.jpg", data, "image/jpeg")},
+        data={"register": str(register).lower()},
+        headers=headers,
     )
 
 

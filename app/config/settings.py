@@ -190,7 +190,13 @@ class VerifySettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
-    admin_token: SecretStr | None = None
+    """Keys live in the database (`python -m app keys add|list|revoke`); with none, the service is open to this
+    machine alone (it binds loopback only)."""
+
+    # Requests per minute per key, unless the key says otherwise; over it: 429 with Retry-After.
+    rate_limit_per_minute: int = Field(600, ge=1)
+    # How often the keys are read again: a new or revoked key takes effect within this time.
+    keys_refresh_seconds: float = Field(5.0, ge=0)
     max_upload_bytes: int = 20 * 1024 * 1024
     # Checks one process works on at once through the API; more are answered 429 with Retry-After at once,
     # instead of queueing their uploads in memory.

@@ -109,3 +109,14 @@ class Tables:
             sa.Column("image_id", BigId, sa.ForeignKey("image.image_id", ondelete="CASCADE"), primary_key=True),
             sa.Column("jpeg", sa.LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb"), nullable=False),
         )
+        self.api_key = sa.Table(
+            "api_key",
+            self.metadata,
+            sa.Column("key_id", BigId, primary_key=True, autoincrement=True),
+            sa.Column("name", sa.String(64), nullable=False, unique=True),
+            sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
+            sa.Column("scopes", sa.String(255), nullable=False),
+            sa.Column("rate_per_minute", sa.Integer, nullable=True),
+            sa.Column("created_at", Timestamp, nullable=False),
+            sa.Column("revoked_at", Timestamp, nullable=True),
+        )

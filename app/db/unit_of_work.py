@@ -10,6 +10,7 @@ from typing import Self
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.db.api_keys import SqlApiKeyRepository
 from app.db.errors import is_transient_conflict
 from app.db.images import SqlImageRepository
 from app.db.queue import SqlQueueRepository
@@ -34,6 +35,7 @@ class SqlUnitOfWork:
         self._session = self._sessions()
         self.images = SqlImageRepository(self._session, self._tables, self.clock)
         self.queue = SqlQueueRepository(self._session, self._tables, self.clock)
+        self.keys = SqlApiKeyRepository(self._session, self._tables, self.clock)
         return self
 
     async def commit(self) -> None:

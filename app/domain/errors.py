@@ -128,9 +128,18 @@ class Unauthorized(AppError):
     code = "unauthorized"
 
 
-class AdminDisabled(AppError):
+class Forbidden(AppError):
+    """The caller is known but its key lacks the scope this needs."""
+
     status_code = 403
-    code = "admin_disabled"
+    code = "forbidden"
+
+
+class RateLimited(AppError):
+    """This key made more requests than its rate allows; Retry-After says when to come back."""
+
+    status_code = 429
+    code = "rate_limited"
 
 
 class EmbedderBusy(BackendUnavailable):

@@ -1,5 +1,5 @@
 """The command line: `python -m app serve | worker | stats | status | recalc | reset-data | reset-vectors |
-reindex | calibrate | migrate`.
+reindex | calibrate | keys | migrate`.
 
 Parse arguments, load Settings, hand off; every command builds its backends with the composition root.
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from app.config.settings import Settings
-from app.domain.errors import ConfigurationError
+from app.domain.errors import ConfigurationError, InvalidRequest
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -35,17 +35,34 @@ def _configure_logging(settings: Settings) -> None:
         logging.getLogger(noisy).setLevel(logging.ERROR if noisy == "asyncmy" else logging.WARNING)
 
 
+async def _bind_policy(settings: Settings) -> None:
+    """Without API keys the service is open, so it may listen on loopback alone."""
+    from app.composition import open_database
+    from app.entrypoints.api.access import binds_loopback_only
+    from app.ops.keys import any_active_key
+
+    async with open_database(settings) as database:
+        keys = await any_active_key(database.units)
+    if keys:
+        return
+    if not binds_loopback_only(settings.host):
+        raise ConfigurationError(
+            f"no API keys exist, so the service may listen on loopback only, not {settings.host}: add a key first "
+            "(python -m app keys add NAME --scopes check,register,read,admin) or serve on 127.0.0.1"
+        )
+    logging.getLogger("app").warning(
+        "no API keys exist: listening on %s only, and every caller on this machine has every scope", settings.host
+    )
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> None:
     import uvicorn
 
     from app.entrypoints.api.app import create_app
 
-    uvicorn.run(
-        create_app(settings),
-        host=args.host or settings.host,
-        port=args.port or settings.port,
-        log_level=settings.log_level.lower(),
-    )
+    settings = settings.model_copy(update={"host": args.host or settings.host, "port": args.port or settings.port})
+    asyncio.run(_bind_policy(settings))
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
 
 
 async def _worker(settings: Settings, args: argparse.Namespace) -> None:
@@ -250,6 +267,30 @@ def _calibrate(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+async def _keys(settings: Settings, args: argparse.Namespace) -> int:
+    from app.composition import open_database
+    from app.ops.keys import add_key, list_keys, revoke_key
+
+    async with open_database(settings) as database:
+        if args.action == "add":
+            key = await add_key(database.units, args.name, args.scopes, args.rate)
+            print(key)
+            print(f"key {args.name!r} ({args.scopes}) added; this is the only time it is shown", file=sys.stderr)
+        elif args.action == "revoke":
+            if not await revoke_key(database.units, args.name):
+                print(f"no unrevoked key named {args.name!r}", file=sys.stderr)
+                return 1
+            print(f"key {args.name!r} revoked (in effect within {settings.api.keys_refresh_seconds:g} s)")
+        else:
+            print(f"{'name':<24}{'scopes':<34}{'rate/min':>9}  {'created':<20}revoked")
+            for known in await list_keys(database.units):
+                rate = str(known.rate_per_minute or settings.api.rate_limit_per_minute)
+                revoked = f"{known.revoked_at:%Y-%m-%d %H:%M:%S}" if known.revoked_at else "-"
+                scopes = ",".join(sorted(known.scopes))
+                print(f"{known.name:<24}{scopes:<34}{rate:>9}  {known.created_at:%Y-%m-%d %H:%M:%S}  {revoked}")
+    return 0
+
+
 async def _migrate(settings: Settings, _: argparse.Namespace) -> None:
     from app.composition import open_database
 
@@ -299,6 +340,16 @@ def _parser() -> argparse.ArgumentParser:
     calibrate.add_argument("--model", help="the embedder the pairs were scored with (default: the configured one)")
     calibrate.add_argument("--dry-run", action="store_true", help="print, do not write")
     calibrate.set_defaults(handler=_calibrate)
+    keys = commands.add_parser("keys", help="API keys: add (prints the key once), list, revoke")
+    key_actions = keys.add_subparsers(dest="action", required=True)
+    add = key_actions.add_parser("add", help="make a key; it is printed once, only its hash is stored")
+    add.add_argument("name")
+    add.add_argument("--scopes", required=True, help="comma-separated: check, register, read, admin, review")
+    add.add_argument("--rate", type=int, help="requests per minute (default: APP_API__RATE_LIMIT_PER_MINUTE)")
+    key_actions.add_parser("list", help="every key, revoked ones too (never the keys themselves)")
+    revoke = key_actions.add_parser("revoke", help="revoke a key by name")
+    revoke.add_argument("name")
+    keys.set_defaults(handler=_keys)
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
     return parser
@@ -322,5 +373,8 @@ def main(argv: list[str] | None = None) -> int:
             result = asyncio.run(result)
     except ConfigurationError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+    except InvalidRequest as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
         return 2
     return int(result or 0)

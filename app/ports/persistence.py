@@ -15,6 +15,7 @@ from typing import Protocol, Self
 
 import numpy as np
 
+from app.domain.access import ApiKey, Scope
 from app.domain.records import Acceptance, ClaimedRow, ImageRow, QueueCounts, VerdictRecord
 
 
@@ -119,6 +120,24 @@ class QueueRepository(Protocol):
     async def counts(self) -> QueueCounts: ...
 
 
+class ApiKeyRepository(Protocol):
+    """API keys: stored by the SHA-256 of the key, never the key."""
+
+    async def add(self, name: str, key_hash: str, scopes: Collection[Scope], rate_per_minute: int | None) -> bool:
+        """False when the name is taken (a revoked key keeps its name)."""
+        ...
+
+    async def all(self) -> list[ApiKey]: ...
+
+    async def active(self) -> dict[str, ApiKey]:
+        """Unrevoked keys by their hash."""
+        ...
+
+    async def revoke(self, name: str) -> bool:
+        """False when there is no such unrevoked key."""
+        ...
+
+
 class LeaseHolders(Protocol):
     """This process's name as a lease holder, and which other holders have died."""
 
@@ -134,6 +153,9 @@ class UnitOfWork(Protocol):
 
     @property
     def queue(self) -> QueueRepository: ...
+
+    @property
+    def keys(self) -> ApiKeyRepository: ...
 
     @property
     def clock(self) -> Clock: ...

@@ -16,7 +16,7 @@ from PIL import Image
 from app.config.settings import ApiSettings, FetchSettings, Settings
 from testkit.image_server import ImageServer, gzip_bomb
 from testkit.images import jpeg, photo, png
-from tests.support import running_app, upload
+from tests.support import grant, running_app, upload
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -148,7 +148,8 @@ async def test_checks_in_flight_beyond_the_limit_are_refused_with_retry_after(
 
 
 async def test_non_ascii_authorization_is_an_answer_not_a_crash(make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(api=ApiSettings(admin_token="s3cret"))  # type: ignore[arg-type]
+    settings = make_settings()
+    await grant(settings, "ops", "admin")
     async with running_app(settings) as (_, client):
         response = await client.post("/recalc", headers={"Authorization": "Bearer s3crét".encode()})
         assert (response.status_code, body(response)["code"]) == (401, "unauthorized")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import httpx
+
 from app.composition import build_container
 from app.config.settings import FetchSettings, Settings, WorkerSettings
 from app.entrypoints.worker.drain import drain_once
 from testkit.image_server import ImageServer
-from testkit.queue import DISTINCT_BASES, app_env, insert_rows, outcomes, plant_queue, spawn
+from testkit.queue import DISTINCT_BASES, app_env, free_port, insert_rows, outcomes, plant_queue, spawn
 
 
 async def run_cli(settings: Settings, *args: str) -> tuple[int, str, str]:
@@ -63,3 +65,46 @@ async def test_cli_configuration_errors_are_clear(make_settings: Callable[..., S
     _, err = await asyncio.to_thread(process.communicate, None, 60)
     assert process.returncode == 2
     assert "configuration error: APP_WORKER__BATCH_SIZE" in err
+
+
+async def test_cli_keys_and_the_bind_policy(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+    port = str(free_port())
+    env = {**app_env(settings), "APP_WORKER__ENABLED": "false"}
+    # no keys: every interface is refused, with what to do instead
+    process = spawn(["serve", "--host", "0.0.0.0", "--port", port], env)
+    _, err = await asyncio.to_thread(process.communicate, None, 120)
+    assert process.returncode == 2
+    assert "no API keys exist" in err and "keys add" in err
+
+    code, out, err = await run_cli(settings, "keys", "add", "upload-service", "--scopes", "register,read")
+    assert code == 0, err
+    key = out.strip()
+    assert key.startswith("imgd_") and len(key) > 40 and "only time" in err
+    code, _, err = await run_cli(settings, "keys", "add", "upload-service", "--scopes", "read")
+    assert code == 2 and "exists" in err
+    code, _, err = await run_cli(settings, "keys", "add", "x", "--scopes", "read,sudo")
+    assert code == 2 and "unknown scope sudo" in err
+    code, out, _ = await run_cli(settings, "keys", "list")
+    assert code == 0 and "upload-service" in out and "read,register" in out and key not in out
+
+    # with a key the service listens everywhere and asks for it
+    service = spawn(["serve", "--host", "0.0.0.0", "--port", port], env)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            for _ in range(600):
+                try:
+                    if (await client.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    await asyncio.sleep(0.1)
+            assert (await client.get("/stats")).status_code == 401
+            assert (await client.get("/stats", headers={"Authorization": f"Bearer {key}"})).status_code == 200
+    finally:
+        service.terminate()
+        await asyncio.to_thread(service.communicate, None, 60)
+
+    code, out, _ = await run_cli(settings, "keys", "revoke", "upload-service")
+    assert code == 0 and "revoked" in out
+    code, _, err = await run_cli(settings, "keys", "revoke", "upload-service")
+    assert code == 1 and "no unrevoked key" in err

@@ -5,7 +5,6 @@ Every one gets a JSON answer with its code, and the process's peak memory stays 
 from __future__ import annotations
 
 import asyncio
-import socket
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -15,19 +14,13 @@ import pytest
 
 from app.config.settings import FetchSettings, Settings
 from testkit.image_server import ImageServer, gzip_bomb
-from testkit.queue import app_env, spawn
+from testkit.queue import app_env, free_port, spawn
 
 # The served process with the model loaded and a few checks done uses about 0.7 GB; the bound leaves room for
 # the decoded images in flight, and none of the hostile inputs may add a multiple of its own size to it.
 PEAK_BOUND_MB = 1500
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def peak_mb(pid: int) -> float:

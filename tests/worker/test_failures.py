@@ -5,15 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from pydantic import SecretStr
-
-from app.config.settings import ApiSettings, FetchSettings, Settings, WorkerSettings
+from app.config.settings import FetchSettings, Settings, WorkerSettings
 from testkit.image_server import ImageServer
 from testkit.images import jpeg, photo
 from testkit.queue import insert_rows, outcomes
-from tests.support import running_app
-
-TOKEN = "s3cret-admin"
+from tests.support import grant, running_app
 
 
 async def wait_until(settings: Settings, done: Callable[[dict[int, dict[str, object]]], bool]) -> dict:  # type: ignore[type-arg]
@@ -31,7 +27,6 @@ async def test_failures_retry_then_fail_and_recalc_brings_them_back(
     settings = make_settings(
         fetch=FetchSettings(cdn_base=server.url("/cdn/"), allow_private_hosts=["127.0.0.1"], read_timeout_s=2),
         worker=WorkerSettings(enabled=True, idle_seconds=0.05, max_attempts=3, retry_base_seconds=0),
-        api=ApiSettings(admin_token=SecretStr(TOKEN)),
     )
     server.put("/cdn/good.jpg", jpeg(photo("b0575")))
     server.put("/cdn/text.jpg", b"this is not an image at all, just text")
@@ -39,7 +34,9 @@ async def test_failures_retry_then_fail_and_recalc_brings_them_back(
         settings,
         [{"id": 1, "image_url": "good.jpg"}, {"id": 2, "image_url": "text.jpg"}, {"id": 3, "image_url": "gone.jpg"}],
     )
+    admin = await grant(settings, "ops", "admin,read")
     async with running_app(settings) as (_, client):
+        client.headers.update(admin)
         rows = await wait_until(settings, lambda r: all(x["similarity"] in ("done", "failed") for x in r.values()))
         assert (rows[1]["status"], rows[1]["similarity"]) == ("tag_extension", "done")
         # not an image: a logical failure, failed at the first attempt
@@ -57,12 +54,11 @@ async def test_failures_retry_then_fail_and_recalc_brings_them_back(
         metrics = (await client.get("/metrics")).text
         assert 'imgdedup_queue_rows_total{outcome="failed"} 2.0' in metrics
 
-        # the admin endpoint: off without the right token
-        assert (await client.post("/recalc")).status_code == 401
+        # the admin endpoint: not without a key that has the admin scope
+        assert (await client.post("/recalc", headers={"Authorization": ""})).status_code == 401
         assert (await client.post("/recalc", headers={"Authorization": "Bearer wrong"})).status_code == 401
 
         server.put("/cdn/gone.jpg", jpeg(photo("b0587")))  # the image is back on the CDN
-        admin = {"Authorization": f"Bearer {TOKEN}"}
         response = await client.post("/recalc", json={"source_ids": [3]}, headers=admin)
         assert response.json() == {"requeued": 1}
         rows = await wait_until(settings, lambda r: r[3]["similarity"] == "done")
@@ -74,7 +70,7 @@ async def test_failures_retry_then_fail_and_recalc_brings_them_back(
         assert rows[2]["error_code"] == "invalid_image"
 
 
-async def test_recalc_disabled_without_token_and_retry_waits_for_its_delay(
+async def test_recalc_needs_the_admin_scope_and_retry_waits_for_its_delay(
     make_settings: Callable[..., Settings], server: ImageServer
 ) -> None:
     settings = make_settings(
@@ -82,9 +78,12 @@ async def test_recalc_disabled_without_token_and_retry_waits_for_its_delay(
         worker=WorkerSettings(enabled=True, idle_seconds=0.05, retry_base_seconds=30),
     )
     await insert_rows(settings, [{"id": 1, "image_url": "missing.jpg"}])
+    reader = await grant(settings, "dashboard", "read")
     async with running_app(settings) as (_, client):
+        client.headers.update(reader)
         response = await client.post("/recalc")
-        assert (response.status_code, response.json()["code"]) == (403, "admin_disabled")
+        assert (response.status_code, response.json()["code"]) == (403, "forbidden")
+        assert "lacks the 'admin' scope" in response.json()["message"]
         rows = await wait_until(settings, lambda r: r[1]["similarity"] == "recalc")
         polled = (await client.get("/stats")).json()["this_process"]["scheduler_polls"]
         for _ in range(400):  # three more polls of the queue: the row is not due for 30 s, so none takes it

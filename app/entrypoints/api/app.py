@@ -12,6 +12,7 @@ from fastapi.routing import APIRoute
 
 from app.composition import Container, build_container
 from app.config.settings import Settings
+from app.entrypoints.api.access import Access, binds_loopback_only
 from app.entrypoints.api.errors import install_error_handlers
 from app.entrypoints.api.limits import BodySizeLimit, InFlightLimit
 from app.entrypoints.api.routes import admin, check, health, images, stats
@@ -21,6 +22,7 @@ from app.entrypoints.worker.scheduler import run_scheduler
 class State(TypedDict):
     container: Container
     in_flight: InFlightLimit
+    access: Access
 
 
 def _operation_id(route: APIRoute) -> str:
@@ -40,7 +42,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 else None
             )
             try:
-                yield {"container": container, "in_flight": InFlightLimit(settings.api.max_checks_in_flight)}
+                yield {
+                    "container": container,
+                    "in_flight": InFlightLimit(settings.api.max_checks_in_flight),
+                    # open without keys only where nobody but this machine can connect
+                    "access": Access(container.units, settings.api, open_when_empty=binds_loopback_only(settings.host)),
+                }
             finally:
                 stop.set()  # the batch in hand is finished and written back before the container closes
                 if scheduler is not None:

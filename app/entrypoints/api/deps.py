@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.composition import Container
-from app.domain.errors import AdminDisabled, Unauthorized
+from app.domain.access import Caller, Scope
+from app.entrypoints.api.access import Access
 from app.entrypoints.api.limits import InFlightLimit
 
 
@@ -29,20 +30,28 @@ async def check_slot(request: Request) -> AsyncIterator[None]:
 
 CheckSlotDep = Annotated[None, Depends(check_slot)]
 
-
-def require_admin(
-    container: ContainerDep,
-    authorization: Annotated[str | None, Header()] = None,
-) -> None:
-    """Admin endpoints take `Authorization: Bearer <APP_API__ADMIN_TOKEN>`; without a configured token they are off."""
-    token = container.settings.api.admin_token
-    if token is None or not token.get_secret_value():
-        raise AdminDisabled("admin endpoints are disabled: set APP_API__ADMIN_TOKEN to enable them")
-    scheme, _, given = (authorization or "").partition(" ")
-    # compared as bytes: compare_digest refuses non-ASCII text, and any header a client sends must be answerable
-    presented = given.strip().encode("utf-8", "surrogateescape")
-    if scheme.lower() != "bearer" or not secrets.compare_digest(presented, token.get_secret_value().encode()):
-        raise Unauthorized("a valid admin token is required: Authorization: Bearer <token>")
+# auto_error off: a missing or malformed header is answered by Access, in the one JSON error shape
+_bearer = HTTPBearer(auto_error=False, description="An API key: `python -m app keys add NAME --scopes ...`")
 
 
-AdminDep = Annotated[None, Depends(require_admin)]
+async def get_caller(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Caller:
+    access: Access = request.state.access
+    return await access.caller(credentials.credentials if credentials else None)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def _requires(scope: Scope) -> Callable[[Caller], Awaitable[Caller]]:
+    async def dependency(caller: CallerDep) -> Caller:
+        caller.require(scope)
+        return caller
+
+    return dependency
+
+
+CheckerDep = Annotated[Caller, Depends(_requires(Scope.CHECK))]
+ReaderDep = Annotated[Caller, Depends(_requires(Scope.READ))]
+AdminDep = Annotated[Caller, Depends(_requires(Scope.ADMIN))]

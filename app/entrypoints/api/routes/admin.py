@@ -29,7 +29,7 @@ class RecalcResponse(BaseModel):
 @router.post(
     "/recalc",
     response_model=RecalcResponse,
-    responses={401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}},
+    responses={status: {"model": ErrorResponse} for status in (401, 403, 429)},
     summary="Re-queue failed and recalc rows: all, by source ids, or by a creation time range",
 )
 async def recalc(_: AdminDep, container: ContainerDep, request: RecalcRequest | None = None) -> RecalcResponse:

@@ -9,9 +9,10 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
+from app.domain.access import Scope
 from app.domain.errors import AppError, InvalidRequest, UnsupportedMediaType, UploadTooLarge
 from app.domain.models import CheckItem, ImageRef, SourceRef, StoredImageRef, UploadRef, UrlRef
-from app.entrypoints.api.deps import CheckSlotDep, ContainerDep
+from app.entrypoints.api.deps import CheckerDep, CheckSlotDep, ContainerDep
 from app.entrypoints.api.schemas import CheckRequest, CheckResponse, ErrorResponse
 
 router = APIRouter(tags=["check"])
@@ -20,12 +21,15 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in {
         400: "url_refused: the URL is not allowed (host, scheme, private address)",
+        401: "unauthorized: no API key, or not a valid one",
+        403: "forbidden: the key lacks the scope (check; register to store)",
         404: "image_not_found / source_not_found",
         409: "image_not_refetchable",
         413: "image_too_large / upload_too_large",
         415: "unsupported_media_type: the body is neither application/json nor multipart/form-data",
         422: "invalid_request / invalid_image / too_many_pixels",
-        429: "too_busy: more checks in flight than the process takes on (Retry-After)",
+        429: "too_busy: more checks in flight than the process takes on; rate_limited: the key is over its rate"
+        " (both with Retry-After)",
         500: "internal_error: something unforeseen failed for this image",
         502: "fetch_failed: the image host could not be reached",
         503: "backend_unavailable",
@@ -63,7 +67,7 @@ _FALSE = {"0", "false", "no", "off"}
     openapi_extra=_OPENAPI_BODY,
     summary="Check an image: duplicate, review or unique",
 )
-async def check(request: Request, container: ContainerDep, _: CheckSlotDep) -> CheckResponse:
+async def check(request: Request, container: ContainerDep, caller: CheckerDep, _: CheckSlotDep) -> CheckResponse:
     media = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if media == "multipart/form-data":
         item = await _upload_item(request, container.settings.api.max_upload_bytes)
@@ -73,6 +77,10 @@ async def check(request: Request, container: ContainerDep, _: CheckSlotDep) -> C
         # not parsed whatever it says it is: a text/plain POST from any web page needs no CORS preflight
         raise UnsupportedMediaType(
             f"send JSON as application/json or an upload as multipart/form-data, not {media or 'no content type'}"
+        )
+    if item.register:
+        caller.require(
+            Scope.REGISTER, " to store an image or re-decide a stored one (send register=false to only check)"
         )
     outcome = (await container.service.check([item]))[0]
     if outcome.verdict is None:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from fastapi import APIRouter, Query
 
 from app.domain.errors import ImageNotFound
 from app.domain.records import ImageRow
-from app.entrypoints.api.deps import ContainerDep
+from app.entrypoints.api.deps import ContainerDep, ReaderDep
 from app.entrypoints.api.schemas import ErrorResponse, ImageResponse
 
 router = APIRouter(tags=["images"])
@@ -45,8 +46,11 @@ def _response(row: ImageRow) -> ImageResponse:
     )
 
 
-@router.get("/images/{image_id}", response_model=ImageResponse, responses={404: {"model": ErrorResponse}})
-async def get_image(image_id: int, container: ContainerDep) -> ImageResponse:
+_ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for status in (401, 403, 404, 429)}
+
+
+@router.get("/images/{image_id}", response_model=ImageResponse, responses=_ERRORS)
+async def get_image(image_id: int, container: ContainerDep, _: ReaderDep) -> ImageResponse:
     async with container.units() as uow:
         row = await uow.images.get(image_id)
     if row is None:
@@ -54,8 +58,8 @@ async def get_image(image_id: int, container: ContainerDep) -> ImageResponse:
     return _response(row)
 
 
-@router.get("/images", response_model=ImageResponse, responses={404: {"model": ErrorResponse}})
-async def find_image(container: ContainerDep, source_id: int = Query(..., ge=1)) -> ImageResponse:
+@router.get("/images", response_model=ImageResponse, responses=_ERRORS)
+async def find_image(container: ContainerDep, _: ReaderDep, source_id: int = Query(..., ge=1)) -> ImageResponse:
     async with container.units() as uow:
         row = await uow.images.get_by_source(source_id)
     if row is None:

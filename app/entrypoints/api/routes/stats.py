@@ -9,7 +9,8 @@ from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.composition import Container
-from app.entrypoints.api.deps import ContainerDep
+from app.entrypoints.api.deps import ContainerDep, ReaderDep
+from app.entrypoints.api.schemas import ErrorResponse
 from app.ops.stats import collect_stats
 
 router = APIRouter(tags=["stats"])
@@ -27,8 +28,12 @@ async def _collect(container: Container) -> dict[str, Any]:
     )
 
 
-@router.get("/stats", summary="Queue counts, failures, throughput, latency per stage, index size, thresholds")
-async def stats(container: ContainerDep) -> dict[str, Any]:
+@router.get(
+    "/stats",
+    summary="Queue counts, failures, throughput, latency per stage, index size, thresholds",
+    responses={status: {"model": ErrorResponse} for status in (401, 403, 429)},
+)
+async def stats(container: ContainerDep, _: ReaderDep) -> dict[str, Any]:
     return await _collect(container)
 
 

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import sqlalchemy as sa
 
@@ -111,12 +112,19 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "app", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+def spawn(args: list[str], env: dict[str, str], log: Path | None = None) -> subprocess.Popen[str]:
+    """`python -m app ...`; its output piped (read it with communicate), or into `log` for a long-running
+    process whose output nobody reads as it goes (a full pipe would stop it)."""
+    output = log.open("w") if log else subprocess.PIPE
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-m", "app", *args],
+            cwd=REPO,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT if log else subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        if log and not isinstance(output, int):
+            output.close()  # the child holds its own copy

@@ -38,6 +38,12 @@ async def test_contract_answers_keep_to_the_schema(make_settings: Callable[..., 
         for payload in ({"image_id": kept["image_id"], "register": 0}, {}, {"image_url": "a.jpg", "image_id": 1}):
             response = await client.post("/check", json=payload)
             assert (response.status_code, response.json()["code"]) == (422, "invalid_request"), payload
+        garbled = b"\xff\xfes\xe9\x02"  # not UTF-8, not JSON: found by the fuzzer as a 500
+        for path in ("/check", "/recalc"):
+            response = await client.post(path, content=garbled, headers={"Content-Type": "application/json"})
+            assert response.status_code in (400, 422) and response.json()["code"] == "invalid_request", path
+        too_big = await client.get("/images", params={"source_id": 2**70})  # beyond BIGINT: found as an overflow
+        assert (too_big.status_code, too_big.json()["code"]) == (422, "invalid_request")
         missing = await client.get("/images")
         assert (missing.status_code, missing.json()["code"]) == (422, "invalid_request")
         recalc = await client.post(

@@ -50,18 +50,24 @@ class KeyRing:
                     self._read_at = time.monotonic()
         return self._keys
 
-    async def caller(self, presented: str | None) -> Caller:
+    async def caller(self, authorization: str | None) -> Caller:
+        """The caller of a request with this Authorization header (None: no header)."""
         keys = await self._current()
-        if not keys and not presented:  # a key that is presented is checked, even here: a revoked one never works
+        if (
+            not keys and authorization is None
+        ):  # a key that is presented is checked, even here: a revoked one never works
             if self._open_when_empty:
                 return LOCAL_CALLER
             raise Unauthorized(
                 "no API keys exist and the service listens beyond loopback: add one with `python -m app keys add`",
                 headers=_CHALLENGE,
             )
-        if not presented:
+        if authorization is None:
             raise Unauthorized("an API key is required: Authorization: Bearer <key>", headers=_CHALLENGE)
-        key = keys.get(hash_key(presented))
+        scheme, _, presented = authorization.strip().partition(" ")
+        if scheme.lower() != "bearer" or not presented.strip():
+            raise Unauthorized("send the API key as Authorization: Bearer <key>", headers=_CHALLENGE)
+        key = keys.get(hash_key(presented.strip()))
         if key is None:
             raise Unauthorized("the API key is not valid (unknown or revoked)", headers=_CHALLENGE)
         return Caller(name=key.name, scopes=key.scopes, rate_per_minute=key.rate_per_minute)
@@ -93,7 +99,7 @@ class Access:
         self.keys = KeyRing(units, settings.keys_refresh_seconds, open_when_empty)
         self.rates = RateLimits(settings.rate_limit_per_minute)
 
-    async def caller(self, presented: str | None) -> Caller:
-        caller = await self.keys.caller(presented)
+    async def caller(self, authorization: str | None) -> Caller:
+        caller = await self.keys.caller(authorization)
         await self.rates.admit(caller)
         return caller

@@ -34,11 +34,11 @@ CheckSlotDep = Annotated[None, Depends(check_slot)]
 _bearer = HTTPBearer(auto_error=False, description="An API key: `python -m app keys add NAME --scopes ...`")
 
 
-async def get_caller(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> Caller:
+async def get_caller(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
+    # The raw header, not HTTPBearer's reading: any Authorization that is sent (another scheme, an empty
+    # key) is a credential to check, never taken for no credential at all.
     access: Access = request.state.access
-    return await access.caller(credentials.credentials if credentials else None)
+    return await access.caller(request.headers.get("authorization"))
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

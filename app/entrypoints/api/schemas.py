@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.domain.models import Verdict
 
+# Ids are BIGINT: anything larger is the caller's mistake, not a database overflow.
+MAX_ID = 2**63 - 1
+
 
 class CheckRequest(BaseModel):
     model_config = ConfigDict(
@@ -18,9 +21,11 @@ class CheckRequest(BaseModel):
         json_schema_extra={"oneOf": [{"required": [name]} for name in ("image_url", "image_id", "source_id")]},
     )
 
-    image_url: str | None = Field(None, description="Absolute URL, or a path joined to cdn_base", max_length=4096)
-    image_id: int | None = Field(None, description="Re-check an image we hold, by our image_id", ge=1)
-    source_id: int | None = Field(None, description="Check the upstream queue row with this id", ge=1)
+    image_url: str | None = Field(
+        None, description="Absolute URL, or a path joined to cdn_base", min_length=1, max_length=4096, pattern=r"\S"
+    )
+    image_id: int | None = Field(None, description="Re-check an image we hold, by our image_id", ge=1, le=MAX_ID)
+    source_id: int | None = Field(None, description="Check the upstream queue row with this id", ge=1, le=MAX_ID)
     should_register: bool = Field(
         True, strict=True, alias="register", description="Accept the image into the indexes if it is unique or review"
     )

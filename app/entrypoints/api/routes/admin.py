@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Annotated
 
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.entrypoints.api.deps import AdminDep, ContainerDep
-from app.entrypoints.api.schemas import ErrorResponse
+from app.entrypoints.api.schemas import MAX_ID, ErrorResponse
 
 router = APIRouter(tags=["admin"])
 
@@ -16,9 +17,12 @@ router = APIRouter(tags=["admin"])
 class RecalcRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    source_ids: list[int] | None = Field(None, description="Only these upstream row ids", max_length=100_000)
-    created_from: datetime | None = Field(None, description="Rows created at or after this time (UTC)")
-    created_to: datetime | None = Field(None, description="Rows created before this time (UTC)")
+    source_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None = Field(
+        None, description="Only these upstream row ids", max_length=100_000
+    )
+    # strict: an RFC 3339 string, not a number read as a Unix time
+    created_from: datetime | None = Field(None, strict=True, description="Rows created at or after this time (UTC)")
+    created_to: datetime | None = Field(None, strict=True, description="Rows created before this time (UTC)")
     include_done: bool = Field(False, strict=True, description="Also re-run rows that already have a verdict")
 
 
@@ -29,7 +33,7 @@ class RecalcResponse(BaseModel):
 @router.post(
     "/recalc",
     response_model=RecalcResponse,
-    responses={status: {"model": ErrorResponse} for status in (401, 403, 429)},
+    responses={status: {"model": ErrorResponse} for status in (400, 401, 403, 429)},
     summary="Re-queue failed and recalc rows: all, by source ids, or by a creation time range",
 )
 async def recalc(_: AdminDep, container: ContainerDep, request: RecalcRequest | None = None) -> RecalcResponse:

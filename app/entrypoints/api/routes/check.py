@@ -56,8 +56,9 @@ _OPENAPI_BODY = {
     }
 }
 
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
+# A form field is text: the schema's boolean is "true" or "false", as strict as the JSON body's.
+_TRUE = {"true"}
+_FALSE = {"false"}
 
 
 @router.post(

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from app.domain.errors import ImageNotFound
 from app.domain.records import ImageRow
 from app.entrypoints.api.deps import ContainerDep, ReaderDep
-from app.entrypoints.api.schemas import ErrorResponse, ImageResponse
+from app.entrypoints.api.schemas import MAX_ID, ErrorResponse, ImageResponse
 
 router = APIRouter(tags=["images"])
 
@@ -50,7 +50,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {status: {"model": ErrorResponse} for
 
 
 @router.get("/images/{image_id}", response_model=ImageResponse, responses=_ERRORS)
-async def get_image(image_id: int, container: ContainerDep, _: ReaderDep) -> ImageResponse:
+async def get_image(
+    image_id: Annotated[int, Path(ge=1, le=MAX_ID)], container: ContainerDep, _: ReaderDep
+) -> ImageResponse:
     async with container.units() as uow:
         row = await uow.images.get(image_id)
     if row is None:
@@ -59,7 +61,9 @@ async def get_image(image_id: int, container: ContainerDep, _: ReaderDep) -> Ima
 
 
 @router.get("/images", response_model=ImageResponse, responses=_ERRORS)
-async def find_image(container: ContainerDep, _: ReaderDep, source_id: int = Query(..., ge=1)) -> ImageResponse:
+async def find_image(
+    container: ContainerDep, _: ReaderDep, source_id: int = Query(..., ge=1, le=MAX_ID)
+) -> ImageResponse:
     async with container.units() as uow:
         row = await uow.images.get_by_source(source_id)
     if row is None:

@@ -1,9 +1,11 @@
 """HttpImageFetcher: fetch image bytes over HTTP(S), safely.
 
 - relative paths are joined to `cdn_base`; absolute URLs only to allowed hosts (plus the cdn_base host);
-- every hop (redirects included) is resolved and refused if any address is not global (private, loopback,
-  link-local, ...) unless its host is listed in `allow_private_hosts`; the connection then goes to the address
-  that was checked (pinned), so a second DNS answer cannot swap in an internal one;
+- every connection (each redirect hop's too) resolves its host once, inside the connection pool's network
+  backend, refuses it if any address is not global (private, loopback, link-local, ...) unless the host is
+  listed in `allow_private_hosts`, and connects to an address it checked: no second DNS answer can swap in an
+  internal one (DNS rebinding). URLs keep their host name, so TLS verifies each host's own certificate and the
+  pool never lends a connection made for one host to another on the same address;
 - only unencoded bodies (`Accept-Encoding: identity`; a compressed answer is refused), so the byte limit, enforced
   while streaming, counts the bytes that are decoded: a small gzip bomb cannot grow the process;
 - connect/read timeouts and a total deadline that includes waiting for one of the bounded fetch slots;
@@ -17,8 +19,12 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from urllib.parse import urljoin, urlsplit, urlunsplit
+import ssl
+import typing
+from collections.abc import Awaitable, Callable
+from urllib.parse import urljoin, urlsplit
 
+import httpcore
 import httpx
 
 from app.config.settings import FetchSettings
@@ -70,13 +76,88 @@ def _is_ip_literal(host: str) -> bool:
     return True
 
 
+# host, port -> the addresses it resolves to (the system resolver; tests give their own)
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise FetchFailed(f"cannot resolve host {host!r}: {exc}") from exc
+    return [str(info[4][0]).split("%", 1)[0] for info in infos]
+
+
+class _CheckedNetwork(httpcore.AsyncNetworkBackend):
+    """Resolves, checks and connects in one step, so the address checked is the address connected to."""
+
+    def __init__(self, resolve: Resolver, private_ok: set[str]) -> None:
+        self._resolve = resolve
+        self._private_ok = private_ok
+        self._sockets = httpcore.AnyIOBackend()
+
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109  httpcore's interface
+        local_address: str | None = None,
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        name = host.lower()
+        addresses = [ipaddress.ip_address(a) for a in await self._resolve(name, port)]
+        if not addresses:
+            raise FetchFailed(f"host {name!r} has no address")
+        if name not in self._private_ok and not all(_public(a) for a in addresses):
+            # the address itself is not said: the answer would map the inside of the network for the caller
+            raise UrlRefused(
+                f"host {name!r} resolves to a non-public address; list it in allow_private_hosts to allow it"
+            )
+        failure: Exception | None = None
+        for address in addresses:
+            try:
+                return await self._sockets.connect_tcp(str(address), port, timeout, local_address, socket_options)
+            except (httpcore.ConnectError, httpcore.ConnectTimeout) as exc:
+                failure = exc
+        assert failure is not None
+        raise failure
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109  httpcore's interface
+        socket_options: typing.Iterable[httpcore.SOCKET_OPTION] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        raise UrlRefused("unix sockets are never fetched")
+
+    async def sleep(self, seconds: float) -> None:
+        await self._sockets.sleep(seconds)
+
+
+class _CheckedTransport(httpx.AsyncHTTPTransport):
+    """httpx's own transport over a pool whose every connection goes through _CheckedNetwork."""
+
+    def __init__(self, network: _CheckedNetwork, ssl_context: ssl.SSLContext, max_connections: int) -> None:
+        super().__init__(verify=ssl_context, trust_env=False)
+        # httpx takes no network backend of its own; its pool is replaced by the same pool with ours.
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context, max_connections=max_connections, network_backend=network
+        )
+
+
 class HttpImageFetcher:
-    def __init__(self, settings: FetchSettings) -> None:
+    def __init__(
+        self, settings: FetchSettings, resolve: Resolver | None = None, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self._settings = settings
         self._cdn_host = urlsplit(settings.cdn_base).hostname if settings.cdn_base else None
         self._allowed = {h.lower() for h in settings.allowed_hosts}
         self._private_ok = {h.lower() for h in settings.allow_private_hosts}
+        network = _CheckedNetwork(resolve or system_resolver, self._private_ok)
+        context = ssl_context or httpx.create_ssl_context(trust_env=False)  # certifi's roots, as httpx by default
+        transport = _CheckedTransport(network, context, settings.concurrency)
         self._client = httpx.AsyncClient(
+            transport=transport,
             timeout=httpx.Timeout(
                 connect=settings.connect_timeout_s,
                 read=settings.read_timeout_s,
@@ -85,7 +166,6 @@ class HttpImageFetcher:
             ),
             follow_redirects=False,
             trust_env=False,
-            limits=httpx.Limits(max_connections=settings.concurrency),
             headers={"User-Agent": "imgdedup/0.1", "Accept-Encoding": "identity"},
         )
         self._slots = asyncio.Semaphore(settings.concurrency)
@@ -116,21 +196,6 @@ class HttpImageFetcher:
             return
         raise UrlRefused(f"host {host!r} is not in allowed_hosts (nor the cdn_base host)")
 
-    async def _pinned_address(self, host: str, port: int) -> str:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror as exc:
-            raise FetchFailed(f"cannot resolve host {host!r}: {exc}") from exc
-        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
-        if host not in self._private_ok and not all(_public(a) for a in addresses):
-            # the address itself is not said: the answer would map the inside of the network for the caller
-            raise UrlRefused(
-                f"host {host!r} resolves to a non-public address; list it in allow_private_hosts to allow it"
-            )
-        if not addresses:
-            raise FetchFailed(f"host {host!r} has no address")
-        return str(addresses[0])
-
     async def fetch(self, url: str) -> FetchedImage:
         target = self.absolute_url(url)
         try:
@@ -154,15 +219,8 @@ class HttpImageFetcher:
 
     async def _get(self, url: str) -> bytes | str:
         """The body, or the Location of a redirect."""
-        parts = urlsplit(url)
-        _, host, port = _checked_parts(url)
-        address = await self._pinned_address(host, port)
-        literal = f"[{address}]" if ":" in address else address
-        pinned = urlunsplit((parts.scheme, f"{literal}:{port}", parts.path or "/", parts.query, ""))
-        headers = {"Host": parts.netloc.rsplit("@", 1)[-1]}
-        extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
-        request = self._client.build_request("GET", pinned, headers=headers, extensions=extensions)
-        response = await self._client.send(request, stream=True)
+        _checked_parts(url)
+        response = await self._client.send(self._client.build_request("GET", url), stream=True)
         try:
             if response.status_code in _REDIRECTS and "location" in response.headers:
                 return response.headers["location"]

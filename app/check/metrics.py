@@ -54,6 +54,12 @@ class Metrics:
             "imgdedup_queue_oldest_waiting_seconds", "Age of the oldest waiting row", registry=self.registry
         )
         self.index_size = Gauge("imgdedup_index_size", "Vectors in the index", registry=self.registry)
+        self.review_backlog = Gauge(
+            "imgdedup_review_backlog", "Images whose verdict is review, waiting for a person", registry=self.registry
+        )
+        self.review_oldest_seconds = Gauge(
+            "imgdedup_review_oldest_seconds", "Age of the oldest review verdict", registry=self.registry
+        )
         self.decided_by: Tally[str] = Tally()
         self.verdicts: Tally[str] = Tally()
         self.errors: Tally[str] = Tally()

@@ -185,6 +185,11 @@ class SqlImageRepository:
         query = sa.select(sa.func.count()).select_from(self._t).where(self._t.c.checked_at >= since)
         return int((await self._session.execute(query)).scalar_one())
 
+    async def review_backlog(self) -> tuple[int, datetime | None]:
+        query = sa.select(sa.func.count(), sa.func.min(self._t.c.checked_at)).where(self._t.c.verdict == "review")
+        count, oldest = (await self._session.execute(query)).one()
+        return int(count), oldest
+
     async def accepted_embeddings(
         self, model: str, only_ids: Sequence[int] | None = None, chunk: int = 5000
     ) -> AsyncIterator[tuple[list[int], np.ndarray]]:

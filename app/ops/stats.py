@@ -20,6 +20,7 @@ async def collect_database_stats(units: UnitsOfWork, names: QueueSettings) -> di
         last_minute = await uow.images.checked_since(now - timedelta(minutes=1))
         last_hour = await uow.images.checked_since(now - timedelta(hours=1))
         accepted = await uow.images.accepted_count()
+        in_review, oldest_review = await uow.images.review_backlog()
     return {
         "queue": {
             "by_status": [
@@ -38,6 +39,10 @@ async def collect_database_stats(units: UnitsOfWork, names: QueueSettings) -> di
             "per_second_last_minute": round(last_minute / 60, 2),
         },
         "accepted_images": accepted,
+        "review": {
+            "backlog": in_review,
+            "oldest_seconds": round((now - oldest_review).total_seconds(), 1) if oldest_review else 0.0,
+        },
     }
 
 
@@ -54,6 +59,8 @@ async def collect_stats(
     metrics.queue_depth.set(stats["queue"]["waiting"])
     metrics.oldest_waiting_seconds.set(stats["queue"]["oldest_waiting_seconds"])
     metrics.index_size.set(index_size)
+    metrics.review_backlog.set(stats["review"]["backlog"])
+    metrics.review_oldest_seconds.set(stats["review"]["oldest_seconds"])
     return {
         **stats,
         "this_process": {

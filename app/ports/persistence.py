@@ -76,6 +76,10 @@ class ImageRepository(Protocol):
 
     async def checked_since(self, since: datetime) -> int: ...
 
+    async def review_backlog(self) -> tuple[int, datetime | None]:
+        """Images whose verdict is review, and when the oldest of them was checked."""
+        ...
+
 
 class QueueRepository(Protocol):
     """The upstream queue table (only the status values of the design are ever written there) and the queue

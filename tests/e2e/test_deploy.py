@@ -6,6 +6,8 @@ import os
 import shutil
 import subprocess
 
+import yaml
+
 from testkit.images import REPO
 
 
@@ -51,3 +53,23 @@ def test_dockerfile_copies_only_what_the_repository_has() -> None:
         part for line in lines if line.startswith("COPY ") and "--from=" not in line for part in line.split()[1:-1]
     ]
     assert sources and all((REPO / source).exists() for source in sources), sources
+
+
+def test_compose_monitoring_profile_wires_prometheus_and_grafana() -> None:
+    binary = shutil.which("docker-compose")
+    assert binary
+    env = {**os.environ, "MARIADB_PASSWORD": "a", "MARIADB_ROOT_PASSWORD": "b"}
+    base = [binary, "-f", str(REPO / "docker-compose.yml")]
+    monitored = subprocess.run(
+        [*base, "--profile", "monitoring", "config"], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    services = yaml.safe_load(monitored)["services"]
+    profiles = {name: service.get("profiles", []) for name, service in services.items()}
+    assert profiles == {"mariadb": [], "imgdedup": [], "prometheus": ["monitoring"], "grafana": ["monitoring"]}
+    assert "image: prom/prometheus" in monitored and "image: grafana/grafana" in monitored
+    assert "deploy/monitoring/grafana/dashboards:/var/lib/grafana/dashboards:ro" in monitored
+    assert "GRAFANA_ADMIN_PASSWORD" in monitored  # no default: the container refuses to start without one
+    scrape = (REPO / "deploy/monitoring/prometheus.yml").read_text()
+    assert "imgdedup:8000" in scrape and "metrics_path: /metrics" in scrape
+    datasource = (REPO / "deploy/monitoring/grafana/provisioning/datasources/prometheus.yml").read_text()
+    assert "uid: prometheus" in datasource and "http://prometheus:9090" in datasource

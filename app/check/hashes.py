@@ -22,3 +22,16 @@ async def look_up_hashes(works: Sequence[ImageWork], images: ImageRepository, ph
             if work.phash is not None
             else []
         )
+
+
+async def drop_stale_candidates(works: Sequence[ImageWork], images: ImageRepository, phash_index: PhashIndex) -> None:
+    """With a shared index, another process may have demoted an image since this one's in-memory pHash index and
+    the index's eventually consistent answer saw it: only images accepted now are candidates (and the pHash
+    index forgets the rest)."""
+    seen = {i for w in works for i, _ in w.phash_near} | {n.image_id for w in works for n in w.neighbours}
+    accepted = await images.accepted_among(sorted(seen))
+    for stale in seen - accepted:
+        phash_index.remove(stale)
+    for work in works:
+        work.phash_near = [(i, d) for i, d in work.phash_near if i in accepted]
+        work.neighbours = [n for n in work.neighbours if n.image_id in accepted]

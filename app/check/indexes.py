@@ -48,3 +48,14 @@ class Indexes:
             await self.vectors.delete(removed)
         if add_ids or removed:
             self.generation += 1
+
+    async def remove(self, image_ids: Sequence[int]) -> None:
+        """Images no longer accepted that this batch did not check (a later upload an original displaced)."""
+        if not image_ids:
+            return
+        for image_id in image_ids:
+            self.phash.remove(image_id)
+            if self._verifier is not None:
+                self._verifier.forget(image_id)
+        await self.vectors.delete(list(image_ids))
+        self.generation += 1

@@ -49,6 +49,11 @@ class Metrics:
             "1 while a backend is down and queue rows wait (circuit breaker)",
             registry=self.registry,
         )
+        self._restored = Counter(
+            "imgdedup_originals_restored",
+            "Earlier uploads that displaced the later copy accepted before them",
+            registry=self.registry,
+        )
         self.queue_depth = Gauge("imgdedup_queue_depth", "Rows waiting (draft and recalc)", registry=self.registry)
         self.oldest_waiting_seconds = Gauge(
             "imgdedup_queue_oldest_waiting_seconds", "Age of the oldest waiting row", registry=self.registry
@@ -66,6 +71,7 @@ class Metrics:
         self.queue_outcomes: Tally[str] = Tally()
         self.embedded = 0
         self.polls = 0
+        self.originals_restored = 0
         self.circuit_reason: str | None = None
         self._circuit_until = 0.0
         self._timings: deque[dict[str, float]] = deque(maxlen=window)
@@ -97,6 +103,11 @@ class Metrics:
             return {"state": "closed"}
         wait = max(0.0, self._circuit_until - time.monotonic())
         return {"state": "open", "reason": self.circuit_reason, "retry_in_seconds": round(wait, 1)}
+
+    def observe_originals_restored(self, count: int) -> None:
+        if count:
+            self._restored.inc(count)
+            self.originals_restored += count
 
     def observe_poll(self) -> None:
         self._polls.inc()

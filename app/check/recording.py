@@ -9,6 +9,7 @@ from typing import Any
 
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_random_exponential
 
+from app.check.precedence import Swap, demoted
 from app.check.state import ImageWork, Stopwatch
 from app.domain.errors import TransientConflict
 from app.domain.models import Decision, Thresholds, Verdict
@@ -24,9 +25,11 @@ class Recorder:
         self._model_name = model_name
         self._attempts = attempts
 
-    async def record(self, decisions: Sequence[tuple[ImageWork, Decision]], thresholds: Thresholds) -> None:
-        """Write every kept image's verdict, then give each image its Verdict (with the matched image's
-        source id)."""
+    async def record(
+        self, decisions: Sequence[tuple[ImageWork, Decision]], thresholds: Thresholds, swaps: Sequence[Swap] = ()
+    ) -> None:
+        """Write every kept image's verdict (and the demotion of each later upload an original displaces), then
+        give each image its Verdict (with the matched image's source id)."""
         works = [w for w, _ in decisions]
         if not works:
             return
@@ -38,14 +41,21 @@ class Recorder:
                 reraise=True,
             ):
                 with attempt:
-                    matched = await self._record_once(decisions, thresholds)
+                    matched = await self._record_once(decisions, thresholds, swaps)
         for work, decision in decisions:
             work.verdict = self._verdict(work, decision, matched, thresholds)
 
     async def _record_once(
-        self, decisions: Sequence[tuple[ImageWork, Decision]], thresholds: Thresholds
+        self, decisions: Sequence[tuple[ImageWork, Decision]], thresholds: Thresholds, swaps: Sequence[Swap]
     ) -> dict[int, ImageRow]:
         async with self._units() as uow:
+            for swap in swaps:
+                if swap.original.image_id is None:
+                    continue
+                explanation = {"thresholds": thresholds.as_dict()}
+                await uow.images.demote(swap.later.image_id, swap.original.image_id, demoted(swap, explanation))
+                if swap.later.source_id is not None:
+                    await uow.queue.rewrite_as_duplicate(swap.later.source_id, swap.match.similarity)
             for work, decision in decisions:
                 if not work.persist or work.image_id is None:
                     continue

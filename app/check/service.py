@@ -18,16 +18,17 @@ from datetime import timedelta
 
 from app.check.decision import Plan, plan, settled_by_hashes
 from app.check.embedding import Embedding
-from app.check.hashes import look_up_hashes
+from app.check.hashes import drop_stale_candidates, look_up_hashes
 from app.check.indexes import Indexes
 from app.check.intake import Intake
 from app.check.metrics import Metrics
+from app.check.precedence import Swap, apply_swaps, find_swaps
 from app.check.recording import Recorder
 from app.check.second_look import SecondLook
 from app.check.state import ImageWork, alive
 from app.check.verification import Verifier
 from app.domain.errors import AppError, CheckRaced
-from app.domain.models import CheckItem, Policy, Thresholds, Verdict
+from app.domain.models import CheckItem, Decision, Policy, Thresholds, Verdict, VerdictLabel
 from app.domain.records import Acceptance
 from app.domain.rules import grey_candidates, outright_duplicate
 from app.ports.backends import Embedder, ImageFetcher, VectorIndex
@@ -152,6 +153,10 @@ class CheckService:
         async with self._units() as uow:
             await look_up_hashes(works, uow.images, self.indexes.phash)
 
+    async def _drop_stale(self, works: Sequence[ImageWork]) -> None:
+        async with self._units() as uow:
+            await drop_stale_candidates(works, uow.images, self.indexes.phash)
+
     def _hash_settled(self, work: ImageWork) -> bool:
         return settled_by_hashes(work, self.policy())
 
@@ -193,6 +198,8 @@ class CheckService:
                     await self._look_up_hashes(works)
                 if changed:
                     await self._embedding.search(works)  # the index changed since: search again
+                if self._options.shared_index:
+                    await self._drop_stale(works)
                 outcome = plan(works, await self._recent_acceptances(), self.policy(), last_round)
                 if not outcome.pending:
                     return await self._record(outcome)
@@ -214,8 +221,37 @@ class CheckService:
         return recent
 
     async def _record(self, outcome: Plan) -> None:
-        await self._recorder.record(outcome.decisions, self.thresholds)
-        await self.indexes.apply([w for w, _ in outcome.decisions])
+        decisions, swaps = await self._originals_first(outcome.decisions)
+        await self._recorder.record(decisions, self.thresholds, swaps)
+        await self.indexes.apply([w for w, _ in decisions])
+        await self.indexes.remove([swap.later.image_id for swap in swaps])
+        self.metrics.observe_originals_restored(len(swaps))
+
+    async def _originals_first(
+        self, decisions: list[tuple[ImageWork, Decision]]
+    ) -> tuple[list[tuple[ImageWork, Decision]], list[Swap]]:
+        """Duplicates of a later upload become its original (app/check/precedence.py). Under the locks, since
+        it changes what is accepted; the rare original without a vector (a hash hit) is embedded here."""
+        matched_ids = [
+            d.matched_image_id
+            for w, d in decisions
+            if d.label is VerdictLabel.DUPLICATE and d.matched_image_id is not None and w.source_id is not None
+        ]
+        if not matched_ids:
+            return decisions, []
+        async with self._units() as uow:
+            matched = await uow.images.get_many(matched_ids)
+        swaps = find_swaps(decisions, matched)
+        if not swaps:
+            return decisions, []
+        await self._embedding.embed([swap.original for swap in swaps if swap.original.vector is None])
+        swaps = [swap for swap in swaps if swap.original.error is None]  # not embedded: it is checked again later
+        await self._make_thumbnails([swap.original for swap in swaps if swap.original.thumbnail is None])
+        log.info(
+            "originals restored: %s",
+            ", ".join(f"{s.original.image_id} (was a duplicate of the later {s.later.image_id})" for s in swaps),
+        )
+        return apply_swaps([(w, d) for w, d in decisions if w.error is None], swaps), swaps
 
     async def _do_pending(self, outcome: Plan) -> None:
         """What the decision pass left for outside the locks."""

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.codecs import decode_vector, encode_vector, to_signed64, to_unsigned64
 from app.db.dialect import new_id
 from app.db.tables import Tables
-from app.domain.records import Acceptance, ImageRow, VerdictRecord
+from app.domain.records import Acceptance, Demoted, ImageRow, VerdictRecord
 from app.ports.persistence import Clock
 
 
@@ -90,6 +90,29 @@ class SqlImageRepository:
                 updated_at=now,
                 checked_at=now,
             )
+        )
+
+    async def demote(self, image_id: int, original_id: int, record: Demoted) -> None:
+        t = self._t
+        await self._session.execute(
+            sa.update(t)
+            .where(t.c.image_id == image_id)
+            .values(
+                verdict="duplicate",
+                accepted=False,
+                matched_image_id=original_id,
+                decided_by=record.decided_by,
+                similarity=record.similarity,
+                phash_distance=record.phash_distance,
+                explanation=record.explanation,
+                updated_at=self._clock.now(),
+            )
+        )
+        # its own duplicates now point at the original: every duplicate names an accepted image
+        await self._session.execute(
+            sa.update(t)
+            .where(t.c.matched_image_id == image_id, t.c.image_id != original_id)
+            .values(matched_image_id=original_id)
         )
 
     async def save_embedding(self, image_id: int, model: str, vector: np.ndarray) -> None:
@@ -175,6 +198,15 @@ class SqlImageRepository:
 
     async def accepted_ids(self) -> set[int]:
         rows = await self._session.execute(sa.select(self._t.c.image_id).where(self._t.c.accepted.is_(True)))
+        return {int(i) for (i,) in rows}
+
+    async def accepted_among(self, image_ids: Sequence[int]) -> set[int]:
+        if not image_ids:
+            return set()
+        t = self._t
+        rows = await self._session.execute(
+            sa.select(t.c.image_id).where(t.c.image_id.in_(sorted(set(image_ids))), t.c.accepted.is_(True))
+        )
         return {int(i) for (i,) in rows}
 
     async def accepted_count(self) -> int:

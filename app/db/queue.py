@@ -139,16 +139,47 @@ class SqlQueueRepository:
         )
         return dml(result).rowcount == 1
 
-    async def finish(self, claimed: ClaimedRow, status: str, score: float | None) -> bool:
-        """Write a verdict's status values upstream, both in one statement; False (nothing written) when the
-        lease was lost meanwhile (it ran out and another worker took the row)."""
+    def _status_of(self, verdict: str) -> str:
+        names = self._names
+        return {"duplicate": names.status_duplicate, "unique": names.status_unique, "review": names.status_review}[
+            verdict
+        ]
+
+    async def finish(self, claimed: ClaimedRow) -> bool:
+        """Write the stored verdict's status values upstream, both in one statement; False (nothing written) when
+        the lease was lost meanwhile (it ran out and another worker took the row). The verdict is read after the
+        fence's update has locked our image row, so a demotion by another process is either seen here or,
+        committed after, rewrites what this writes."""
         if not await self._release(claimed, state="done"):
             return False
-        values: dict[Any, Any] = {self._q.c.status: status, self._q.c.similarity: self._names.similarity_done}
+        i = self._i
+        verdict, score = (
+            await self._session.execute(sa.select(i.c.verdict, i.c.similarity).where(i.c.image_id == claimed.image_id))
+        ).one()
+        values: dict[Any, Any] = {
+            self._q.c.status: self._status_of(str(verdict)),
+            self._q.c.similarity: self._names.similarity_done,
+        }
         if self._score_column is not None and score is not None:
-            values[self._score_column] = round(score, 6)
+            values[self._score_column] = round(float(score), 6)
         await self._session.execute(sa.update(self._q).where(self._q.c.id == claimed.source_id).values(values))
         return True
+
+    async def rewrite_as_duplicate(self, source_id: int, score: float | None) -> bool:
+        q, names = self._q, self._names
+        values: dict[Any, Any] = {q.c.status: names.status_duplicate}
+        if self._score_column is not None and score is not None:
+            values[self._score_column] = round(score, 6)
+        result = await self._session.execute(
+            sa.update(q)
+            .where(
+                q.c.id == source_id,
+                q.c.similarity == names.similarity_done,
+                q.c.status.in_([names.status_unique, names.status_review]),
+            )
+            .values(values)
+        )
+        return dml(result).rowcount == 1
 
     async def fail(
         self, claimed: ClaimedRow, code: str, message: str, attempts: int, retry_at: datetime | None

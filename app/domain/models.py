@@ -22,6 +22,8 @@ class DecidedBy(StrEnum):
     PHASH = "phash"
     VECTOR = "vector"
     VERIFIED = "verified"
+    # unique because it came first: it matched an accepted image uploaded after it, which became its duplicate
+    PRECEDENCE = "precedence"
 
 
 @dataclass(frozen=True)

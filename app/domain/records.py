@@ -55,6 +55,16 @@ class VerdictRecord:
 
 
 @dataclass(frozen=True)
+class Demoted:
+    """How an accepted image turned out to be the copy of an earlier upload (docs/design.md §5)."""
+
+    decided_by: str
+    similarity: float | None
+    phash_distance: int | None
+    explanation: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Acceptance:
     """An image accepted lately (by any process): what a shared, eventually consistent index may not show yet."""
 

@@ -69,6 +69,7 @@ async def collect_stats(
             "errors": dict(metrics.errors),
             "queue_outcomes": dict(metrics.queue_outcomes),
             "scheduler_polls": metrics.polls,
+            "originals_restored": metrics.originals_restored,
             "circuit": metrics.circuit(),
             "embedder_calls": metrics.embedded,
             "embedder_calls_saved": metrics.embedder_calls_saved,

@@ -16,7 +16,7 @@ from typing import Protocol, Self
 import numpy as np
 
 from app.domain.access import ApiKey, Scope
-from app.domain.records import Acceptance, ClaimedRow, ImageRow, QueueCounts, VerdictRecord
+from app.domain.records import Acceptance, ClaimedRow, Demoted, ImageRow, QueueCounts, VerdictRecord
 
 
 class Clock(Protocol):
@@ -42,6 +42,10 @@ class ImageRepository(Protocol):
 
     async def record_verdict(self, image_id: int, record: VerdictRecord) -> None: ...
 
+    async def demote(self, image_id: int, original_id: int, record: Demoted) -> None:
+        """An accepted image becomes the duplicate of an earlier upload; its own duplicates point there too."""
+        ...
+
     async def save_embedding(self, image_id: int, model: str, vector: np.ndarray) -> None: ...
 
     async def save_thumbnail(self, image_id: int, jpeg: bytes) -> None: ...
@@ -59,6 +63,10 @@ class ImageRepository(Protocol):
     async def accepted_ids(self) -> set[int]: ...
 
     async def accepted_count(self) -> int: ...
+
+    async def accepted_among(self, image_ids: Sequence[int]) -> set[int]:
+        """Which of these images are accepted now."""
+        ...
 
     async def accepted_model_counts(self) -> dict[str, int]: ...
 
@@ -101,8 +109,15 @@ class QueueRepository(Protocol):
         """Extend the leases one claim still holds; how many it still holds."""
         ...
 
-    async def finish(self, claimed: ClaimedRow, status: str, score: float | None) -> bool:
-        """False, and nothing written, when the claim no longer holds the lease."""
+    async def finish(self, claimed: ClaimedRow) -> bool:
+        """The row's stored verdict, as status values upstream (the stored one: it may have changed since the
+        check, when a later upload turned out to be the original's copy). False, and nothing written, when the
+        claim no longer holds the lease."""
+        ...
+
+    async def rewrite_as_duplicate(self, source_id: int, score: float | None) -> bool:
+        """A finished row whose image is now a duplicate gets the duplicate status values (False: the row
+        was not finished yet, and its own write-back will write them)."""
         ...
 
     async def fail(

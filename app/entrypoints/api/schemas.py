@@ -55,7 +55,7 @@ class CheckResponse(BaseModel):
     matched_image_id: int | None
     matched_source_id: int | None
     phash_distance: int | None
-    decided_by: str = Field(description="exact | phash | vector | verified")
+    decided_by: str = Field(description="exact | phash | vector | verified | precedence")
     thresholds: ThresholdsResponse
     model: str | None
     registered: bool

@@ -15,7 +15,7 @@ from tenacity import retry, retry_if_exception_type, stop_after_attempt, wait_ra
 
 from app.check.service import CheckOutcome
 from app.domain.errors import AppError, BackendUnavailable, TransientConflict
-from app.domain.models import CheckItem, SourceRef, VerdictLabel
+from app.domain.models import CheckItem, SourceRef
 from app.domain.records import ClaimedRow
 from app.entrypoints.worker.breaker import BackendBreaker
 from app.ports.persistence import QueueRepository
@@ -33,6 +33,9 @@ class ClaimOrder:
     def __init__(self) -> None:
         self.claiming = asyncio.Lock()
         self.last_done: asyncio.Event | None = None
+        # Rows whose write-back failed with the database (down, restarting): still leased to this process, which
+        # nobody else takes back. Released first thing once the database answers again.
+        self.unreleased: list[ClaimedRow] = []
 
 
 async def drain_once(
@@ -48,6 +51,7 @@ async def drain_once(
     if breaker.blocks():
         return 0
     async with order.claiming:
+        await _release_unreleased(container, order)
         claimed = await _claim(container)
         container.metrics.observe_poll()
         previous, done = order.last_done, asyncio.Event()
@@ -70,20 +74,39 @@ async def drain_once(
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
         waiting = breaker.judge(outcomes)  # a backend is down: the rows wait, their attempts are not spent
-        async with container.units() as uow:
-            now = uow.clock.now()
-            due = now + timedelta(seconds=breaker.wait_s()) if waiting else None
-            stale = [
-                row.source_id
-                for row, outcome in zip(claimed, outcomes, strict=True)
-                if not await _write_back(container, uow.queue, row, outcome, now, due)
-            ]
-            await uow.commit()
+        try:
+            async with container.units() as uow:
+                now = uow.clock.now()
+                due = now + timedelta(seconds=breaker.wait_s()) if waiting else None
+                stale = [
+                    row.source_id
+                    for row, outcome in zip(claimed, outcomes, strict=True)
+                    if not await _write_back(container, uow.queue, row, outcome, now, due)
+                ]
+                await uow.commit()
+        except AppError:
+            order.unreleased.extend(claimed)  # the database is gone: put back as soon as it is here again
+            raise
         if stale:  # another worker holds them now; its write-back is the one that counts
             log.warning("lost the leases of %d rows before writing back, wrote nothing for them: %s", len(stale), stale)
         return len(claimed)
     finally:
         done.set()
+
+
+async def _release_unreleased(container: Container, order: ClaimOrder) -> None:
+    """Rows a failed write-back left leased to this process go back to the queue, due at once, no attempt spent
+    (it was the database that failed, not they). A row already re-checked since (it was not) writes nothing."""
+    if not order.unreleased:
+        return
+    rows = list(order.unreleased)
+    async with container.units() as uow:
+        now = uow.clock.now()
+        for row in rows:
+            await uow.queue.fail(row, "backend_unavailable", "the database failed during write-back", row.attempts, now)
+        await uow.commit()
+    del order.unreleased[: len(rows)]
+    log.warning("put %d rows back on the queue after the database came back", len(rows))
 
 
 @retry(
@@ -134,14 +157,9 @@ async def _write_back(
 ) -> bool:
     """The outcome's values, if this claim still holds the row's lease; False when it wrote nothing.
     `backend_back_at`: a backend is down, the row waits until then without spending an attempt."""
-    names, worker, metrics = container.settings.queue, container.settings.worker, container.metrics
+    worker, metrics = container.settings.worker, container.metrics
     if outcome.verdict is not None:
-        status = {
-            VerdictLabel.DUPLICATE: names.status_duplicate,
-            VerdictLabel.UNIQUE: names.status_unique,
-            VerdictLabel.REVIEW: names.status_review,
-        }[outcome.verdict.label]
-        if not await queue.finish(row, status, outcome.verdict.similarity):
+        if not await queue.finish(row):
             return False
         metrics.observe_queue_outcome(outcome.verdict.label.value)
         log.info(

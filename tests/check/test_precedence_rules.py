@@ -1,0 +1,84 @@
+"""The precedence rule without IO: which duplicates of a later upload become its original, table-driven."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pytest
+
+from app.check.precedence import apply_swaps, find_swaps
+from app.check.state import ImageWork
+from app.domain.models import CheckItem, DecidedBy, Decision, SourceRef, VerdictLabel
+from app.domain.records import ImageRow
+
+DUP, UNIQUE = VerdictLabel.DUPLICATE, VerdictLabel.UNIQUE
+
+
+def work(image_id: int, source_id: int | None, register: bool = True) -> ImageWork:
+    item = CheckItem(ref=SourceRef(source_id or 0), register=register, queued=source_id is not None)
+    return ImageWork(position=image_id, item=item, image_id=image_id, source_id=source_id)
+
+
+def row(image_id: int, source_id: int | None, accepted: bool = True) -> ImageRow:
+    fields = {name: None for name in ImageRow.__dataclass_fields__}
+    fields.update(
+        image_id=image_id,
+        source_id=source_id,
+        accepted=accepted,
+        state="done",
+        attempts=0,
+        created_at=datetime(2026, 1, 1),
+    )
+    return ImageRow(**fields)
+
+
+def dup_of(image_id: int) -> Decision:
+    return Decision(DUP, DecidedBy.VECTOR, image_id, 0.97, 3)
+
+
+# (what, (work, decision) pairs as (image_id, source_id, register, decision), matched rows, expected swaps
+#  as (original image_id, later image_id))
+CASES = [
+    ("a duplicate of a later accepted upload becomes its original", [(1, 10, True, dup_of(50))], [row(50, 20)], [(1, 50)]),
+    ("a duplicate of an earlier upload stays a duplicate", [(1, 30, True, dup_of(50))], [row(50, 20)], []),
+    ("the later image is no longer accepted", [(1, 10, True, dup_of(50))], [row(50, 20, accepted=False)], []),
+    ("the later image came through the API (no upstream order)", [(1, 10, True, dup_of(50))], [row(50, None)], []),
+    ("an upload through the API is never reordered", [(1, None, True, dup_of(50))], [row(50, 20)], []),
+    ("register=false changes nothing", [(1, 10, False, dup_of(50))], [row(50, 20)], []),
+    ("review is for a person, not reordered", [(1, 10, True, Decision(VerdictLabel.REVIEW, DecidedBy.VECTOR, 50, 0.8))], [row(50, 20)], []),
+    ("unique stays unique", [(1, 10, True, Decision(UNIQUE, DecidedBy.VECTOR))], [row(50, 20)], []),
+    (
+        "two earlier copies of one later upload: the earliest is the original",
+        [(1, 12, True, dup_of(50)), (2, 11, True, dup_of(50))],
+        [row(50, 20)],
+        [(2, 50)],
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("what", "given", "matched", "expected"), CASES, ids=[c[0] for c in CASES])
+def test_precedence_find_swaps(
+    what: str,
+    given: list[tuple[int, int | None, bool, Decision]],
+    matched: list[ImageRow],
+    expected: list[tuple[int, int]],
+) -> None:
+    decisions = [(work(i, s, r), d) for i, s, r, d in given]
+    swaps = find_swaps(decisions, {m.image_id: m for m in matched})
+    assert [(s.original.image_id, s.later.image_id) for s in swaps] == expected
+
+
+def test_precedence_apply_swaps_makes_the_original_unique_and_redirects_the_rest() -> None:
+    original, sibling, other = work(1, 10), work(2, 15), work(3, 30)
+    decisions = [(original, dup_of(50)), (sibling, dup_of(50)), (other, dup_of(60))]
+    swaps = find_swaps(decisions, {50: row(50, 20), 60: row(60, 5)})
+    assert [(s.original.image_id, s.later.image_id) for s in swaps] == [(1, 50)]  # sibling (15) is later than 10
+    applied = dict((w.image_id, d) for w, d in apply_swaps(decisions, swaps))
+    assert (applied[1].label, applied[1].decided_by, applied[1].matched_image_id) == (
+        UNIQUE,
+        DecidedBy.PRECEDENCE,
+        None,
+    )
+    assert (applied[2].label, applied[2].matched_image_id) == (DUP, 1)  # the later upload's duplicates: the original's
+    assert applied[3] == dup_of(60)
+    assert original.decision == applied[1]

@@ -1,0 +1,65 @@
+"""The earlier upload stays the original whatever order the rows are checked in: a copy checked before its
+original is displaced when the original comes (on the real model, FAISS and the database)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from app.composition import build_container
+from app.config.settings import FetchSettings, Settings, WorkerSettings
+from app.entrypoints.worker.drain import drain_once
+from testkit.image_server import ImageServer
+from testkit.images import flipped, jpeg, photo, resized
+from testkit.queue import insert_rows, outcomes
+
+
+async def drain(settings: Settings) -> None:
+    async with build_container(settings) as container:
+        while await drain_once(container):
+            pass
+
+
+async def test_precedence_an_original_checked_after_its_copies_displaces_them(
+    make_settings: Callable[..., Settings], server: ImageServer
+) -> None:
+    settings = make_settings(
+        fetch=FetchSettings(cdn_base=server.url("/cdn/"), allow_private_hosts=["127.0.0.1"]),
+        worker=WorkerSettings(enabled=False),
+    )
+    original = photo("b0575")
+    server.put("/cdn/original.jpg", jpeg(original, 92))
+    server.put("/cdn/small.jpg", jpeg(resized(original, 0.5), 70))
+    server.put("/cdn/mirror.jpg", jpeg(flipped(original), 85))
+    server.put("/cdn/later.jpg", jpeg(resized(original, 0.7), 80))
+    # The copies' rows are checked first (say the original's row was leased by a worker that died, or held by
+    # another worker): the first copy is accepted, the second is its duplicate.
+    await insert_rows(settings, [{"id": 20, "image_url": "small.jpg"}, {"id": 30, "image_url": "mirror.jpg"}])
+    await drain(settings)
+    before = await outcomes(settings)
+    assert (before[20]["status"], before[30]["status"]) == ("tag_extension", "similarity")
+    assert before[30]["matched_image_id"] == before[20]["image_id"]
+
+    await insert_rows(settings, [{"id": 10, "image_url": "original.jpg"}])  # inserted before both upstream
+    await drain(settings)
+    rows = await outcomes(settings)
+    first, small, mirror = rows[10], rows[20], rows[30]
+    assert (first["status"], first["verdict"], first["matched_image_id"]) == ("tag_extension", "unique", None)
+    assert (small["status"], small["verdict"]) == ("similarity", "duplicate")  # its upstream row rewritten
+    assert small["matched_image_id"] == mirror["matched_image_id"] == first["image_id"]
+    assert all(r["similarity"] == "done" for r in rows.values())
+
+    async with build_container(settings) as container:  # and after a restart: the original alone is indexed
+        ids = await container.index.ids()
+        assert ids is not None and first["image_id"] in ids and small["image_id"] not in ids
+        async with container.units() as uow:
+            kept = await uow.images.get(int(first["image_id"]))  # type: ignore[arg-type]
+            demoted = await uow.images.get(int(small["image_id"]))  # type: ignore[arg-type]
+        assert kept is not None and kept.accepted and kept.decided_by == "precedence"
+        assert demoted is not None and not demoted.accepted
+        assert demoted.explanation["precedence"]["original_source_id"] == 10
+        assert container.metrics.originals_restored == 0  # counted by the process that restored it
+
+    await insert_rows(settings, [{"id": 40, "image_url": "later.jpg"}])  # a copy uploaded after: the original's
+    await drain(settings)
+    later = (await outcomes(settings))[40]
+    assert (later["verdict"], later["matched_image_id"]) == ("duplicate", first["image_id"])

@@ -36,16 +36,18 @@ def dup_of(image_id: int) -> Decision:
     return Decision(DUP, DecidedBy.VECTOR, image_id, 0.97, 3)
 
 
+REVIEW_OF_50 = Decision(VerdictLabel.REVIEW, DecidedBy.VECTOR, 50, 0.8)
+
 # (what, (work, decision) pairs as (image_id, source_id, register, decision), matched rows, expected swaps
 #  as (original image_id, later image_id))
 CASES = [
-    ("a duplicate of a later accepted upload becomes its original", [(1, 10, True, dup_of(50))], [row(50, 20)], [(1, 50)]),
+    ("a duplicate of a later upload becomes its original", [(1, 10, True, dup_of(50))], [row(50, 20)], [(1, 50)]),
     ("a duplicate of an earlier upload stays a duplicate", [(1, 30, True, dup_of(50))], [row(50, 20)], []),
     ("the later image is no longer accepted", [(1, 10, True, dup_of(50))], [row(50, 20, accepted=False)], []),
     ("the later image came through the API (no upstream order)", [(1, 10, True, dup_of(50))], [row(50, None)], []),
     ("an upload through the API is never reordered", [(1, None, True, dup_of(50))], [row(50, 20)], []),
     ("register=false changes nothing", [(1, 10, False, dup_of(50))], [row(50, 20)], []),
-    ("review is for a person, not reordered", [(1, 10, True, Decision(VerdictLabel.REVIEW, DecidedBy.VECTOR, 50, 0.8))], [row(50, 20)], []),
+    ("review is for a person, not reordered", [(1, 10, True, REVIEW_OF_50)], [row(50, 20)], []),
     ("unique stays unique", [(1, 10, True, Decision(UNIQUE, DecidedBy.VECTOR))], [row(50, 20)], []),
     (
         "two earlier copies of one later upload: the earliest is the original",

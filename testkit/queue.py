@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import random
 import socket
@@ -10,6 +12,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import sqlalchemy as sa
 
 from app.config.settings import Settings
@@ -104,6 +107,16 @@ def app_env(settings: Settings, **extra: str) -> dict[str, str]:
     )
     env.update(extra)
     return env
+
+
+async def until_ready(client: httpx.AsyncClient, path: str = "/readyz", attempts: int = 600) -> None:
+    """Wait for a served process to answer `path` with 200 (it loads the model first)."""
+    for _ in range(attempts):
+        with contextlib.suppress(httpx.TransportError):
+            if (await client.get(path)).status_code == 200:
+                return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{client.base_url} never answered {path} with 200")
 
 
 def free_port() -> int:

@@ -11,7 +11,7 @@ from app.composition import build_container
 from app.config.settings import FetchSettings, Settings, WorkerSettings
 from app.entrypoints.worker.drain import drain_once
 from testkit.image_server import ImageServer
-from testkit.queue import DISTINCT_BASES, app_env, free_port, insert_rows, outcomes, plant_queue, spawn
+from testkit.queue import DISTINCT_BASES, app_env, free_port, insert_rows, outcomes, plant_queue, spawn, until_ready
 
 
 async def run_cli(settings: Settings, *args: str) -> tuple[int, str, str]:
@@ -92,12 +92,7 @@ async def test_cli_keys_and_the_bind_policy(make_settings: Callable[..., Setting
     service = spawn(["serve", "--host", "0.0.0.0", "--port", port], env)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            for _ in range(600):
-                try:
-                    if (await client.get("/healthz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
+            await until_ready(client, "/healthz")
             assert (await client.get("/stats")).status_code == 401
             assert (await client.get("/stats", headers={"Authorization": f"Bearer {key}"})).status_code == 200
     finally:

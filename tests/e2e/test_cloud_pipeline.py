@@ -95,8 +95,10 @@ async def test_faulty_cloud_queue_ends_fully_processed_within_the_rate(
         assert all(r["matched_image_id"] == kept["image_id"] for r in group if r is not kept), group
     arrivals = np.sort(np.array(dashscope.arrivals))
     assert len(arrivals) == embedder_calls
-    per_second = max((np.abs(arrivals - t) < 0.5).sum() for t in arrivals)
-    assert per_second <= rpm / 60 + 1, per_second
+    # Over any 3 s (a window long enough that the network's jitter of a request or two at its edges does not
+    # count): at most the rate, and a request or two of that jitter.
+    in_three_seconds = max(((arrivals >= t) & (arrivals < t + 3)).sum() for t in arrivals)
+    assert in_three_seconds <= 3 * rpm / 60 + 2, in_three_seconds
 
 
 async def test_cloud_start_up_and_request_errors_are_clear(

@@ -1,4 +1,4 @@
-"""Schemathesis, every check (`--checks all`), against the served API's own /openapi.json: without keys (open on
+"""Schemathesis, every check (schemathesis.toml enables them all), against the served API's own /openapi.json: without keys (open on
 loopback, the schema says a key is optional) and with keys (listening on every interface, every scoped route
 asks for one). Zero failures of any kind; the figures are printed."""
 
@@ -17,7 +17,7 @@ import pytest
 
 from app.config.settings import Settings
 from testkit.images import REPO
-from testkit.queue import app_env, free_port, spawn
+from testkit.queue import app_env, free_port, spawn, until_ready
 from tests.support import grant
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
@@ -33,18 +33,11 @@ async def fuzz(settings: Settings, host: str, headers: dict[str, str]) -> str:
     service = spawn(["serve", "--host", host, "--port", str(port)], env, log=settings.data_dir.parent / "serve.log")
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            for _ in range(600):
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    await asyncio.sleep(0.1)
+            await until_ready(client)
         command = [
             str(Path(sys.executable).with_name("schemathesis")),
             "run",
             f"http://127.0.0.1:{port}/openapi.json",
-            "--checks",
-            "all",
             "--max-examples",
             EXAMPLES,
             "--seed",

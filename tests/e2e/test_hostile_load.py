@@ -14,7 +14,7 @@ import pytest
 
 from app.config.settings import FetchSettings, Settings
 from testkit.image_server import ImageServer, gzip_bomb
-from testkit.queue import app_env, free_port, spawn
+from testkit.queue import app_env, free_port, spawn, until_ready
 
 # The served process with the model loaded and a few checks done uses about 0.7 GB; the bound leaves room for
 # the decoded images in flight, and none of the hostile inputs may add a multiple of its own size to it.
@@ -59,13 +59,7 @@ async def test_hostile_load_gets_json_answers_and_stays_under_its_memory_bound(
     service = spawn(["serve", "--port", str(port)], env)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
-            for _ in range(600):
-                try:
-                    if (await client.get("/readyz")).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                await asyncio.sleep(0.1)
+            await until_ready(client)
             before = peak_mb(service.pid)
             oversized = b"\xff\xd8\xff" + b"\0" * (3 * 1024 * 1024)
             png = tiny_huge_png()

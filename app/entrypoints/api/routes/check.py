@@ -116,6 +116,8 @@ async def _upload_item(request: Request, max_bytes: int) -> CheckItem:
     upload = form.get("file")
     if not isinstance(upload, UploadFile):
         raise InvalidRequest("a multipart upload needs a 'file' part")
+    if len(form.getlist("register")) > 1:
+        raise InvalidRequest("register is given more than once")
     register_field = str(form.get("register", "true")).strip().lower()
     if register_field not in _TRUE | _FALSE:
         raise InvalidRequest("register must be true or false")

@@ -1,6 +1,6 @@
-"""Schemathesis, every check (schemathesis.toml enables them all), against the served API's own /openapi.json: without keys (open on
-loopback, the schema says a key is optional) and with keys (listening on every interface, every scoped route
-asks for one). Zero failures of any kind; the figures are printed."""
+"""Schemathesis, every check (schemathesis.toml enables them all), against the served API's own /openapi.json:
+without keys (open on loopback, the schema says a key is optional) and with keys (listening on every interface,
+every scoped route asks for one). Zero failures of any kind; the figures are printed."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.check.metrics import Metrics
+from app.check.reviews import ReviewService
 from app.check.service import CheckOptions, CheckService
 from app.config.settings import Settings
 from app.config.thresholds import resolve_thresholds
@@ -53,6 +54,7 @@ class Container:
     service: CheckService
     metrics: Metrics
     holders: LeaseHolders
+    reviews: ReviewService
 
     @property
     def units(self) -> UnitsOfWork:
@@ -237,4 +239,7 @@ async def build_container(
         )
         await load_phash_index(database.units, phash_index)
         await reconcile(database.units, index, embedder.model_name, settings.index.reconcile_hours)
-        yield Container(settings, database, fetcher, embedder, index, service, metrics, holders)
+        reviews = ReviewService(
+            database.units, service.indexes, service.exclusive, service.thresholds, embedder.model_name
+        )
+        yield Container(settings, database, fetcher, embedder, index, service, metrics, holders, reviews)

@@ -49,6 +49,13 @@ class Indexes:
         if add_ids or removed:
             self.generation += 1
 
+    async def restore(self, image_id: int, phash: int | None, vector: np.ndarray) -> None:
+        """An image accepted again (a review decision undone), from what is stored of it."""
+        if phash is not None:
+            self.phash.add(image_id, phash)
+        await self.vectors.upsert([image_id], vector[None, :])
+        self.generation += 1
+
     async def remove(self, image_ids: Sequence[int]) -> None:
         """Images no longer accepted that this batch did not check (a later upload an original displaced)."""
         if not image_ids:

@@ -55,7 +55,7 @@ class Recorder:
                 explanation = {"thresholds": thresholds.as_dict()}
                 await uow.images.demote(swap.later.image_id, swap.original.image_id, demoted(swap, explanation))
                 if swap.later.source_id is not None:
-                    await uow.queue.rewrite_as_duplicate(swap.later.source_id, swap.match.similarity)
+                    await uow.queue.rewrite(swap.later.source_id, "duplicate", swap.match.similarity)
             for work, decision in decisions:
                 if not work.persist or work.image_id is None:
                     continue
@@ -64,6 +64,8 @@ class Recorder:
                     await uow.images.save_embedding(work.image_id, self._model_name, work.vector)
                 if work.enters_index and work.thumbnail is not None:
                     await uow.images.save_thumbnail(work.image_id, work.thumbnail)
+                if work.enters_index and work.preview is not None:
+                    await uow.reviews.save_preview(work.image_id, work.preview)
             matched = await uow.images.get_many(
                 [d.matched_image_id for _, d in decisions if d.matched_image_id is not None]
             )

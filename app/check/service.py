@@ -10,11 +10,14 @@ The database write comes before the index write, so a crash between them is repa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
+
+from PIL import Image
 
 from app.check.decision import Plan, plan, settled_by_hashes
 from app.check.embedding import Embedding
@@ -34,6 +37,7 @@ from app.domain.rules import grey_candidates, outright_duplicate
 from app.ports.backends import Embedder, ImageFetcher, VectorIndex
 from app.ports.persistence import DecisionLock, UnitsOfWork
 from app.vision.phash import PhashIndex
+from app.vision.preview import preview_jpeg
 from app.vision.verify import VerifyPolicy, thumbnail_jpeg
 
 log = logging.getLogger(__name__)
@@ -127,6 +131,7 @@ class CheckService:
         works = [ImageWork(position=i, item=item) for i, item in enumerate(items)]
         try:
             await self._intake.run(works)
+            await self._load_distinct(alive(works))
             generation = self.indexes.generation
             await self._look_up_hashes(alive(works))
             await self._embedding.embed([w for w in alive(works) if w.vector is None and not self._hash_settled(w)])
@@ -171,21 +176,41 @@ class CheckService:
 
     async def _verify(self, works: Sequence[ImageWork]) -> None:
         if self._verifier is not None:
-            await self._verifier.best_first(works, lambda w: grey_candidates(w.neighbours, self.thresholds))
+            await self._verifier.best_first(
+                works,
+                # a pair a person called distinct is never verified (so never confirmed) again
+                lambda w: [c for c in grey_candidates(w.neighbours, self.thresholds) if c not in w.distinct_from],
+            )
+
+    async def _load_distinct(self, works: Sequence[ImageWork]) -> None:
+        ids = [w.image_id for w in works if w.image_id is not None]
+        if not ids:
+            return
+        async with self._units() as uow:
+            found = await uow.reviews.distinct_from(ids)
+        for work in works:
+            work.distinct_from = found.get(work.image_id or 0, set())
+
+    @contextlib.asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        """The locks decide-and-record holds: a review decision changes what is accepted, so it takes them too."""
+        async with self._decide_lock, self._decision_lock.hold():
+            yield
 
     async def _take_second_look(self, works: Sequence[ImageWork]) -> None:
         if self._second_look is not None:
             await self._second_look.run(works, self.thresholds)
 
     async def _make_thumbnails(self, works: Sequence[ImageWork]) -> None:
-        """The grey thumbnail an accepted image keeps as a verification base (and for review)."""
+        """The grey thumbnail an accepted image keeps as a verification base, and its colour preview for the
+        review page."""
         loop = asyncio.get_running_loop()
         decoded = [(w, w.decoded) for w in works if w.decoded is not None]
         made = await asyncio.gather(
-            *(loop.run_in_executor(self._executor, thumbnail_jpeg, image.pixels) for _, image in decoded)
+            *(loop.run_in_executor(self._executor, _thumbnail_and_preview, image.pixels) for _, image in decoded)
         )
-        for (work, _), thumbnail in zip(decoded, made, strict=True):
-            work.thumbnail = thumbnail
+        for (work, _), (thumbnail, preview) in zip(decoded, made, strict=True):
+            work.thumbnail, work.preview = thumbnail, preview
 
     # ---- under the locks ----------------------------------------------------------------------------------
     async def _decide_and_record(self, works: list[ImageWork], generation: int) -> None:
@@ -272,3 +297,7 @@ class CheckService:
             raise RuntimeError(f"image at position {work.position} left the check with neither verdict nor error")
         self.metrics.observe_verdict(work.verdict)
         return CheckOutcome(work.item, verdict=work.verdict)
+
+
+def _thumbnail_and_preview(pixels: Image.Image) -> tuple[bytes, bytes]:
+    return thumbnail_jpeg(pixels), preview_jpeg(pixels)

@@ -45,12 +45,14 @@ class ImageWork:
     vector: np.ndarray | None = None
     features: QueryFeatures | None = None  # for verification, computed once
     thumbnail: bytes | None = None  # kept if it is accepted
+    preview: bytes | None = None  # the colour one the review page shows, kept if it is accepted
     # What it resembles.
     exact_ids: list[int] = field(default_factory=list)  # accepted images with the same bytes
     phash_near: list[tuple[int, int]] = field(default_factory=list)  # (image_id, distance), nearest first
     neighbours: list[Neighbor] = field(default_factory=list)
     framed: FramedPart | None = None
     verified: dict[int, Verification] = field(default_factory=dict)  # by candidate image_id
+    distinct_from: set[int] = field(default_factory=set)  # images a person said it is not a copy of
     # How it ended.
     decision: Decision | None = None
     verdict: Verdict | None = None

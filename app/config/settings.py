@@ -197,6 +197,11 @@ class ApiSettings(BaseModel):
     rate_limit_per_minute: int = Field(600, ge=1)
     # How often the keys are read again: a new or revoked key takes effect within this time.
     keys_refresh_seconds: float = Field(5.0, ge=0)
+    # The review page's session cookie: signed with this secret (None: one made once and kept in the data
+    # folder; several processes behind one address need the same one), valid this long, HTTPS-only if set.
+    session_secret: SecretStr | None = None
+    session_hours: float = Field(12, gt=0)
+    secure_cookies: bool = False
     max_upload_bytes: int = 20 * 1024 * 1024
     # Checks one process works on at once through the API; more are answered 429 with Retry-After at once,
     # instead of queueing their uploads in memory.

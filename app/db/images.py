@@ -17,7 +17,7 @@ from app.domain.records import Acceptance, Demoted, ImageRow, VerdictRecord
 from app.ports.persistence import Clock
 
 
-def _image_row(row: Any) -> ImageRow:
+def image_row(row: Any) -> ImageRow:
     values = {name: row[name] for name in ImageRow.__dataclass_fields__}
     if values["phash"] is not None:
         values["phash"] = to_unsigned64(values["phash"])
@@ -35,19 +35,19 @@ class SqlImageRepository:
 
     async def get(self, image_id: int) -> ImageRow | None:
         row = (await self._session.execute(sa.select(self._t).where(self._t.c.image_id == image_id))).mappings().first()
-        return _image_row(row) if row else None
+        return image_row(row) if row else None
 
     async def get_by_source(self, source_id: int) -> ImageRow | None:
         row = (
             (await self._session.execute(sa.select(self._t).where(self._t.c.source_id == source_id))).mappings().first()
         )
-        return _image_row(row) if row else None
+        return image_row(row) if row else None
 
     async def get_many(self, image_ids: Sequence[int]) -> dict[int, ImageRow]:
         if not image_ids:
             return {}
         rows = (await self._session.execute(sa.select(self._t).where(self._t.c.image_id.in_(image_ids)))).mappings()
-        return {r["image_id"]: _image_row(r) for r in rows}
+        return {r["image_id"]: image_row(r) for r in rows}
 
     async def create(self, source_url: str | None = None, source_id: int | None = None) -> int:
         now = self._clock.now()
@@ -89,11 +89,18 @@ class SqlImageRepository:
                 next_attempt_at=None,
                 updated_at=now,
                 checked_at=now,
+                version=self._t.c.version + 1,
             )
         )
 
-    async def demote(self, image_id: int, original_id: int, record: Demoted) -> None:
+    async def demote(self, image_id: int, original_id: int, record: Demoted) -> list[int]:
         t = self._t
+        repointed = [
+            int(i)
+            for (i,) in await self._session.execute(
+                sa.select(t.c.image_id).where(t.c.matched_image_id == image_id, t.c.image_id != original_id)
+            )
+        ]
         await self._session.execute(
             sa.update(t)
             .where(t.c.image_id == image_id)
@@ -106,14 +113,53 @@ class SqlImageRepository:
                 phash_distance=record.phash_distance,
                 explanation=record.explanation,
                 updated_at=self._clock.now(),
+                version=t.c.version + 1,
             )
         )
         # its own duplicates now point at the original: every duplicate names an accepted image
+        if repointed:
+            await self._session.execute(
+                sa.update(t).where(t.c.image_id.in_(repointed)).values(matched_image_id=original_id)
+            )
+        return repointed
+
+    async def settle_unique(self, image_id: int, decided_by: str, explanation: dict[str, Any]) -> None:
+        t = self._t
         await self._session.execute(
             sa.update(t)
-            .where(t.c.matched_image_id == image_id, t.c.image_id != original_id)
-            .values(matched_image_id=original_id)
+            .where(t.c.image_id == image_id)
+            .values(
+                verdict="unique",
+                decided_by=decided_by,
+                matched_image_id=None,
+                accepted=True,
+                explanation=explanation,
+                updated_at=self._clock.now(),
+                version=t.c.version + 1,
+            )
         )
+
+    async def restore(self, image_id: int, before: dict[str, Any]) -> None:
+        t = self._t
+        await self._session.execute(
+            sa.update(t)
+            .where(t.c.image_id == image_id)
+            .values(
+                verdict=before["verdict"],
+                decided_by=before["decided_by"],
+                matched_image_id=before["matched_image_id"],
+                similarity=before["similarity"],
+                phash_distance=before["phash_distance"],
+                accepted=before["accepted"],
+                explanation=before["explanation"],
+                updated_at=self._clock.now(),
+                version=t.c.version + 1,
+            )
+        )
+        if before.get("repointed"):
+            await self._session.execute(
+                sa.update(t).where(t.c.image_id.in_(before["repointed"])).values(matched_image_id=image_id)
+            )
 
     async def save_embedding(self, image_id: int, model: str, vector: np.ndarray) -> None:
         await self._session.execute(sa.delete(self._e).where(self._e.c.image_id == image_id))

@@ -165,9 +165,9 @@ class SqlQueueRepository:
         await self._session.execute(sa.update(self._q).where(self._q.c.id == claimed.source_id).values(values))
         return True
 
-    async def rewrite_as_duplicate(self, source_id: int, score: float | None) -> bool:
+    async def rewrite(self, source_id: int, verdict: str, score: float | None) -> bool:
         q, names = self._q, self._names
-        values: dict[Any, Any] = {q.c.status: names.status_duplicate}
+        values: dict[Any, Any] = {q.c.status: self._status_of(verdict)}
         if self._score_column is not None and score is not None:
             values[self._score_column] = round(score, 6)
         result = await self._session.execute(
@@ -175,7 +175,7 @@ class SqlQueueRepository:
             .where(
                 q.c.id == source_id,
                 q.c.similarity == names.similarity_done,
-                q.c.status.in_([names.status_unique, names.status_review]),
+                q.c.status.in_([names.status_unique, names.status_review, names.status_duplicate]),
             )
             .values(values)
         )

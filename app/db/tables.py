@@ -86,6 +86,7 @@ class Tables:
             sa.Column("created_at", Timestamp, nullable=False),
             sa.Column("updated_at", Timestamp, nullable=False),
             sa.Column("checked_at", Timestamp, nullable=True),
+            sa.Column("version", sa.Integer, nullable=False, server_default="0"),
         )
         self.embedding = sa.Table(
             "embedding",
@@ -108,6 +109,35 @@ class Tables:
             self.metadata,
             sa.Column("image_id", BigId, sa.ForeignKey("image.image_id", ondelete="CASCADE"), primary_key=True),
             sa.Column("jpeg", sa.LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb"), nullable=False),
+        )
+        # A colour preview (<= 320 px) of accepted images and those in review: what the review page shows.
+        self.preview = sa.Table(
+            "preview",
+            self.metadata,
+            sa.Column("image_id", BigId, sa.ForeignKey("image.image_id", ondelete="CASCADE"), primary_key=True),
+            sa.Column("jpeg", sa.LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb"), nullable=False),
+        )
+        self.review_decision = sa.Table(
+            "review_decision",
+            self.metadata,
+            sa.Column("decision_id", BigId, primary_key=True, autoincrement=True),
+            sa.Column("image_id", sa.BigInteger, nullable=False, index=True),
+            sa.Column("choice", sa.String(16), nullable=False),
+            sa.Column("candidate_id", sa.BigInteger, nullable=True),
+            sa.Column("reviewer", sa.String(64), nullable=False, index=True),
+            sa.Column("decided_at", Timestamp, nullable=False),
+            sa.Column("machine_guess", sa.String(16), nullable=False),
+            sa.Column("similarity", sa.Float, nullable=True),
+            sa.Column("before", sa.JSON, nullable=False),
+            sa.Column("undone_at", Timestamp, nullable=True),
+        )
+        # "Not a copy of": a pair a person called distinct (low id first), never matched again.
+        self.distinct_pair = sa.Table(
+            "distinct_pair",
+            self.metadata,
+            sa.Column("image_id", sa.BigInteger, primary_key=True),
+            sa.Column("other_id", sa.BigInteger, primary_key=True),
+            sa.Column("decision_id", sa.BigInteger, nullable=False),
         )
         self.api_key = sa.Table(
             "api_key",

@@ -135,6 +135,18 @@ class Forbidden(AppError):
     code = "forbidden"
 
 
+class ReviewConflict(AppError):
+    """The image changed since the reviewer saw it (another decision, a re-check): nothing was written."""
+
+    status_code = 409
+    code = "review_conflict"
+
+
+class NothingToUndo(AppError):
+    status_code = 404
+    code = "nothing_to_undo"
+
+
 class RateLimited(AppError):
     """This key made more requests than its rate allows; Retry-After says when to come back."""
 

@@ -34,6 +34,7 @@ class ImageRow:
     created_at: datetime
     updated_at: datetime
     checked_at: datetime | None
+    version: int = 0  # one more at every change of the verdict: a reviewer's decision names the one it saw
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """The command line: `python -m app serve | worker | stats | status | recalc | reset-data | reset-vectors |
-reindex | calibrate | keys | migrate`.
+reindex | calibrate | keys | review | migrate`.
 
 Parse arguments, load Settings, hand off; every command builds its backends with the composition root.
 """
@@ -20,7 +20,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from app.config.settings import Settings
-from app.domain.errors import ConfigurationError, InvalidRequest
+from app.domain.errors import AppError, ConfigurationError, InvalidRequest
+from app.entrypoints.review_cli import add_review_commands
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -350,6 +351,7 @@ def _parser() -> argparse.ArgumentParser:
     revoke = key_actions.add_parser("revoke", help="revoke a key by name")
     revoke.add_argument("name")
     keys.set_defaults(handler=_keys)
+    add_review_commands(commands)
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
     return parser
@@ -377,4 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidRequest as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         return 2
+    except AppError as exc:
+        print(f"error: {exc.code}: {exc.message}", file=sys.stderr)
+        return 1
     return int(result or 0)

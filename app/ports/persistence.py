@@ -11,12 +11,13 @@ from collections.abc import AsyncIterator, Collection, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from types import TracebackType
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 import numpy as np
 
 from app.domain.access import ApiKey, Scope
 from app.domain.records import Acceptance, ClaimedRow, Demoted, ImageRow, QueueCounts, VerdictRecord
+from app.domain.review import Choice, Settled
 
 
 class Clock(Protocol):
@@ -42,8 +43,16 @@ class ImageRepository(Protocol):
 
     async def record_verdict(self, image_id: int, record: VerdictRecord) -> None: ...
 
-    async def demote(self, image_id: int, original_id: int, record: Demoted) -> None:
-        """An accepted image becomes the duplicate of an earlier upload; its own duplicates point there too."""
+    async def demote(self, image_id: int, original_id: int, record: Demoted) -> list[int]:
+        """An accepted image becomes the duplicate of another; its own duplicates point there too (their ids)."""
+        ...
+
+    async def settle_unique(self, image_id: int, decided_by: str, explanation: dict[str, Any]) -> None:
+        """A person's `distinct`: unique and accepted."""
+        ...
+
+    async def restore(self, image_id: int, before: dict[str, Any]) -> None:
+        """Undo: the verdict as it was, and the duplicates a demotion re-pointed pointing back at it."""
         ...
 
     async def save_embedding(self, image_id: int, model: str, vector: np.ndarray) -> None: ...
@@ -115,9 +124,10 @@ class QueueRepository(Protocol):
         claim no longer holds the lease."""
         ...
 
-    async def rewrite_as_duplicate(self, source_id: int, score: float | None) -> bool:
-        """A finished row whose image is now a duplicate gets the duplicate status values (False: the row
-        was not finished yet, and its own write-back will write them)."""
+    async def rewrite(self, source_id: int, verdict: str, score: float | None) -> bool:
+        """A finished row whose image's verdict changed since (a later upload displaced, a person's decision, an
+        undo) gets that verdict's status values (False: the row was not finished yet, and its own write-back
+        will write them)."""
         ...
 
     async def fail(
@@ -137,6 +147,47 @@ class QueueRepository(Protocol):
     async def reset_all(self) -> int: ...
 
     async def counts(self) -> QueueCounts: ...
+
+
+class ReviewRepository(Protocol):
+    """The review band: images whose verdict is `review`, people's decisions, distinct pairs, previews."""
+
+    async def pending(
+        self,
+        limit: int,
+        checked_before: datetime | None = None,
+        decided_by: str | None = None,
+        from_queue: bool | None = None,
+    ) -> list[ImageRow]: ...
+
+    async def add(
+        self,
+        image_id: int,
+        choice: Choice,
+        candidate_id: int | None,
+        reviewer: str,
+        machine_guess: Choice,
+        similarity: float | None,
+        before: dict[str, Any],
+    ) -> int: ...
+
+    async def keep_before(self, decision_id: int, before: dict[str, Any]) -> None: ...
+
+    async def last_of(self, reviewer: str) -> Settled | None: ...
+
+    async def mark_undone(self, decision_id: int) -> None: ...
+
+    async def add_distinct(self, image_id: int, other_id: int, decision_id: int) -> None: ...
+
+    async def distinct_from(self, image_ids: Sequence[int]) -> dict[int, set[int]]: ...
+
+    async def decided_since(self, since: datetime) -> list[Settled]: ...
+
+    async def labelled_similarities(self) -> list[tuple[float, bool]]: ...
+
+    async def save_preview(self, image_id: int, jpeg: bytes) -> None: ...
+
+    async def preview(self, image_id: int) -> bytes | None: ...
 
 
 class ApiKeyRepository(Protocol):
@@ -175,6 +226,9 @@ class UnitOfWork(Protocol):
 
     @property
     def keys(self) -> ApiKeyRepository: ...
+
+    @property
+    def reviews(self) -> ReviewRepository: ...
 
     @property
     def clock(self) -> Clock: ...

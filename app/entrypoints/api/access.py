@@ -72,6 +72,11 @@ class KeyRing:
             raise Unauthorized("the API key is not valid (unknown or revoked)", headers=_CHALLENGE)
         return Caller(name=key.name, scopes=key.scopes, rate_per_minute=key.rate_per_minute)
 
+    async def caller_by_hash(self, key_hash: str) -> Caller | None:
+        """The caller a signed session names by its key's hash, while that key is still valid."""
+        key = (await self._current()).get(key_hash)
+        return Caller(name=key.name, scopes=key.scopes, rate_per_minute=key.rate_per_minute) if key else None
+
 
 class RateLimits:
     """A leaky bucket per key (aiolimiter): a burst of up to a minute's rate, then the rate itself."""

@@ -9,13 +9,15 @@ from typing import Any, TypedDict
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
+from starlette.middleware.sessions import SessionMiddleware
 
 from app.composition import Container, build_container
 from app.config.settings import Settings
 from app.entrypoints.api.access import Access, binds_loopback_only
 from app.entrypoints.api.errors import install_error_handlers
 from app.entrypoints.api.limits import BodySizeLimit, InFlightLimit
-from app.entrypoints.api.routes import admin, check, health, images, stats
+from app.entrypoints.api.routes import admin, check, health, images, review_page, reviews, stats
+from app.entrypoints.api.session import session_secret
 from app.entrypoints.worker.scheduler import run_scheduler
 
 
@@ -80,9 +82,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.openapi = _keys_optional_in_schema(app)  # type: ignore[method-assign]
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_upload_bytes + 64 * 1024)
+    # The review page's sign-in: a signed cookie, never sent cross-site, out of reach of scripts.
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=session_secret(settings),
+        session_cookie="imgdedup_review",
+        max_age=int(settings.api.session_hours * 3600),
+        same_site="strict",
+        https_only=settings.api.secure_cookies,
+    )
     app.include_router(check.router)
     app.include_router(images.router)
     app.include_router(stats.router)
     app.include_router(admin.router)
+    app.include_router(reviews.router)
+    app.include_router(review_page.router)
     app.include_router(health.router)
     return app

@@ -55,3 +55,4 @@ def _requires(scope: Scope) -> Callable[[Caller], Awaitable[Caller]]:
 CheckerDep = Annotated[Caller, Depends(_requires(Scope.CHECK))]
 ReaderDep = Annotated[Caller, Depends(_requires(Scope.READ))]
 AdminDep = Annotated[Caller, Depends(_requires(Scope.ADMIN))]
+ReviewerDep = Annotated[Caller, Depends(_requires(Scope.REVIEW))]

@@ -101,6 +101,7 @@ class ImageResponse(BaseModel):
     explanation: dict[str, Any] | None
     created_at: datetime
     checked_at: datetime | None
+    version: int = Field(description="One more at every change of the verdict (a review decision names it)")
 
 
 class ErrorResponse(BaseModel):

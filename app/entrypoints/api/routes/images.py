@@ -15,12 +15,12 @@ from app.entrypoints.api.schemas import MAX_ID, ErrorResponse, ImageResponse
 router = APIRouter(tags=["images"])
 
 
-def _utc(moment: datetime) -> datetime:
+def utc(moment: datetime) -> datetime:
     """The database keeps naive UTC; the API says so (RFC 3339 with its offset)."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-def _response(row: ImageRow) -> ImageResponse:
+def image_response(row: ImageRow) -> ImageResponse:
     return ImageResponse(
         image_id=row.image_id,
         source_id=row.source_id,
@@ -41,8 +41,9 @@ def _response(row: ImageRow) -> ImageResponse:
         error_code=row.error_code,
         last_error=row.last_error,
         explanation=row.explanation,
-        created_at=_utc(row.created_at),
-        checked_at=_utc(row.checked_at) if row.checked_at else None,
+        created_at=utc(row.created_at),
+        checked_at=utc(row.checked_at) if row.checked_at else None,
+        version=row.version,
     )
 
 
@@ -57,7 +58,7 @@ async def get_image(
         row = await uow.images.get(image_id)
     if row is None:
         raise ImageNotFound(f"no image with image_id {image_id}")
-    return _response(row)
+    return image_response(row)
 
 
 @router.get("/images", response_model=ImageResponse, responses=_ERRORS)
@@ -68,4 +69,4 @@ async def find_image(
         row = await uow.images.get_by_source(source_id)
     if row is None:
         raise ImageNotFound(f"no image with source_id {source_id}")
-    return _response(row)
+    return image_response(row)

@@ -1,0 +1,207 @@
+"""The review page (`/review`): server-rendered, keyboard first, no assets from anywhere else.
+
+Reviewers sign in with an API key that has the `review` scope; the page then keeps a signed session cookie
+(SameSite=Strict, HttpOnly) naming the key, checked again on every request (a revoked key signs its sessions
+out), and every form carries the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+
+from app.check.reviews import ReviewItem
+from app.domain.access import Caller, Scope, hash_key
+from app.domain.errors import AppError, Forbidden, ImageNotFound, Unauthorized
+from app.domain.review import Choice
+from app.entrypoints.api.access import Access
+from app.entrypoints.api.deps import ContainerDep
+
+router = APIRouter(tags=["review page"], include_in_schema=False)
+templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
+
+
+def _csrf(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not token:
+        token = request.session["csrf"] = secrets.token_urlsafe(24)
+    return str(token)
+
+
+def _checked_csrf(request: Request, given: str) -> None:
+    if not secrets.compare_digest(given.encode(), str(request.session.get("csrf", "")).encode()):
+        raise Forbidden("the form is stale or not from this page (CSRF token): reload and try again")
+
+
+async def _reviewer(request: Request) -> Caller | None:
+    """The signed-in reviewer, if the key the session names is still valid and may review."""
+    key_hash = request.session.get("key_hash")
+    if not key_hash:
+        return None
+    access: Access = request.state.access
+    caller = await access.keys.caller_by_hash(str(key_hash))
+    if caller is None or not caller.can(Scope.REVIEW):
+        request.session.pop("key_hash", None)
+        return None
+    return caller
+
+
+def _filters(older_than_hours: float | None, decided_by: str | None, source: str | None) -> dict[str, Any]:
+    return {
+        "older_than_hours": older_than_hours,
+        "decided_by": decided_by if decided_by in ("vector", "verified", "phash") else None,
+        "source": source if source in ("queue", "upload") else None,
+    }
+
+
+def _query(filters: dict[str, Any]) -> str:
+    return urlencode({k: v for k, v in filters.items() if v not in (None, "")})
+
+
+@router.get("/review", response_class=HTMLResponse)
+async def review_page(
+    request: Request,
+    container: ContainerDep,
+    at: str | None = None,
+    older_than_hours: str | None = None,
+    decided_by: str | None = None,
+    source: str | None = None,
+) -> Response:
+    reviewer = await _reviewer(request)
+    if reviewer is None:
+        return templates.TemplateResponse(request, "sign_in.html", {"csrf": _csrf(request), "message": None})
+    hours = _number(older_than_hours)
+    filters = _filters(hours, decided_by, source)
+    async with container.units() as uow:
+        now = uow.clock.now()
+        backlog, _ = await uow.images.review_backlog()
+    items = await container.reviews.pending(
+        limit=200,
+        checked_before=now - timedelta(hours=hours) if hours else None,
+        decided_by=filters["decided_by"],
+        from_queue={"queue": True, "upload": False}.get(filters["source"] or ""),
+    )
+    position = next((n for n, i in enumerate(items) if str(i.image.image_id) == at), 0) if items else 0
+    item = items[position] if items else None
+    following = items[position + 1] if position + 1 < len(items) else None
+    context = {
+        "item": item,
+        "evidence": _evidence(item),
+        "backlog": backlog,
+        "reviewer": reviewer.name,
+        "csrf": _csrf(request),
+        "filters": filters,
+        "filter_query": _query(filters),
+        "previous_id": items[position - 1].image.image_id if position > 0 else None,
+        "next_id": following.image.image_id if following else None,
+        "preload": _previews(following),
+        "message": request.session.pop("message", None),
+    }
+    return templates.TemplateResponse(request, "review.html", context)
+
+
+@router.post("/review/sign-in")
+async def sign_in(request: Request, key: Annotated[str, Form()], csrf: Annotated[str, Form()]) -> Response:
+    _checked_csrf(request, csrf)
+    access: Access = request.state.access
+    try:
+        caller = await access.caller(f"Bearer {key.strip()}")
+        caller.require(Scope.REVIEW)
+        if caller.local:
+            raise Unauthorized("no API keys exist: add one with the review scope (python -m app keys add ...)")
+    except AppError as exc:
+        context = {"csrf": _csrf(request), "message": exc.message}
+        return templates.TemplateResponse(request, "sign_in.html", context, status_code=exc.status_code)
+    request.session.clear()
+    request.session["key_hash"] = hash_key(key.strip())
+    _csrf(request)  # a new token for the signed-in session
+    return RedirectResponse("/review", status_code=303)
+
+
+@router.post("/review/sign-out")
+async def sign_out(request: Request, csrf: Annotated[str, Form()]) -> Response:
+    _checked_csrf(request, csrf)
+    request.session.clear()
+    return RedirectResponse("/review", status_code=303)
+
+
+@router.post("/review/decide")
+async def decide(
+    request: Request,
+    container: ContainerDep,
+    csrf: Annotated[str, Form()],
+    image_id: Annotated[int, Form()],
+    decision: Annotated[Choice, Form()],
+    version: Annotated[int, Form()],
+    of: Annotated[str, Form()] = "",
+    filters: Annotated[str, Form()] = "",
+) -> Response:
+    reviewer = await _signed_in(request)
+    _checked_csrf(request, csrf)
+    try:
+        await container.reviews.decide(image_id, decision, int(of) if of.strip() else None, version, reviewer.name)
+    except AppError as exc:
+        request.session["message"] = exc.message
+        return RedirectResponse(f"/review?{filters}&at={image_id}", status_code=303)
+    return RedirectResponse(f"/review?{filters}", status_code=303)
+
+
+@router.post("/review/undo")
+async def undo(
+    request: Request, container: ContainerDep, csrf: Annotated[str, Form()], filters: Annotated[str, Form()] = ""
+) -> Response:
+    reviewer = await _signed_in(request)
+    _checked_csrf(request, csrf)
+    try:
+        restored = await container.reviews.undo(reviewer.name)
+    except AppError as exc:
+        request.session["message"] = exc.message
+        return RedirectResponse(f"/review?{filters}", status_code=303)
+    request.session["message"] = f"undone: image {restored.image_id} is in review again"
+    return RedirectResponse(f"/review?{filters}&at={restored.image_id}", status_code=303)
+
+
+@router.get("/review/preview/{image_id}.jpg")
+async def preview(request: Request, container: ContainerDep, image_id: int) -> Response:
+    await _signed_in(request)
+    async with container.units() as uow:
+        jpeg = await uow.reviews.preview(image_id)
+    if jpeg is None:
+        raise ImageNotFound(f"no preview of image {image_id}")
+    return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+async def _signed_in(request: Request) -> Caller:
+    reviewer = await _reviewer(request)
+    if reviewer is None:
+        raise Unauthorized("sign in on /review first")
+    return reviewer
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        return float(text) if text else None
+    except ValueError:
+        return None
+
+
+def _evidence(item: ReviewItem | None) -> dict[str, Any] | None:
+    if item is None or item.candidate is None:
+        return None
+    verification = (item.image.explanation or {}).get("verification", {})
+    found = verification.get(str(item.candidate.image_id))
+    return dict(found) if isinstance(found, dict) else None
+
+
+def _previews(item: ReviewItem | None) -> list[str]:
+    if item is None:
+        return []
+    ids = [item.image.image_id] + ([item.candidate.image_id] if item.candidate else [])
+    return [f"/review/preview/{i}.jpg" for i in ids]

@@ -32,3 +32,9 @@ if [ ! -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf ]; then
   export DEBIAN_FRONTEND=noninteractive
   { apt-get install -y -qq fonts-dejavu-core >/dev/null 2>&1; } || { apt-get update -qq && apt-get install -y -qq fonts-dejavu-core >/dev/null; }
 fi
+# The review page's browser test drives Debian's chromium with Playwright's Python package (no browser download).
+if [ ! -x /usr/bin/chromium ]; then
+  echo "installing chromium (the review page's browser test)"
+  export DEBIAN_FRONTEND=noninteractive
+  { apt-get install -y -qq chromium >/dev/null 2>&1; } || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+fi

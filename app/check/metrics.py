@@ -65,6 +65,17 @@ class Metrics:
         self.review_oldest_seconds = Gauge(
             "imgdedup_review_oldest_seconds", "Age of the oldest review verdict", registry=self.registry
         )
+        self._review_decisions = Gauge(
+            "imgdedup_review_decisions_last_hour",
+            "Review decisions in the last hour, by reviewer",
+            ["reviewer"],
+            registry=self.registry,
+        )
+        self._review_agreement = Gauge(
+            "imgdedup_review_machine_agreement",
+            "Share of the last 30 days' review decisions that agreed with the machine's best guess",
+            registry=self.registry,
+        )
         self.decided_by: Tally[str] = Tally()
         self.verdicts: Tally[str] = Tally()
         self.errors: Tally[str] = Tally()
@@ -108,6 +119,13 @@ class Metrics:
         if count:
             self._restored.inc(count)
             self.originals_restored += count
+
+    def observe_reviewers(self, last_hour: dict[str, int], agreement: float | None) -> None:
+        self._review_decisions.clear()
+        for reviewer, count in last_hour.items():
+            self._review_decisions.labels(reviewer).set(count)
+        if agreement is not None:
+            self._review_agreement.set(agreement)
 
     def observe_poll(self) -> None:
         self._polls.inc()

@@ -36,7 +36,9 @@ def read_thresholds_file(path: Path, model: str) -> dict[str, float]:
         log.warning("ignoring unreadable %s: %s", path, exc)
         return {}
     fitted = data.get("models", {}).get(model, {})
-    return {k: fitted[k] for k in ("phash", "duplicate", "review") if k in fitted}
+    return {
+        k: fitted[k] for k in ("phash", "duplicate", "review", "settled_duplicate", "settled_unique") if k in fitted
+    }
 
 
 def resolve_thresholds(
@@ -70,9 +72,52 @@ def resolve_thresholds(
                 values[name], sources[name] = layer[name], source
                 break
     review = min(values["review"], values["duplicate"])
+    learned = read_thresholds_file(thresholds_file, model)
+    settled_duplicate, settled_unique = learned.get("settled_duplicate"), learned.get("settled_unique")
+    if settled_duplicate is not None or settled_unique is not None:
+        sources["settled"] = "thresholds_json"
     return Thresholds(
-        phash=int(values["phash"]), duplicate=float(values["duplicate"]), review=float(review), sources=sources
+        phash=int(values["phash"]),
+        duplicate=float(values["duplicate"]),
+        review=float(review),
+        sources=sources,
+        settled_duplicate=float(settled_duplicate) if settled_duplicate is not None else None,
+        settled_unique=float(settled_unique) if settled_unique is not None else None,
     )
+
+
+def write_settled_thresholds(path: Path, model: str, fitted: Any, decisions: int, prior: int) -> bool:
+    """Store the grey band's learned thresholds for `model`, only when the fit is tighter (narrower bootstrap
+    intervals) than the one there; True when written."""
+    data: dict[str, Any] = {}
+    if path.exists():
+        try:
+            data = json.loads(path.read_text())
+        except ValueError:
+            data = {}
+    entry = data.setdefault("models", {}).setdefault(model, {})
+    width = round((fitted.duplicate.high - fitted.duplicate.low) + (fitted.review.high - fitted.review.low), 4)
+    known = entry.get("settled_fit", {})
+    if "width" in known and known["width"] <= width:
+        return False
+    entry.update(
+        {
+            "settled_duplicate": fitted.duplicate.value,
+            "settled_unique": fitted.review.value,
+            "settled_fit": {
+                "settled_duplicate_interval": [fitted.duplicate.low, fitted.duplicate.high],
+                "settled_unique_interval": [fitted.review.low, fitted.review.high],
+                "width": width,
+                "decisions": decisions,
+                "prior_pairs": prior,
+                "precision_target": fitted.precision_target,
+                "recall_target": fitted.recall_target,
+            },
+        }
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+    return True
 
 
 def write_thresholds_file(path: Path, model: str, fitted: Any) -> Path:

@@ -13,8 +13,10 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
     Exact hits win, then the nearest pHash hit (while pHash may decide alone), then each vector candidate, best
     first: the first at or above the duplicate threshold decides. In the grey band (review <= s < duplicate)
     verification decides: confirmed is a duplicate, rejected is no match, ambiguous (or not verified) makes the
-    image `review` unless a later candidate makes it a duplicate. A candidate that only the framed part of the
-    image found (second look, `crop_similarity`) enters the grey band the same way but never skips verification.
+    image `review` unless a later candidate makes it a duplicate. Thresholds learned from people's decisions on
+    such images settle them instead: a duplicate at or above `settled_duplicate`, no match below `settled_unique`.
+    A candidate that only the framed part of the image found (second look, `crop_similarity`) enters the grey
+    band the same way but never skips verification.
     """
     by_hash = decide_by_hashes(candidates, policy)
     if by_hash is not None:
@@ -48,8 +50,17 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
                 reach(candidate),
                 candidate.phash_distance,
             )
-        if candidate.verified is not Verified.REJECTED and review is None:
-            review = candidate
+        if candidate.verified is not Verified.REJECTED:
+            if limits.settled_duplicate is not None and reach(candidate) >= limits.settled_duplicate:
+                return Decision(
+                    VerdictLabel.DUPLICATE,
+                    DecidedBy.LEARNED,
+                    candidate.image_id,
+                    reach(candidate),
+                    candidate.phash_distance,
+                )
+            if review is None and not (limits.settled_unique is not None and reach(candidate) < limits.settled_unique):
+                review = candidate
 
     if review is not None:
         return Decision(VerdictLabel.REVIEW, DecidedBy.VECTOR, review.image_id, reach(review), review.phash_distance)

@@ -24,6 +24,10 @@ class DecidedBy(StrEnum):
     VERIFIED = "verified"
     # unique because it came first: it matched an accepted image uploaded after it, which became its duplicate
     PRECEDENCE = "precedence"
+    # by a person (the review page, the API, the command line)
+    REVIEW = "review"
+    # in the grey band, verification undecided, settled by thresholds fitted from people's review decisions
+    LEARNED = "learned"
 
 
 @dataclass(frozen=True)
@@ -100,10 +104,17 @@ class Thresholds:
     review: float
     # Where each value came from: env, config_ini, thresholds_json or default.
     sources: dict[str, str] = field(default_factory=dict)
+    # Learned from people's review decisions (`calibrate --from-reviews`): in the grey band, an image whose
+    # verification settles nothing is a duplicate at or above the first, unique below the second (None: `review`).
+    settled_duplicate: float | None = None
+    settled_unique: float | None = None
 
     def as_dict(self) -> dict[str, object]:
         """As every verdict's explanation and /stats show them."""
-        return {"phash": self.phash, "duplicate": self.duplicate, "review": self.review, "sources": dict(self.sources)}
+        values: dict[str, object] = {"phash": self.phash, "duplicate": self.duplicate, "review": self.review}
+        if self.settled_duplicate is not None or self.settled_unique is not None:
+            values |= {"settled_duplicate": self.settled_duplicate, "settled_unique": self.settled_unique}
+        return values | {"sources": dict(self.sources)}
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +22,8 @@ async def collect_database_stats(units: UnitsOfWork, names: QueueSettings) -> di
         last_hour = await uow.images.checked_since(now - timedelta(hours=1))
         accepted = await uow.images.accepted_count()
         in_review, oldest_review = await uow.images.review_backlog()
+        last_hour_decisions = await uow.reviews.decided_since(now - timedelta(hours=1))
+        month_decisions = await uow.reviews.decided_since(now - timedelta(days=30))
     return {
         "queue": {
             "by_status": [
@@ -42,6 +45,14 @@ async def collect_database_stats(units: UnitsOfWork, names: QueueSettings) -> di
         "review": {
             "backlog": in_review,
             "oldest_seconds": round((now - oldest_review).total_seconds(), 1) if oldest_review else 0.0,
+            "decisions_last_hour": dict(Counter(d.reviewer for d in last_hour_decisions)),
+            # how often people agreed with the machine's best guess (the side of the grey band's middle)
+            "agreed_with_machine_30d": (
+                round(sum(d.choice == d.machine_guess for d in month_decisions) / len(month_decisions), 4)
+                if month_decisions
+                else None
+            ),
+            "decisions_30d": len(month_decisions),
         },
     }
 
@@ -61,6 +72,7 @@ async def collect_stats(
     metrics.index_size.set(index_size)
     metrics.review_backlog.set(stats["review"]["backlog"])
     metrics.review_oldest_seconds.set(stats["review"]["oldest_seconds"])
+    metrics.observe_reviewers(stats["review"]["decisions_last_hour"], stats["review"]["agreed_with_machine_30d"])
     return {
         **stats,
         "this_process": {

@@ -12,6 +12,8 @@ from app.domain.models import Verified as V
 T = Thresholds(phash=5, duplicate=0.9, review=0.8)
 POLICY = Policy(T)
 NO_PHASH_ALONE = Policy(T, phash_decides_alone=False)
+# thresholds learned from people's review decisions settle the grey band's undecided images
+LEARNED = Policy(Thresholds(phash=5, duplicate=0.9, review=0.8, settled_duplicate=0.86, settled_unique=0.83))
 
 CASES = [
     # (name, candidates, policy, expected label, decided_by, matched id, similarity)
@@ -100,6 +102,27 @@ CASES = [
      POLICY, "unique", "vector", None, 0.85),
     ("the framed part below the band", [C(1, crop_similarity=0.7, verified=V.CONFIRMED)], POLICY,
      "unique", "vector", None, 0.7),
+    (
+        "learned: undecided above settled_duplicate",
+        [C(4, similarity=0.87, verified=V.AMBIGUOUS)], LEARNED, "duplicate", "learned", 4, 0.87,
+    ),
+    ("learned: unverified above settled_duplicate", [C(4, similarity=0.86)], LEARNED, "duplicate", "learned", 4, 0.86),
+    (
+        "learned: between the two stays review",
+        [C(4, similarity=0.85, verified=V.AMBIGUOUS)], LEARNED, "review", "vector", 4, 0.85,
+    ),
+    (
+        "learned: below settled_unique is no match",
+        [C(4, similarity=0.82, verified=V.AMBIGUOUS)], LEARNED, "unique", "vector", None, 0.82,
+    ),
+    (
+        "learned: verification still rules",
+        [C(4, similarity=0.88, verified=V.REJECTED)], LEARNED, "unique", "vector", None, 0.88,
+    ),
+    (
+        "learned: a confirmed one is verified",
+        [C(4, similarity=0.81, verified=V.CONFIRMED)], LEARNED, "duplicate", "verified", 4, 0.81,
+    ),
 ]  # fmt: skip
 
 

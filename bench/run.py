@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -236,6 +237,8 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Query], li
     corpus = load_corpus(args.corpus, args.cache)
     queries = corpus.queries[:: max(1, len(corpus.queries) // args.limit)] if args.limit else corpus.queries
     with tempfile.TemporaryDirectory(prefix="imgdedup-bench-") as tmp:
+        if args.thresholds:  # e.g. fitted by calibrate --from-reviews
+            shutil.copy(args.thresholds, Path(tmp) / "thresholds.json")
         port = free_port()
         process = start_service(Path(tmp), port, args.env)
         try:
@@ -268,6 +271,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[Query], li
             "service_cpu_utilisation": cpu / wall / (os.cpu_count() or 1),
             "stage_latency_ms": stage_latency,
             "concurrency": args.concurrency,
+            "base_of": {str(k): v for k, v in base_of.items()},
             "service_env": args.env,
         },
         queries,
@@ -281,16 +285,21 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--limit", type=int, default=0, help="check about this many queries (0: all)")
     parser.add_argument("--env", action="append", default=[], help="APP_...=value for the service (repeatable)")
+    parser.add_argument("--thresholds", type=Path, help="a thresholds.json for the service (calibrate writes one)")
     args = parse(parser)
     report, queries, results = asyncio.run(run(args))
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "report.json").write_text(json.dumps(report, indent=2))
     with open(args.out / "queries.csv", "w") as handle:  # per query, for calibration and inspection
-        handle.write("file,base_id,transform,expected_duplicate,verdict,decided_by,similarity,matched_image_id\n")
+        handle.write(
+            "file,base_id,transform,expected_duplicate,verdict,decided_by,similarity,matched_image_id,matched_base\n"
+        )
+        base_of = report["base_of"]
         for q, (b, _) in zip(queries, results, strict=True):
             handle.write(
                 f"{q.path.name},{q.base_id},{q.transform},{int(q.expected_duplicate)},{b.get('verdict')},"
-                f"{b.get('decided_by')},{b.get('similarity')},{b.get('matched_image_id')}\n"
+                f"{b.get('decided_by')},{b.get('similarity')},{b.get('matched_image_id')},"
+                f"{base_of.get(str(b.get('matched_image_id')), '')}\n"
             )
     plot_report(report, queries, results, args.out / "report.png")
     print_report(report)

@@ -86,6 +86,8 @@ class Alignment:
     base_coverage: float = 0.0
     query_coverage: float = 0.0
     matrix: np.ndarray | None = None  # 2x3, query pixels -> base pixels
+    # the inlier matches themselves (query points, base points): what a review page draws over the pair
+    pairs: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def grey(image: Image.Image, side: int = VERIFY_SIDE) -> np.ndarray:
@@ -160,7 +162,25 @@ def _match(query: Features, base: Features, policy: VerifyPolicy) -> Alignment:
         _hull_share(dst[inlier], base.width, base.height),
         _hull_share(src[inlier], query.width, query.height),
         matrix,
+        (src[inlier], dst[inlier]),
     )
+
+
+def matched_points(query: Image.Image, base: Image.Image, policy: VerifyPolicy) -> tuple[np.ndarray, np.ndarray, bool]:
+    """The inlier matches of the pair, in the two images' own pixels, trying the mirror image of the query too:
+    (query points, base points, mirrored)."""
+    base_features = features(grey(base, max(base.size)))
+    best = (np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32), False)
+    for mirror in (False, True):
+        shown = query.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if mirror else query
+        alignment = _match(features(grey(shown, max(shown.size))), base_features, policy)
+        if alignment.pairs is not None and len(alignment.pairs[0]) > len(best[0]):
+            src, dst = alignment.pairs
+            if mirror:  # back to the query's own coordinates
+                src = src.copy()
+                src[:, 0] = shown.width - 1 - src[:, 0]
+            best = (src, dst, mirror)
+    return best
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,9 @@ async def test_review_page_signs_in_and_guards_its_forms(
         for shown in (image_id, rows[1]["image_id"]):  # the image and its candidate, in colour
             picture = await client.get(f"/review/preview/{shown}.jpg")
             assert picture.status_code == 200 and picture.content[:3] == b"\xff\xd8\xff"
+        drawn = await client.get(f"/review/matches/{image_id}.jpg")  # the matched keypoints over the pair
+        assert drawn.status_code == 200 and drawn.content[:3] == b"\xff\xd8\xff"
+        assert int(drawn.headers["x-matches"]) >= 10  # a mirrored copy: matched through the mirror
         version = re.search(r'name="version" value="(\d+)"', page.text)
         assert version
         form = {"image_id": str(image_id), "decision": "duplicate", "version": version.group(1), "of": ""}

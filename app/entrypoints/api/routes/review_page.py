@@ -7,6 +7,7 @@ out), and every form carries the session's CSRF token.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from datetime import timedelta
 from pathlib import Path
@@ -18,11 +19,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from app.check.reviews import ReviewItem
+from app.composition import verify_policy
 from app.domain.access import Caller, Scope, hash_key
 from app.domain.errors import AppError, Forbidden, ImageNotFound, Unauthorized
 from app.domain.review import Choice
 from app.entrypoints.api.access import Access
 from app.entrypoints.api.deps import ContainerDep
+from app.vision.overlay import matches_overlay
+from app.vision.verify import VerifyPolicy
 
 router = APIRouter(tags=["review page"], include_in_schema=False)
 templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
@@ -103,6 +107,7 @@ async def review_page(
         "next_id": following.image.image_id if following else None,
         "preload": _previews(following),
         "message": request.session.pop("message", None),
+        "show_matches": True,
     }
     return templates.TemplateResponse(request, "review.html", context)
 
@@ -176,6 +181,22 @@ async def preview(request: Request, container: ContainerDep, image_id: int) -> R
     if jpeg is None:
         raise ImageNotFound(f"no preview of image {image_id}")
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
+
+
+@router.get("/review/matches/{image_id}.jpg")
+async def matches(request: Request, container: ContainerDep, image_id: int) -> Response:
+    """The image and its best candidate with their matched keypoints drawn between them."""
+    await _signed_in(request)
+    async with container.units() as uow:
+        row = await uow.images.get(image_id)
+        candidate = row.matched_image_id if row else None
+        query = await uow.reviews.preview(image_id)
+        base = await uow.reviews.preview(candidate) if candidate else None
+    if query is None or base is None:
+        raise ImageNotFound(f"no pair of previews for image {image_id}")
+    policy = verify_policy(container.settings) or VerifyPolicy()
+    jpeg, count = await asyncio.to_thread(matches_overlay, query, base, policy)
+    return Response(jpeg, media_type="image/jpeg", headers={"X-Matches": str(count), "Cache-Control": "private"})
 
 
 async def _signed_in(request: Request) -> Caller:

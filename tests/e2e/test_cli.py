@@ -11,6 +11,7 @@ from app.composition import build_container
 from app.config.settings import FetchSettings, Settings, WorkerSettings
 from app.entrypoints.worker.drain import drain_once
 from testkit.image_server import ImageServer
+from testkit.images import flipped, jpeg, photo
 from testkit.queue import DISTINCT_BASES, app_env, free_port, insert_rows, outcomes, plant_queue, spawn, until_ready
 
 
@@ -103,3 +104,30 @@ async def test_cli_keys_and_the_bind_policy(make_settings: Callable[..., Setting
     assert code == 0 and "revoked" in out
     code, _, err = await run_cli(settings, "keys", "revoke", "upload-service")
     assert code == 1 and "no unrevoked key" in err
+
+
+async def test_cli_review_list_decide_undo(make_settings: Callable[..., Settings], server: ImageServer) -> None:
+    from tests.api.test_reviews import review_settings
+
+    settings = review_settings(make_settings, server).model_copy(update={"worker": WorkerSettings(enabled=False)})
+    server.put("/cdn/a.jpg", jpeg(photo("b0575")))
+    server.put("/cdn/a-m.jpg", jpeg(flipped(photo("b0575")), 85))
+    await insert_rows(settings, [{"id": 1, "image_url": "a.jpg"}, {"id": 2, "image_url": "a-m.jpg"}])
+    async with build_container(settings) as container:
+        while await drain_once(container):
+            pass
+    rows = await outcomes(settings)
+    image_id = rows[2]["image_id"]
+
+    code, out, err = await run_cli(settings, "review", "list")
+    assert code == 0, err
+    assert "1 waiting" in out and str(image_id) in out
+    code, out, err = await run_cli(settings, "review", "decide", str(image_id), "duplicate", "--as", "carol")
+    assert code == 0, err
+    assert f"image {image_id}: duplicate" in out and "carol" in out
+    assert (await outcomes(settings))[2]["status"] == "similarity"
+    code, _, err = await run_cli(settings, "review", "decide", str(image_id), "distinct", "--version", "0")
+    assert code == 1 and "review_conflict" in err
+    code, out, err = await run_cli(settings, "review", "undo", "--as", "carol")
+    assert code == 0 and "is review again" in out, err
+    assert (await outcomes(settings))[2]["status"] == "review"

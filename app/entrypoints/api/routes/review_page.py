@@ -177,7 +177,8 @@ async def undo(
 async def preview(request: Request, container: ContainerDep, image_id: int) -> Response:
     await _signed_in(request)
     async with container.units() as uow:
-        jpeg = await uow.reviews.preview(image_id)
+        # images accepted before previews were kept have their grey verification thumbnail only
+        jpeg = await uow.reviews.preview(image_id) or (await uow.images.thumbnails([image_id])).get(image_id)
     if jpeg is None:
         raise ImageNotFound(f"no preview of image {image_id}")
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})

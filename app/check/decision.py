@@ -17,7 +17,7 @@ import numpy as np
 
 from app.check.state import ImageWork, Stopwatch
 from app.domain.decide import decide, decide_by_hashes
-from app.domain.models import Candidate, Decision, Policy
+from app.domain.models import Candidate, Decision, Policy, Verified
 from app.domain.records import Acceptance
 from app.domain.rules import unverified_before_settled
 from app.vision.phash import hamming
@@ -93,6 +93,7 @@ def plan(works: Sequence[ImageWork], recent: Sequence[Acceptance], policy: Polic
                 continue
             candidates = candidates_of(work, recent, accepted_earlier)
             outcomes = {c: v.outcome for c, v in work.verified.items()}
+            outcomes |= {c: Verified.PERSON for c in work.same_as}  # a person's "the same picture" holds
             if work.decoded is not None:
                 late = unverified_before_settled(candidates, outcomes, policy.thresholds)
                 pending.to_verify += [(work, c) for c in late]

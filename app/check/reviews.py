@@ -2,9 +2,10 @@
 
 - `duplicate` of a candidate: the image becomes its duplicate, leaves the indexes, its own duplicates name the
   candidate, and its upstream row gets the duplicate status values;
-- `distinct`: the image becomes unique (it stays in the indexes), its upstream row gets the unique values, and
-  the pair is remembered: a re-check never brings that candidate back as its match, verification never
-  confirms the pair again;
+- `distinct`: the image becomes unique (it stays in the indexes), its upstream row gets the unique values;
+- either way the pair is remembered: a re-check keeps the person's answer (a copy found again is its
+  duplicate, `decided_by=review`; a distinct candidate never comes back as its match, and verification never
+  confirms the pair again);
 - every decision keeps what it replaced, so undo restores it exactly; a decision on an image that changed since
   it was shown (its version) is refused, so two reviewers never overwrite each other.
 
@@ -104,10 +105,11 @@ class ReviewService:
                     )
                     before["repointed"] = repointed
                     await uow.reviews.keep_before(decision_id, before)
+                    await uow.reviews.add_pair(image_id, candidate_id, True, decision_id)
                 else:
                     await uow.images.settle_unique(image_id, REVIEWED, explanation)
                     if candidate_id is not None:
-                        await uow.reviews.add_distinct(image_id, candidate_id, decision_id)
+                        await uow.reviews.add_pair(image_id, candidate_id, False, decision_id)
                 if row.source_id is not None:
                     await uow.queue.rewrite(row.source_id, choice_verdict(choice), row.similarity)
                 await uow.commit()

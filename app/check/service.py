@@ -131,7 +131,7 @@ class CheckService:
         works = [ImageWork(position=i, item=item) for i, item in enumerate(items)]
         try:
             await self._intake.run(works)
-            await self._load_distinct(alive(works))
+            await self._load_reviewed_pairs(alive(works))
             generation = self.indexes.generation
             await self._look_up_hashes(alive(works))
             await self._embedding.embed([w for w in alive(works) if w.vector is None and not self._hash_settled(w)])
@@ -182,14 +182,16 @@ class CheckService:
                 lambda w: [c for c in grey_candidates(w.neighbours, self.thresholds) if c not in w.distinct_from],
             )
 
-    async def _load_distinct(self, works: Sequence[ImageWork]) -> None:
+    async def _load_reviewed_pairs(self, works: Sequence[ImageWork]) -> None:
         ids = [w.image_id for w in works if w.image_id is not None]
         if not ids:
             return
         async with self._units() as uow:
-            found = await uow.reviews.distinct_from(ids)
+            found = await uow.reviews.pairs_of(ids)
         for work in works:
-            work.distinct_from = found.get(work.image_id or 0, set())
+            pairs = found.get(work.image_id or 0, {})
+            work.distinct_from = {other for other, same in pairs.items() if not same}
+            work.same_as = {other for other, same in pairs.items() if same}
 
     @contextlib.asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:

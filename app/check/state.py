@@ -52,7 +52,9 @@ class ImageWork:
     neighbours: list[Neighbor] = field(default_factory=list)
     framed: FramedPart | None = None
     verified: dict[int, Verification] = field(default_factory=dict)  # by candidate image_id
-    distinct_from: set[int] = field(default_factory=set)  # images a person said it is not a copy of
+    # what a person said of it: the images it is not a copy of, and those it is a copy of
+    distinct_from: set[int] = field(default_factory=set)
+    same_as: set[int] = field(default_factory=set)
     # How it ended.
     decision: Decision | None = None
     verdict: Verdict | None = None

@@ -38,7 +38,7 @@ class SqlReviewRepository:
         self._clock = clock
         self._i = tables.image
         self._d = tables.review_decision
-        self._p = tables.distinct_pair
+        self._p = tables.reviewed_pair
         self._pv = tables.preview
 
     async def pending(
@@ -106,23 +106,27 @@ class SqlReviewRepository:
         )
         await self._session.execute(sa.delete(self._p).where(self._p.c.decision_id == decision_id))
 
-    async def add_distinct(self, image_id: int, other_id: int, decision_id: int) -> None:
+    async def add_pair(self, image_id: int, other_id: int, same: bool, decision_id: int) -> None:
         low, high = sorted((image_id, other_id))
         await self._session.execute(sa.delete(self._p).where(self._p.c.image_id == low, self._p.c.other_id == high))
-        await self._session.execute(sa.insert(self._p).values(image_id=low, other_id=high, decision_id=decision_id))
+        await self._session.execute(
+            sa.insert(self._p).values(image_id=low, other_id=high, same=same, decision_id=decision_id)
+        )
 
-    async def distinct_from(self, image_ids: Sequence[int]) -> dict[int, set[int]]:
-        """For each image, the images a person said it is not a copy of."""
+    async def pairs_of(self, image_ids: Sequence[int]) -> dict[int, dict[int, bool]]:
+        """For each image, the images a person compared it with: True for the same picture, False for distinct."""
         if not image_ids:
             return {}
         p, wanted = self._p, sorted(set(image_ids))
         rows = await self._session.execute(
-            sa.select(p.c.image_id, p.c.other_id).where(sa.or_(p.c.image_id.in_(wanted), p.c.other_id.in_(wanted)))
+            sa.select(p.c.image_id, p.c.other_id, p.c.same).where(
+                sa.or_(p.c.image_id.in_(wanted), p.c.other_id.in_(wanted))
+            )
         )
-        found: dict[int, set[int]] = {}
-        for low, high in rows:
-            found.setdefault(int(low), set()).add(int(high))
-            found.setdefault(int(high), set()).add(int(low))
+        found: dict[int, dict[int, bool]] = {}
+        for low, high, same in rows:
+            found.setdefault(int(low), {})[int(high)] = bool(same)
+            found.setdefault(int(high), {})[int(low)] = bool(same)
         return {image_id: found[image_id] for image_id in wanted if image_id in found}
 
     async def decided_since(self, since: datetime) -> list[Settled]:

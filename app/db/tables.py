@@ -131,12 +131,13 @@ class Tables:
             sa.Column("before", sa.JSON, nullable=False),
             sa.Column("undone_at", Timestamp, nullable=True),
         )
-        # "Not a copy of": a pair a person called distinct (low id first), never matched again.
-        self.distinct_pair = sa.Table(
-            "distinct_pair",
+        # A pair a person settled (low id first): the same picture, or distinct (never matched again).
+        self.reviewed_pair = sa.Table(
+            "reviewed_pair",
             self.metadata,
             sa.Column("image_id", sa.BigInteger, primary_key=True),
             sa.Column("other_id", sa.BigInteger, primary_key=True),
+            sa.Column("same", sa.Boolean, nullable=False),
             sa.Column("decision_id", sa.BigInteger, nullable=False),
         )
         self.api_key = sa.Table(

@@ -32,6 +32,10 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
     review: Candidate | None = None
     for candidate in scored:
         similarity = candidate.similarity or 0.0
+        if candidate.verified is Verified.PERSON:  # a person said it is the same picture
+            return Decision(
+                VerdictLabel.DUPLICATE, DecidedBy.REVIEW, candidate.image_id, reach(candidate), candidate.phash_distance
+            )
         if similarity >= limits.duplicate:
             return Decision(
                 VerdictLabel.DUPLICATE,

@@ -73,6 +73,7 @@ class Verified(StrEnum):
     CONFIRMED = "confirmed"
     REJECTED = "rejected"
     AMBIGUOUS = "ambiguous"
+    PERSON = "person"  # not verification's: a person said the pair is the same picture
 
 
 @dataclass(frozen=True)

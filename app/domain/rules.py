@@ -35,7 +35,7 @@ def unverified_before_settled(
     pending = []
     for candidate in sorted(candidates, key=lambda c: -reach(c)):
         outcome = verified.get(candidate.image_id)
-        if (candidate.similarity or 0.0) >= thresholds.duplicate or outcome is Verified.CONFIRMED:
+        if (candidate.similarity or 0.0) >= thresholds.duplicate or outcome in (Verified.CONFIRMED, Verified.PERSON):
             break
         if outcome is None and in_grey_band(candidate.similarity, thresholds):
             pending.append(candidate.image_id)

@@ -61,6 +61,7 @@ async def test_reviews_duplicate_takes_effect_and_undo_restores_it(
     reviewer = await grant(settings, "alice", "review")
     reader = await grant(settings, "dashboard", "read")
     other = await grant(settings, "bob", "review")
+    uploader = await grant(settings, "ops", "register")
     async with running_app(settings) as (_, client):
         rows = await seed(settings, server, ["b0575"])
         assert (rows[1]["status"], rows[2]["status"]) == ("tag_extension", "review")
@@ -98,6 +99,14 @@ async def test_reviews_duplicate_takes_effect_and_undo_restores_it(
         assert await index_size(client, reader) == 2
         assert [i["image_id"] for i in (await client.get("/reviews", headers=reviewer)).json()] == [item["image_id"]]
         assert code(await client.post("/reviews/undo", headers=reviewer)) == (404, "nothing_to_undo")
+
+        # decided again, then re-checked: the person's answer holds (the copy is found, and is its duplicate)
+        again = await client.get("/reviews", headers=reviewer)
+        decision = {"decision": "duplicate", "version": again.json()[0]["version"]}
+        assert (await client.post(f"/reviews/{item['image_id']}", json=decision, headers=reviewer)).status_code == 200
+        rechecked = await client.post("/check", json={"image_id": item["image_id"]}, headers=uploader)
+        assert (rechecked.json()["verdict"], rechecked.json()["decided_by"]) == ("duplicate", "review")
+        assert rechecked.json()["matched_image_id"] == rows[1]["image_id"]
 
 
 async def test_reviews_distinct_sticks_on_a_re_check(

@@ -1,5 +1,5 @@
 """Reviews: a version per image (a decision on a changed image is refused), colour previews for the review page,
-the decisions people made (with what they replaced, for undo) and the pairs they said are distinct.
+the decisions people made (with what they replaced, for undo) and the pairs they settled (copies or distinct).
 
 Revision ID: 0005
 Revises: 0004
@@ -51,16 +51,17 @@ def upgrade(settings: Settings) -> None:
     op.create_index("ix_review_decision_image_id", "review_decision", ["image_id"])
     op.create_index("ix_review_decision_reviewer", "review_decision", ["reviewer"])
     op.create_table(
-        "distinct_pair",
+        "reviewed_pair",
         sa.Column("image_id", sa.BigInteger, nullable=False),
         sa.Column("other_id", sa.BigInteger, nullable=False),
+        sa.Column("same", sa.Boolean, nullable=False),
         sa.Column("decision_id", sa.BigInteger, nullable=False),
-        sa.PrimaryKeyConstraint("image_id", "other_id", name="pk_distinct_pair"),
+        sa.PrimaryKeyConstraint("image_id", "other_id", name="pk_reviewed_pair"),
     )
 
 
 def downgrade(settings: Settings) -> None:
-    op.drop_table("distinct_pair")
+    op.drop_table("reviewed_pair")
     op.drop_index("ix_review_decision_reviewer", "review_decision")
     op.drop_index("ix_review_decision_image_id", "review_decision")
     op.drop_table("review_decision")

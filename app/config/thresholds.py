@@ -89,12 +89,7 @@ def resolve_thresholds(
 def write_settled_thresholds(path: Path, model: str, fitted: Any, decisions: int, prior: int) -> bool:
     """Store the grey band's learned thresholds for `model`, only when the fit is tighter (narrower bootstrap
     intervals) than the one there; True when written."""
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text())
-        except ValueError:
-            data = {}
+    data = _stored(path)
     entry = data.setdefault("models", {}).setdefault(model, {})
     width = round((fitted.duplicate.high - fitted.duplicate.low) + (fitted.review.high - fitted.review.low), 4)
     known = entry.get("settled_fit", {})
@@ -115,19 +110,13 @@ def write_settled_thresholds(path: Path, model: str, fitted: Any, decisions: int
             },
         }
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=2))
+    _store(path, data)
     return True
 
 
 def write_thresholds_file(path: Path, model: str, fitted: Any) -> Path:
     """Store fitted thresholds for `model` beside those of other models (the file keeps one entry per model)."""
-    data: dict[str, Any] = {}
-    if path.exists():
-        try:
-            data = json.loads(path.read_text())
-        except ValueError:
-            data = {}
+    data = _stored(path)
     entry = data.setdefault("models", {}).setdefault(model, {})
     entry.update(
         {
@@ -143,6 +132,21 @@ def write_thresholds_file(path: Path, model: str, fitted: Any) -> Path:
             },
         }
     )
+    _store(path, data)
+    return path
+
+
+def _stored(path: Path) -> dict[str, Any]:
+    """What the file holds (every model's entry), or nothing when it is missing or unreadable."""
+    if not path.exists():
+        return {}
+    try:
+        data: dict[str, Any] = json.loads(path.read_text())
+    except ValueError:
+        return {}
+    return data
+
+
+def _store(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2))
-    return path

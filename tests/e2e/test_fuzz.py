@@ -73,6 +73,6 @@ async def test_fuzz_without_keys_on_loopback(make_settings: Callable[..., Settin
 
 async def test_fuzz_with_keys_on_every_interface(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings()
-    headers = await grant(settings, "fuzzer", "register,read,admin")
+    headers = await grant(settings, "fuzzer", "register,read,admin,review")
     summary = await fuzz(settings, "0.0.0.0", headers)
     assert int(summary.split()[0]) >= 300

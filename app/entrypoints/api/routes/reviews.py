@@ -17,7 +17,7 @@ from app.entrypoints.api.schemas import MAX_ID, ErrorResponse, ImageResponse
 router = APIRouter(tags=["reviews"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse} for status in (401, 403, 404, 409, 422, 429)
+    status: {"model": ErrorResponse} for status in (400, 401, 403, 404, 409, 422, 429)
 }
 
 

@@ -9,7 +9,7 @@ and plans again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -17,7 +17,7 @@ import numpy as np
 
 from app.check.state import ImageWork, Stopwatch
 from app.domain.decide import decide, decide_by_hashes
-from app.domain.models import Candidate, Decision, Policy, Verified
+from app.domain.models import Candidate, DecidedBy, Decision, Policy, VerdictLabel, Verified
 from app.domain.records import Acceptance
 from app.domain.rules import unverified_before_settled
 from app.vision.phash import hamming
@@ -81,13 +81,26 @@ def _compare(work: ImageWork, sha256: str | None, phash: int | None, vector: np.
     return values
 
 
-def plan(works: Sequence[ImageWork], recent: Sequence[Acceptance], policy: Policy, last_round: bool) -> Plan:
-    """Decide each image in id order against the indexes and the images accepted before it in the batch."""
+def plan(
+    works: Sequence[ImageWork],
+    recent: Sequence[Acceptance],
+    policy: Policy,
+    last_round: bool,
+    originals: Collection[int] = (),
+) -> Plan:
+    """Decide each image in id order against the indexes and the images accepted before it in the batch.
+    `originals` (image ids) are unique by precedence already (app/check/precedence.py): the later images of
+    the batch are compared with them."""
     decisions: list[tuple[ImageWork, Decision]] = []
     pending = Pending()
     accepted_earlier: list[ImageWork] = []
     for work in sorted(works, key=lambda w: w.order_key):
         with Stopwatch([work], "decide"):
+            if work.image_id in originals:
+                decisions.append((work, precedence := Decision(VerdictLabel.UNIQUE, DecidedBy.PRECEDENCE)))
+                work.decision = precedence
+                accepted_earlier.append(work)
+                continue
             if work.vector is None and not settled_by_hashes(work, policy):
                 pending.to_embed.append(work)  # rare: its hash hit vanished since the prefilter
                 continue
@@ -97,10 +110,10 @@ def plan(works: Sequence[ImageWork], recent: Sequence[Acceptance], policy: Polic
             if work.decoded is not None:
                 late = unverified_before_settled(candidates, outcomes, policy.thresholds)
                 pending.to_verify += [(work, c) for c in late]
-            decision = decide(
-                [replace(c, verified=outcomes[c.image_id]) if c.image_id in outcomes else c for c in candidates],
-                policy,
-            )
+            work.candidates = [
+                replace(c, verified=outcomes[c.image_id]) if c.image_id in outcomes else c for c in candidates
+            ]
+            decision = decide(work.candidates, policy)
         decisions.append((work, decision))
         work.decision = decision
         if work.enters_index:

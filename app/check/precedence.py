@@ -13,7 +13,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from app.check.state import ImageWork
-from app.domain.models import DecidedBy, Decision, VerdictLabel
+from app.domain.decide import decide
+from app.domain.models import Candidate, DecidedBy, Decision, Policy, VerdictLabel
 from app.domain.records import Demoted, ImageRow
 
 
@@ -24,21 +25,67 @@ class Swap:
     match: Decision  # how they matched
 
 
-def find_swaps(decisions: Sequence[tuple[ImageWork, Decision]], matched: Mapping[int, ImageRow]) -> list[Swap]:
-    """Images decided duplicates of an accepted image whose upstream row came later. Both must be queue rows:
-    the upstream ids are the one order both sides agree on. One original per later image: the earliest."""
-    swaps: dict[int, Swap] = {}
+def _is_later(row: ImageRow | None, work: ImageWork) -> bool:
+    return (
+        row is not None
+        and row.accepted
+        and row.source_id is not None
+        and work.source_id is not None
+        and row.source_id > work.source_id
+    )
+
+
+def _may_be_original(work: ImageWork, decision: Decision) -> bool:
+    return (
+        decision.label is VerdictLabel.DUPLICATE
+        and decision.matched_image_id is not None
+        and work.item.register
+        and work.source_id is not None
+        and work.image_id is not None
+    )
+
+
+def copies_to_look_up(decisions: Sequence[tuple[ImageWork, Decision]], policy: Policy) -> list[int]:
+    """The accepted images each possible original is a copy of: its match, and every other candidate that on
+    its own would make it a duplicate (so that all its later copies are found, not only the best)."""
+    ids: list[int] = []
     for work, decision in decisions:
-        if decision.label is not VerdictLabel.DUPLICATE or decision.matched_image_id is None:
-            continue
-        if not work.item.register or work.source_id is None or work.image_id is None:
-            continue
-        later = matched.get(decision.matched_image_id)
-        if later is None or not later.accepted or later.source_id is None or later.source_id <= work.source_id:
-            continue
+        if _may_be_original(work, decision):
+            ids.append(decision.matched_image_id or 0)
+            ids += [c.image_id for c in work.candidates if _copy_of(c, policy) is not None]
+    return ids
+
+
+def _copy_of(candidate: Candidate, policy: Policy) -> Decision | None:
+    decision = decide([candidate], policy)
+    return decision if decision.label is VerdictLabel.DUPLICATE else None
+
+
+def find_swaps(
+    decisions: Sequence[tuple[ImageWork, Decision]], matched: Mapping[int, ImageRow], policy: Policy
+) -> list[Swap]:
+    """Images decided duplicates of an accepted image whose upstream row came later: each becomes the original
+    of that image and of every other later accepted image it is a copy of. Both sides must be queue rows: the
+    upstream ids are the one order both agree on. One original per later image: the earliest."""
+    swaps: dict[int, Swap] = {}
+
+    def offer(work: ImageWork, later: ImageRow, match: Decision) -> None:
         known = swaps.get(later.image_id)
-        if known is None or work.source_id < (known.original.source_id or 0):
-            swaps[later.image_id] = Swap(work, later, decision)
+        if known is None or (work.source_id or 0) < (known.original.source_id or 0):
+            swaps[later.image_id] = Swap(work, later, match)
+
+    for work, decision in decisions:
+        if not _may_be_original(work, decision):
+            continue
+        first = matched.get(decision.matched_image_id or 0)
+        if first is None or not _is_later(first, work):
+            continue  # a copy of an earlier upload: not an original
+        offer(work, first, decision)
+        for candidate in work.candidates:
+            other = matched.get(candidate.image_id)
+            match = _copy_of(candidate, policy)
+            if other is not None and other.image_id != first.image_id and match is not None and _is_later(other, work):
+                offer(work, other, match)
     return list(swaps.values())
 
 

@@ -25,13 +25,13 @@ from app.check.hashes import drop_stale_candidates, look_up_hashes
 from app.check.indexes import Indexes
 from app.check.intake import Intake
 from app.check.metrics import Metrics
-from app.check.precedence import Swap, apply_swaps, find_swaps
+from app.check.precedence import Swap, apply_swaps, copies_to_look_up, find_swaps
 from app.check.recording import Recorder
 from app.check.second_look import SecondLook
 from app.check.state import ImageWork, alive
 from app.check.verification import Verifier
 from app.domain.errors import AppError, CheckRaced
-from app.domain.models import CheckItem, Decision, Policy, Thresholds, Verdict, VerdictLabel
+from app.domain.models import CheckItem, Decision, Policy, Thresholds, Verdict
 from app.domain.records import Acceptance
 from app.domain.rules import grey_candidates, outright_duplicate
 from app.ports.backends import Embedder, ImageFetcher, VectorIndex
@@ -227,13 +227,14 @@ class CheckService:
                     await self._embedding.search(works)  # the index changed since: search again
                 if self._options.shared_index:
                     await self._drop_stale(works)
-                outcome = plan(works, await self._recent_acceptances(), self.policy(), last_round)
+                recent = await self._recent_acceptances()
+                outcome = plan(works, recent, self.policy(), last_round)
                 if not outcome.pending:
-                    return await self._record(outcome)
+                    return await self._record(outcome, recent)
                 if last_round:  # only images whose hash hit keeps vanishing are left; they try again later
                     for work in outcome.pending.to_embed:
                         work.fail(CheckRaced("the image's match changed while it was checked; check it again"))
-                    return await self._record(outcome)
+                    return await self._record(outcome, recent)
                 generation = self.indexes.generation
             await self._do_pending(outcome)
 
@@ -247,38 +248,45 @@ class CheckService:
         self.indexes.phash.add_many((a.image_id, a.phash) for a in recent)
         return recent
 
-    async def _record(self, outcome: Plan) -> None:
-        decisions, swaps = await self._originals_first(outcome.decisions)
+    async def _record(self, outcome: Plan, recent: Sequence[Acceptance]) -> None:
+        decisions, swaps = await self._originals_first(outcome.decisions, recent)
         await self._recorder.record(decisions, self.thresholds, swaps)
         await self.indexes.apply([w for w, _ in decisions])
         await self.indexes.remove([swap.later.image_id for swap in swaps])
         self.metrics.observe_originals_restored(len(swaps))
 
     async def _originals_first(
-        self, decisions: list[tuple[ImageWork, Decision]]
+        self, decisions: list[tuple[ImageWork, Decision]], recent: Sequence[Acceptance]
     ) -> tuple[list[tuple[ImageWork, Decision]], list[Swap]]:
         """Duplicates of a later upload become its original (app/check/precedence.py). Under the locks, since
-        it changes what is accepted; the rare original without a vector (a hash hit) is embedded here."""
-        matched_ids = [
-            d.matched_image_id
-            for w, d in decisions
-            if d.label is VerdictLabel.DUPLICATE and d.matched_image_id is not None and w.source_id is not None
-        ]
-        if not matched_ids:
-            return decisions, []
-        async with self._units() as uow:
-            matched = await uow.images.get_many(matched_ids)
-        swaps = find_swaps(decisions, matched)
+        it changes what is accepted; the rare original without a vector (a hash hit) is embedded here. Once an
+        image is an original, the batch is decided again, so that its later images in the batch compare with it
+        (and may turn out originals of other later uploads in their turn)."""
+        policy = self.policy()
+        swaps: dict[int, Swap] = {}  # by the later image's id
+        for _ in range(DECISION_ROUNDS):
+            matched_ids = copies_to_look_up(decisions, policy)
+            if not matched_ids:
+                break
+            async with self._units() as uow:
+                matched = await uow.images.get_many(matched_ids)
+            found = [s for s in find_swaps(decisions, matched, policy) if s.later.image_id not in swaps]
+            if not found:
+                break
+            await self._embedding.embed([s.original for s in found if s.original.vector is None])
+            swaps |= {s.later.image_id: s for s in found if s.original.error is None}  # not embedded: later
+            works = [w for w, _ in decisions if w.error is None]
+            originals = {s.original.image_id for s in swaps.values() if s.original.image_id is not None}
+            decisions = plan(works, recent, policy, last_round=True, originals=originals).decisions
         if not swaps:
             return decisions, []
-        await self._embedding.embed([swap.original for swap in swaps if swap.original.vector is None])
-        swaps = [swap for swap in swaps if swap.original.error is None]  # not embedded: it is checked again later
-        await self._make_thumbnails([swap.original for swap in swaps if swap.original.thumbnail is None])
+        chosen = list(swaps.values())
+        await self._make_thumbnails([swap.original for swap in chosen if swap.original.thumbnail is None])
         log.info(
             "originals restored: %s",
-            ", ".join(f"{s.original.image_id} (was a duplicate of the later {s.later.image_id})" for s in swaps),
+            ", ".join(f"{s.original.image_id} (was a duplicate of the later {s.later.image_id})" for s in chosen),
         )
-        return apply_swaps([(w, d) for w, d in decisions if w.error is None], swaps), swaps
+        return apply_swaps([(w, d) for w, d in decisions if w.error is None], chosen), chosen
 
     async def _do_pending(self, outcome: Plan) -> None:
         """What the decision pass left for outside the locks."""

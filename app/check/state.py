@@ -11,7 +11,7 @@ import numpy as np
 from PIL import Image
 
 from app.domain.errors import AppError
-from app.domain.models import CheckItem, Decision, Neighbor, Verdict, Verified
+from app.domain.models import Candidate, CheckItem, Decision, Neighbor, Verdict, Verified
 from app.vision.decode import DecodedImage
 from app.vision.verify import QueryFeatures, Verification
 
@@ -52,6 +52,7 @@ class ImageWork:
     neighbours: list[Neighbor] = field(default_factory=list)
     framed: FramedPart | None = None
     verified: dict[int, Verification] = field(default_factory=dict)  # by candidate image_id
+    candidates: list[Candidate] = field(default_factory=list)  # as the decision saw them, verification noted
     # what a person said of it: the images it is not a copy of, and those it is a copy of
     distinct_from: set[int] = field(default_factory=set)
     same_as: set[int] = field(default_factory=set)

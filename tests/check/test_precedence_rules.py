@@ -8,10 +8,11 @@ import pytest
 
 from app.check.precedence import apply_swaps, find_swaps
 from app.check.state import ImageWork
-from app.domain.models import CheckItem, DecidedBy, Decision, SourceRef, VerdictLabel
+from app.domain.models import Candidate, CheckItem, DecidedBy, Decision, Policy, SourceRef, Thresholds, VerdictLabel
 from app.domain.records import ImageRow
 
 DUP, UNIQUE = VerdictLabel.DUPLICATE, VerdictLabel.UNIQUE
+POLICY = Policy(Thresholds(phash=5, duplicate=0.95, review=0.6))
 
 
 def work(image_id: int, source_id: int | None, register: bool = True) -> ImageWork:
@@ -66,14 +67,14 @@ def test_precedence_find_swaps(
     expected: list[tuple[int, int]],
 ) -> None:
     decisions = [(work(i, s, r), d) for i, s, r, d in given]
-    swaps = find_swaps(decisions, {m.image_id: m for m in matched})
+    swaps = find_swaps(decisions, {m.image_id: m for m in matched}, POLICY)
     assert [(s.original.image_id, s.later.image_id) for s in swaps] == expected
 
 
 def test_precedence_apply_swaps_makes_the_original_unique_and_redirects_the_rest() -> None:
     original, sibling, other = work(1, 10), work(2, 15), work(3, 30)
     decisions = [(original, dup_of(50)), (sibling, dup_of(50)), (other, dup_of(60))]
-    swaps = find_swaps(decisions, {50: row(50, 20), 60: row(60, 5)})
+    swaps = find_swaps(decisions, {50: row(50, 20), 60: row(60, 5)}, POLICY)
     assert [(s.original.image_id, s.later.image_id) for s in swaps] == [(1, 50)]  # sibling (15) is later than 10
     applied = dict((w.image_id, d) for w, d in apply_swaps(decisions, swaps))
     assert (applied[1].label, applied[1].decided_by, applied[1].matched_image_id) == (
@@ -84,3 +85,19 @@ def test_precedence_apply_swaps_makes_the_original_unique_and_redirects_the_rest
     assert (applied[2].label, applied[2].matched_image_id) == (DUP, 1)  # the later upload's duplicates: the original's
     assert applied[3] == dup_of(60)
     assert original.decision == applied[1]
+
+
+def test_precedence_an_original_takes_every_later_copy_it_matches() -> None:
+    """Its match and every other candidate that on its own makes it a duplicate, if accepted and later."""
+    original = work(1, 10)
+    original.candidates = [
+        Candidate(50, similarity=0.97),  # its match
+        Candidate(60, similarity=0.96),  # another later copy, accepted too
+        Candidate(70, similarity=0.80),  # grey band, unverified: not a copy on its own
+        Candidate(80, similarity=0.99),  # a copy, but uploaded earlier: not displaced
+    ]
+    decisions = [(original, dup_of(50))]
+    rows = {50: row(50, 20), 60: row(60, 30), 70: row(70, 40), 80: row(80, 5)}
+    swaps = find_swaps(decisions, rows, POLICY)
+    assert sorted(s.later.image_id for s in swaps) == [50, 60]
+    assert all(s.original is original for s in swaps)

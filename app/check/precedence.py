@@ -83,8 +83,9 @@ def find_swaps(
         offer(work, first, decision)
         for candidate in work.candidates:
             other = matched.get(candidate.image_id)
-            match = _copy_of(candidate, policy)
-            if other is not None and other.image_id != first.image_id and match is not None and _is_later(other, work):
+            if other is None or other.image_id == first.image_id or not _is_later(other, work):
+                continue
+            if (match := _copy_of(candidate, policy)) is not None:
                 offer(work, other, match)
     return list(swaps.values())
 

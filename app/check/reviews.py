@@ -24,8 +24,8 @@ from app.check.indexes import Indexes
 from app.domain.errors import ImageNotFound, InvalidRequest, NothingToUndo, ReviewConflict
 from app.domain.models import Thresholds
 from app.domain.records import Demoted, ImageRow
-from app.domain.review import Choice, Settled, machine_guess
-from app.ports.persistence import UnitsOfWork
+from app.domain.review import Choice, machine_guess
+from app.ports.persistence import UnitOfWork, UnitsOfWork
 
 REVIEWED = "review"  # decided_by of a verdict a person gave
 
@@ -113,7 +113,7 @@ class ReviewService:
                 if row.source_id is not None:
                     await uow.queue.rewrite(row.source_id, choice_verdict(choice), row.similarity)
                 await uow.commit()
-                settled = await self._reread(image_id)
+                settled = await self._reread(uow, image_id)
             if choice is Choice.DUPLICATE:
                 await self._indexes.remove([image_id])
         return settled
@@ -135,12 +135,12 @@ class ReviewService:
                     await uow.queue.rewrite(row.source_id, last.before["verdict"], last.before["similarity"])
                 vectors = await uow.images.embeddings([last.image_id], self._model)
                 await uow.commit()
-            restored = await self._reread(last.image_id)
+                restored = await self._reread(uow, last.image_id)
             if last.choice is Choice.DUPLICATE and restored.accepted and last.image_id in vectors:
                 await self._indexes.restore(last.image_id, restored.phash, vectors[last.image_id])
         return restored
 
-    async def _check_candidate(self, uow: Any, image_id: int, candidate_id: int | None) -> None:
+    async def _check_candidate(self, uow: UnitOfWork, image_id: int, candidate_id: int | None) -> None:
         if candidate_id is None:
             raise InvalidRequest("a duplicate of which image? give `of`")
         if candidate_id == image_id:
@@ -149,15 +149,11 @@ class ReviewService:
         if candidate is None or not candidate.accepted:
             raise InvalidRequest(f"image {candidate_id} is not an accepted image, so nothing can be its duplicate")
 
-    async def _reread(self, image_id: int) -> ImageRow:
-        async with self._units() as uow:
-            row = await uow.images.get(image_id)
+    async def _reread(self, uow: UnitOfWork, image_id: int) -> ImageRow:
+        """The row as the committed decision left it."""
+        row = await uow.images.get(image_id)
         assert row is not None
         return row
-
-    async def decided_since(self, since: datetime) -> list[Settled]:
-        async with self._units() as uow:
-            return await uow.reviews.decided_since(since)
 
 
 def choice_verdict(choice: Choice) -> str:

@@ -139,11 +139,14 @@ class SqlQueueRepository:
         )
         return dml(result).rowcount == 1
 
-    def _status_of(self, verdict: str) -> str:
+    def _verdict_values(self, verdict: str, score: float | None) -> dict[Any, Any]:
+        """A verdict's status values upstream (and its score, where a score column is configured)."""
         names = self._names
-        return {"duplicate": names.status_duplicate, "unique": names.status_unique, "review": names.status_review}[
-            verdict
-        ]
+        status = {"duplicate": names.status_duplicate, "unique": names.status_unique, "review": names.status_review}
+        values: dict[Any, Any] = {self._q.c.status: status[verdict]}
+        if self._score_column is not None and score is not None:
+            values[self._score_column] = round(float(score), 6)
+        return values
 
     async def finish(self, claimed: ClaimedRow) -> bool:
         """Write the stored verdict's status values upstream, both in one statement; False (nothing written) when
@@ -156,20 +159,13 @@ class SqlQueueRepository:
         verdict, score = (
             await self._session.execute(sa.select(i.c.verdict, i.c.similarity).where(i.c.image_id == claimed.image_id))
         ).one()
-        values: dict[Any, Any] = {
-            self._q.c.status: self._status_of(str(verdict)),
-            self._q.c.similarity: self._names.similarity_done,
-        }
-        if self._score_column is not None and score is not None:
-            values[self._score_column] = round(float(score), 6)
+        values = {**self._verdict_values(str(verdict), score), self._q.c.similarity: self._names.similarity_done}
         await self._session.execute(sa.update(self._q).where(self._q.c.id == claimed.source_id).values(values))
         return True
 
     async def rewrite(self, source_id: int, verdict: str, score: float | None) -> bool:
         q, names = self._q, self._names
-        values: dict[Any, Any] = {q.c.status: self._status_of(verdict)}
-        if self._score_column is not None and score is not None:
-            values[self._score_column] = round(score, 6)
+        values = self._verdict_values(verdict, score)
         result = await self._session.execute(
             sa.update(q)
             .where(

@@ -147,11 +147,3 @@ class SqlReviewRepository:
     async def preview(self, image_id: int) -> bytes | None:
         row = (await self._session.execute(sa.select(self._pv.c.jpeg).where(self._pv.c.image_id == image_id))).first()
         return bytes(row[0]) if row else None
-
-    async def drop_preview(self, image_id: int) -> None:
-        await self._session.execute(sa.delete(self._pv).where(self._pv.c.image_id == image_id))
-
-    async def changed(self, image_id: int, version: int) -> bool:
-        i = self._i
-        row = (await self._session.execute(sa.select(i.c.version).where(i.c.image_id == image_id))).first()
-        return row is None or int(row[0]) != version

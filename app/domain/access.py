@@ -75,6 +75,10 @@ class Caller:
     rate_per_minute: int | None = None
     local: bool = False
 
+    @classmethod
+    def of(cls, key: ApiKey) -> Caller:
+        return cls(name=key.name, scopes=key.scopes, rate_per_minute=key.rate_per_minute)
+
     def can(self, scope: Scope) -> bool:
         return scope in self.scopes or any(scope in _INCLUDES.get(held, ()) for held in self.scopes)
 

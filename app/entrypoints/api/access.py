@@ -53,9 +53,9 @@ class KeyRing:
     async def caller(self, authorization: str | None) -> Caller:
         """The caller of a request with this Authorization header (None: no header)."""
         keys = await self._current()
-        if (
-            not keys and authorization is None
-        ):  # a key that is presented is checked, even here: a revoked one never works
+        # Open only while no key exists and none is presented: a key that is presented is always checked, so a
+        # revoked one never works.
+        if not keys and authorization is None:
             if self._open_when_empty:
                 return LOCAL_CALLER
             raise Unauthorized(
@@ -70,12 +70,12 @@ class KeyRing:
         key = keys.get(hash_key(presented.strip()))
         if key is None:
             raise Unauthorized("the API key is not valid (unknown or revoked)", headers=_CHALLENGE)
-        return Caller(name=key.name, scopes=key.scopes, rate_per_minute=key.rate_per_minute)
+        return Caller.of(key)
 
     async def caller_by_hash(self, key_hash: str) -> Caller | None:
         """The caller a signed session names by its key's hash, while that key is still valid."""
         key = (await self._current()).get(key_hash)
-        return Caller(name=key.name, scopes=key.scopes, rate_per_minute=key.rate_per_minute) if key else None
+        return Caller.of(key) if key else None
 
 
 class RateLimits:

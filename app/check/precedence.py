@@ -14,8 +14,9 @@ from dataclasses import dataclass, replace
 
 from app.check.state import ImageWork
 from app.domain.decide import decide
-from app.domain.models import Candidate, DecidedBy, Decision, Policy, VerdictLabel
+from app.domain.models import Candidate, DecidedBy, Decision, Policy, Thresholds, VerdictLabel
 from app.domain.records import Demoted, ImageRow
+from app.domain.rules import in_grey_band
 
 
 @dataclass(frozen=True)
@@ -45,15 +46,35 @@ def _may_be_original(work: ImageWork, decision: Decision) -> bool:
     )
 
 
-def copies_to_look_up(decisions: Sequence[tuple[ImageWork, Decision]], policy: Policy) -> list[int]:
-    """The accepted images each possible original is a copy of: its match, and every other candidate that on
-    its own would make it a duplicate (so that all its later copies are found, not only the best)."""
+def copies_to_look_up(decisions: Sequence[tuple[ImageWork, Decision]]) -> list[int]:
+    """The accepted images each possible original may be a copy of: its match and every other candidate (so
+    that all its later copies are found, not only the best)."""
     ids: list[int] = []
     for work, decision in decisions:
         if _may_be_original(work, decision):
             ids.append(decision.matched_image_id or 0)
-            ids += [c.image_id for c in work.candidates if _copy_of(c, policy) is not None]
+            ids += [c.image_id for c in work.candidates]
     return ids
+
+
+def unverified_later_copies(
+    decisions: Sequence[tuple[ImageWork, Decision]], matched: Mapping[int, ImageRow], thresholds: Thresholds
+) -> list[tuple[ImageWork, int]]:
+    """Grey-band candidates of an original-to-be that are later accepted uploads and were never verified:
+    verification stops at the first confirmed candidate, so a second later copy (one that is not a copy of the
+    first) would stay accepted beside its original. These pairs are verified before the swaps are found."""
+    pairs: list[tuple[ImageWork, int]] = []
+    for work, decision in decisions:
+        if not _may_be_original(work, decision) or not _is_later(matched.get(decision.matched_image_id or 0), work):
+            continue
+        pairs += [
+            (work, c.image_id)
+            for c in work.candidates
+            if c.verified is None
+            and in_grey_band(c.similarity, thresholds)
+            and _is_later(matched.get(c.image_id), work)
+        ]
+    return pairs
 
 
 def _copy_of(candidate: Candidate, policy: Policy) -> Decision | None:

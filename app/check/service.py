@@ -25,7 +25,7 @@ from app.check.hashes import drop_stale_candidates, look_up_hashes
 from app.check.indexes import Indexes
 from app.check.intake import Intake
 from app.check.metrics import Metrics
-from app.check.precedence import Swap, apply_swaps, copies_to_look_up, find_swaps
+from app.check.precedence import Swap, apply_swaps, copies_to_look_up, find_swaps, unverified_later_copies
 from app.check.recording import Recorder
 from app.check.second_look import SecondLook
 from app.check.state import ImageWork, alive
@@ -264,12 +264,18 @@ class CheckService:
         (and may turn out originals of other later uploads in their turn)."""
         policy = self.policy()
         swaps: dict[int, Swap] = {}  # by the later image's id
+        works = [w for w, _ in decisions]
+        originals: set[int] = set()
         for _ in range(DECISION_ROUNDS):
-            matched_ids = copies_to_look_up(decisions, policy)
+            matched_ids = copies_to_look_up(decisions)
             if not matched_ids:
                 break
             async with self._units() as uow:
                 matched = await uow.images.get_many(matched_ids)
+            unverified = unverified_later_copies(decisions, matched, policy.thresholds)
+            if unverified and self._verifier is not None:  # rare (an original after its copies): under the locks
+                await self._verifier.verify_pairs(unverified)
+                decisions = plan(works, recent, policy, last_round=True, originals=originals).decisions
             found = [s for s in find_swaps(decisions, matched, policy) if s.later.image_id not in swaps]
             if not found:
                 break

@@ -6,9 +6,19 @@ from datetime import datetime
 
 import pytest
 
-from app.check.precedence import apply_swaps, find_swaps
+from app.check.precedence import apply_swaps, find_swaps, unverified_later_copies
 from app.check.state import ImageWork
-from app.domain.models import Candidate, CheckItem, DecidedBy, Decision, Policy, SourceRef, Thresholds, VerdictLabel
+from app.domain.models import (
+    Candidate,
+    CheckItem,
+    DecidedBy,
+    Decision,
+    Policy,
+    SourceRef,
+    Thresholds,
+    VerdictLabel,
+    Verified,
+)
 from app.domain.records import ImageRow
 
 DUP, UNIQUE = VerdictLabel.DUPLICATE, VerdictLabel.UNIQUE
@@ -101,3 +111,25 @@ def test_precedence_an_original_takes_every_later_copy_it_matches() -> None:
     swaps = find_swaps(decisions, rows, POLICY)
     assert sorted(s.later.image_id for s in swaps) == [50, 60]
     assert all(s.original is original for s in swaps)
+
+
+def test_precedence_the_later_copies_an_original_never_verified_are_verified_first() -> None:
+    """Verification stopped at the original's first confirmed candidate: its other later grey-band candidates,
+    if accepted, are due for verification before the swaps are found (not earlier uploads, not verified ones,
+    not below the band, not images no longer accepted)."""
+    original = work(1, 10)
+    original.candidates = [
+        Candidate(50, similarity=0.85, verified=Verified.CONFIRMED),  # its match
+        Candidate(60, similarity=0.80),  # a later accepted copy, never verified: due
+        Candidate(70, similarity=0.82, verified=Verified.REJECTED),  # verified already
+        Candidate(80, similarity=0.90),  # uploaded earlier
+        Candidate(90, similarity=0.40),  # below the band
+        Candidate(95, similarity=0.75),  # no longer accepted
+    ]
+    rows = {50: row(50, 20), 60: row(60, 30), 70: row(70, 40), 80: row(80, 5), 90: row(90, 50)}
+    rows[95] = row(95, 60, accepted=False)
+    copy = work(2, 35)  # a copy of an earlier upload (50): no original, nothing due
+    copy.candidates = [Candidate(60, similarity=0.80)]
+    decisions = [(original, dup_of(50)), (copy, dup_of(50))]
+    pairs = unverified_later_copies(decisions, rows, POLICY.thresholds)
+    assert [(w.image_id, c) for w, c in pairs] == [(1, 60)]

@@ -15,7 +15,7 @@ from app.config.settings import DbSettings, FetchSettings, Settings
 from app.db.engine import make_engine
 from testkit.image_server import ImageServer
 from testkit.mariadb_server import PrivateMariaDB
-from testkit.queue import DISTINCT_BASES, app_env, free_port, outcomes, plant_queue, spawn
+from testkit.queue import DISTINCT_BASES, Planted, app_env, free_port, outcomes, plant_queue, spawn
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)]
 
@@ -39,6 +39,14 @@ async def image_rows_per_source(settings: Settings) -> dict[int, int]:
             return {int(s): int(n) for s, n in rows}
     finally:
         await engine.dispose()
+
+
+def story(log: str, wrong: Planted, planted: list[Planted]) -> str:
+    """What the service's log says of the rows of one photo: for a failure in CI, where the log is gone."""
+    ids = {str(p.source_id) for p in planted if p.base == wrong.base}
+    lines = [line for line in log.splitlines() if "originals restored" in line or "WARNING" in line]
+    lines += [line for line in log.splitlines() if any(f"source_id={i} " in line for i in ids)]
+    return "\n".join(lines[-80:])
 
 
 async def test_database_restart_mid_drain_loses_nothing(
@@ -84,11 +92,11 @@ async def test_database_restart_mid_drain_loses_nothing(
     assert not stuck, stuck[:3]
     assert set((await image_rows_per_source(settings)).values()) == {1}  # one image per row, never two
     originals = {p.base: rows[p.source_id]["image_id"] for p in planted if p.original}
+    text = log.read_text()
     for p in planted:
         row = rows[p.source_id]
         expected = ("tag_extension", "unique", None) if p.original else ("similarity", "duplicate", originals[p.base])
-        assert (row["status"], row["verdict"], row["matched_image_id"]) == expected, (p, row)
-    text = log.read_text()
+        assert (row["status"], row["verdict"], row["matched_image_id"]) == expected, (p, row, story(text, p, planted))
     assert "database" in text.lower() and ("failed" in text or "Error" in text), "the restart reached the service"
     put_back = text.count("after the database came back")
     errors = text.count("draining the queue failed")

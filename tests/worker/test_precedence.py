@@ -63,3 +63,32 @@ async def test_precedence_an_original_checked_after_its_copies_displaces_them(
     await drain(settings)
     later = (await outcomes(settings))[40]
     assert (later["verdict"], later["matched_image_id"]) == ("duplicate", first["image_id"])
+
+
+async def test_precedence_an_original_takes_back_every_later_copy_even_those_it_had_not_verified(
+    make_settings: Callable[..., Settings], server: ImageServer
+) -> None:
+    """Two later copies that are not copies of each other (the left and the right part of the photo) were both
+    accepted before the original came. Verification of the original stops at its first confirmed candidate;
+    the other later copy must be verified too, or it stays accepted beside its original (a CI drill found it)."""
+    settings = make_settings(
+        fetch=FetchSettings(cdn_base=server.url("/cdn/"), allow_private_hosts=["127.0.0.1"]),
+        worker=WorkerSettings(enabled=False),
+    )
+    original = photo("b0575")
+    width, height = original.size
+    server.put("/cdn/original.jpg", jpeg(original, 92))
+    server.put("/cdn/left.jpg", jpeg(original.crop((0, 0, int(width * 0.55), height)), 85))
+    server.put("/cdn/right.jpg", jpeg(original.crop((int(width * 0.45), 0, width, height)), 85))
+    await insert_rows(settings, [{"id": 20, "image_url": "left.jpg"}, {"id": 30, "image_url": "right.jpg"}])
+    await drain(settings)
+    before = await outcomes(settings)
+    assert (before[20]["status"], before[30]["status"]) == ("tag_extension", "tag_extension")
+
+    await insert_rows(settings, [{"id": 10, "image_url": "original.jpg"}])
+    await drain(settings)
+    rows = await outcomes(settings)
+    assert (rows[10]["status"], rows[10]["verdict"]) == ("tag_extension", "unique")
+    for later in (20, 30):
+        assert (rows[later]["status"], rows[later]["verdict"]) == ("similarity", "duplicate"), rows[later]
+        assert rows[later]["matched_image_id"] == rows[10]["image_id"]

@@ -35,12 +35,28 @@ class Corpus:
     queries: list[Query]
 
 
-def ensure_variants(corpus_dir: Path, cache_dir: Path) -> Path:
-    out = cache_dir / f"{corpus_dir.name}-variants"
+def ensure_variants(
+    corpus_dir: Path, cache_dir: Path, generator: str = "testkit.variants", kind: str = "variants"
+) -> Path:
+    """The variants of the corpus's bases made by `generator` (a module run as BASE_DIR OUT_DIR), once."""
+    out = cache_dir / f"{corpus_dir.name}-{kind}"
     if not (out / "labels.csv").exists():
-        print(f"generating variants into {out} (once)", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "testkit.variants", str(corpus_dir / "base"), str(out)], check=True)
+        print(f"generating {kind} into {out} (once)", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", generator, str(corpus_dir / "base"), str(out)], check=True)
     return out
+
+
+def _labelled(variants_dir: Path) -> list[Query]:
+    with open(variants_dir / "labels.csv", newline="") as handle:
+        return [
+            Query(
+                variants_dir / "variants" / row["variant_file"],
+                row["base_id"],
+                row["transform"],
+                is_indexed(row["base_id"]),
+            )
+            for row in csv.DictReader(handle)
+        ]
 
 
 def parse(parser: argparse.ArgumentParser) -> argparse.Namespace:
@@ -56,19 +72,15 @@ def load_corpus(corpus_dir: Path, cache_dir: Path) -> Corpus:
     variants_dir = ensure_variants(corpus_dir, cache_dir)
     bases = sorted(p.stem for p in (corpus_dir / "base").glob("*.jpg"))
     indexed = [(b, corpus_dir / "base" / f"{b}.jpg") for b in bases if is_indexed(b)]
-    queries: list[Query] = []
-    with open(variants_dir / "labels.csv", newline="") as handle:
-        for row in csv.DictReader(handle):
-            queries.append(
-                Query(
-                    variants_dir / "variants" / row["variant_file"],
-                    row["base_id"],
-                    row["transform"],
-                    is_indexed(row["base_id"]),
-                )
-            )
+    queries = _labelled(variants_dir)
     queries += [Query(corpus_dir / "base" / f"{b}.jpg", b, "base", False) for b in bases if not is_indexed(b)]
     return Corpus(indexed, queries)
+
+
+def load_extra(corpus_dir: Path, cache_dir: Path) -> list[Query]:
+    """The extra corpus's queries: variants of the same bases in families nothing is fitted on
+    (bench/extra_variants.py); a variant of an indexed base is a copy, one of a distractor is not."""
+    return _labelled(ensure_variants(corpus_dir, cache_dir, "bench.extra_variants", "extra"))
 
 
 def corpus_arguments(description: str | None) -> argparse.ArgumentParser:

@@ -48,7 +48,7 @@ def _may_be_original(work: ImageWork, decision: Decision) -> bool:
 
 def copies_to_look_up(decisions: Sequence[tuple[ImageWork, Decision]]) -> list[int]:
     """The accepted images each possible original may be a copy of: its match and every other candidate (so
-    that all its later copies are found, not only the best)."""
+    that all its later copies are found, not only the best, and an earlier upload it copies is seen)."""
     ids: list[int] = []
     for work, decision in decisions:
         if _may_be_original(work, decision):
@@ -57,24 +57,70 @@ def copies_to_look_up(decisions: Sequence[tuple[ImageWork, Decision]]) -> list[i
     return ids
 
 
-def unverified_later_copies(
+def upload_order(decisions: Sequence[tuple[ImageWork, Decision]], matched: Mapping[int, ImageRow]) -> dict[int, int]:
+    """The upstream source id of each accepted queue image in sight: the looked-up rows, overridden by the
+    batch's own images as decided now (accepted earlier in the batch, or no longer)."""
+    order = {i: r.source_id for i, r in matched.items() if r.accepted and r.source_id is not None}
+    for work, _ in decisions:
+        if work.image_id is None:
+            continue
+        if work.enters_index and work.source_id is not None:
+            order[work.image_id] = work.source_id
+        else:
+            order.pop(work.image_id, None)
+    return order
+
+
+def _originals_to_be(
+    decisions: Sequence[tuple[ImageWork, Decision]], order: Mapping[int, int]
+) -> list[tuple[ImageWork, Decision]]:
+    """Duplicates of a later accepted upload: originals, unless they copy an earlier one as well."""
+    return [
+        (w, d)
+        for w, d in decisions
+        if _may_be_original(w, d) and order.get(d.matched_image_id or 0, 0) > (w.source_id or 0)
+    ]
+
+
+def unverified_queue_candidates(
     decisions: Sequence[tuple[ImageWork, Decision]], matched: Mapping[int, ImageRow], thresholds: Thresholds
 ) -> list[tuple[ImageWork, int]]:
-    """Grey-band candidates of an original-to-be that are later accepted uploads and were never verified:
+    """Grey-band candidates of an original-to-be that are accepted queue images and were never verified:
     verification stops at the first confirmed candidate, so a second later copy (one that is not a copy of the
-    first) would stay accepted beside its original. These pairs are verified before the swaps are found."""
-    pairs: list[tuple[ImageWork, int]] = []
-    for work, decision in decisions:
-        if not _may_be_original(work, decision) or not _is_later(matched.get(decision.matched_image_id or 0), work):
-            continue
-        pairs += [
-            (work, c.image_id)
+    first) would stay accepted beside its original, and an earlier upload it also copies would go unseen.
+    These pairs are verified before the swaps are found."""
+    order = upload_order(decisions, matched)
+    return [
+        (work, c.image_id)
+        for work, _ in _originals_to_be(decisions, order)
+        for c in work.candidates
+        if c.verified is None and in_grey_band(c.similarity, thresholds) and c.image_id in order
+    ]
+
+
+def copies_of_earlier_uploads(
+    decisions: Sequence[tuple[ImageWork, Decision]], matched: Mapping[int, ImageRow], policy: Policy
+) -> list[tuple[ImageWork, Decision]]:
+    """A duplicate of a later upload that is a copy of an earlier accepted upload too is no original: it names
+    the earliest such upload as its match (a CI drill found a copy made the original of a later copy while its
+    own original, earlier still, was accepted)."""
+    order = upload_order(decisions, matched)
+    repointed: dict[int, Decision] = {}
+    for work, _ in _originals_to_be(decisions, order):
+        earlier = [
+            (order[c.image_id], match)
             for c in work.candidates
-            if c.verified is None
-            and in_grey_band(c.similarity, thresholds)
-            and _is_later(matched.get(c.image_id), work)
+            if order.get(c.image_id, work.source_id or 0) < (work.source_id or 0)
+            and (match := _copy_of(c, policy)) is not None
         ]
-    return pairs
+        if earlier:
+            repointed[id(work)] = min(earlier, key=lambda e: e[0])[1]
+    result = []
+    for work, decision in decisions:
+        if id(work) in repointed:
+            decision = work.decision = repointed[id(work)]
+        result.append((work, decision))
+    return result
 
 
 def _copy_of(candidate: Candidate, policy: Policy) -> Decision | None:

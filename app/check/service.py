@@ -25,7 +25,14 @@ from app.check.hashes import drop_stale_candidates, look_up_hashes
 from app.check.indexes import Indexes
 from app.check.intake import Intake
 from app.check.metrics import Metrics
-from app.check.precedence import Swap, apply_swaps, copies_to_look_up, find_swaps, unverified_later_copies
+from app.check.precedence import (
+    Swap,
+    apply_swaps,
+    copies_of_earlier_uploads,
+    copies_to_look_up,
+    find_swaps,
+    unverified_queue_candidates,
+)
 from app.check.recording import Recorder
 from app.check.second_look import SecondLook
 from app.check.state import ImageWork, alive
@@ -266,18 +273,20 @@ class CheckService:
         swaps: dict[int, Swap] = {}  # by the later image's id
         works = [w for w, _ in decisions]
         originals: set[int] = set()
-        for _ in range(DECISION_ROUNDS):
+        for round_ in range(DECISION_ROUNDS + 1):
             matched_ids = copies_to_look_up(decisions)
             if not matched_ids:
                 break
             async with self._units() as uow:
                 matched = await uow.images.get_many(matched_ids)
-            unverified = unverified_later_copies(decisions, matched, policy.thresholds)
+            unverified = unverified_queue_candidates(decisions, matched, policy.thresholds)
             if unverified and self._verifier is not None:  # rare (an original after its copies): under the locks
-                await self._verifier.verify_pairs(unverified)
+                peers = {w.image_id: w for w, _ in decisions if w.image_id is not None}
+                await self._verifier.verify_pairs(unverified, peers=peers)
                 decisions = plan(works, recent, policy, last_round=True, originals=originals).decisions
+            decisions = copies_of_earlier_uploads(decisions, matched, policy)
             found = [s for s in find_swaps(decisions, matched, policy) if s.later.image_id not in swaps]
-            if not found:
+            if not found or round_ == DECISION_ROUNDS:
                 break
             await self._embedding.embed([s.original for s in found if s.original.vector is None])
             swaps |= {s.later.image_id: s for s in found if s.original.error is None}  # not embedded: later

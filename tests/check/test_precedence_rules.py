@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from app.check.precedence import apply_swaps, find_swaps, unverified_later_copies
+from app.check.precedence import apply_swaps, copies_of_earlier_uploads, find_swaps, unverified_queue_candidates
 from app.check.state import ImageWork
 from app.domain.models import (
     Candidate,
@@ -113,23 +113,68 @@ def test_precedence_an_original_takes_every_later_copy_it_matches() -> None:
     assert all(s.original is original for s in swaps)
 
 
-def test_precedence_the_later_copies_an_original_never_verified_are_verified_first() -> None:
-    """Verification stopped at the original's first confirmed candidate: its other later grey-band candidates,
-    if accepted, are due for verification before the swaps are found (not earlier uploads, not verified ones,
-    not below the band, not images no longer accepted)."""
+def test_precedence_the_queue_candidates_an_original_never_verified_are_verified_first() -> None:
+    """Verification stopped at the original-to-be's first confirmed candidate: its other grey-band candidates
+    that are accepted queue images (a second later copy, or an earlier upload it copies too) are due for
+    verification before the swaps are found; not verified ones, not below the band, not images no longer
+    accepted, not uploads through the API."""
     original = work(1, 10)
     original.candidates = [
         Candidate(50, similarity=0.85, verified=Verified.CONFIRMED),  # its match
         Candidate(60, similarity=0.80),  # a later accepted copy, never verified: due
         Candidate(70, similarity=0.82, verified=Verified.REJECTED),  # verified already
-        Candidate(80, similarity=0.90),  # uploaded earlier
+        Candidate(80, similarity=0.90),  # uploaded earlier, never verified: due
         Candidate(90, similarity=0.40),  # below the band
         Candidate(95, similarity=0.75),  # no longer accepted
+        Candidate(99, similarity=0.75),  # came through the API: no upstream order
     ]
-    rows = {50: row(50, 20), 60: row(60, 30), 70: row(70, 40), 80: row(80, 5), 90: row(90, 50)}
+    rows = {50: row(50, 20), 60: row(60, 30), 70: row(70, 40), 80: row(80, 5), 90: row(90, 50), 99: row(99, None)}
     rows[95] = row(95, 60, accepted=False)
     copy = work(2, 35)  # a copy of an earlier upload (50): no original, nothing due
     copy.candidates = [Candidate(60, similarity=0.80)]
     decisions = [(original, dup_of(50)), (copy, dup_of(50))]
-    pairs = unverified_later_copies(decisions, rows, POLICY.thresholds)
-    assert [(w.image_id, c) for w, c in pairs] == [(1, 60)]
+    pairs = unverified_queue_candidates(decisions, rows, POLICY.thresholds)
+    assert [(w.image_id, c) for w, c in pairs] == [(1, 60), (1, 80)]
+
+
+CONFIRMED_AT = Candidate(0, similarity=0.85, verified=Verified.CONFIRMED)
+
+# (what, the candidate's image id, its source id and accepted, the image's own source id, its match after)
+EARLIER_CASES = [
+    ("a copy of an earlier accepted upload names it", 80, 5, True, 10, 80),
+    ("an earlier upload it does not copy changes nothing", 81, 5, False, 10, 50),
+    ("an earlier upload no longer accepted changes nothing", 82, 5, None, 10, 50),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("what", "cid", "source", "state", "own", "expected"), EARLIER_CASES, ids=[c[0] for c in EARLIER_CASES]
+)
+def test_precedence_a_copy_of_an_earlier_upload_is_no_original(
+    what: str, cid: int, source: int, state: bool | None, own: int, expected: int
+) -> None:
+    """state: True a confirmed copy, False verification rejected it, None the upload is no longer accepted."""
+    image = work(1, own)
+    verified = Verified.REJECTED if state is False else Verified.CONFIRMED
+    image.candidates = [
+        Candidate(50, similarity=0.9, verified=Verified.CONFIRMED),
+        Candidate(cid, similarity=0.8, verified=verified),
+    ]
+    rows = {50: row(50, 20), cid: row(cid, source, accepted=state is not None)}
+    decisions = copies_of_earlier_uploads([(image, dup_of(50))], rows, POLICY)
+    assert decisions[0][1].matched_image_id == expected
+    assert image.decision == (decisions[0][1] if expected != 50 else None)  # the work carries its new decision
+    swaps = find_swaps(decisions, rows, POLICY)
+    assert [s.later.image_id for s in swaps] == ([] if expected != 50 else [50])
+
+
+def test_precedence_an_original_earlier_in_the_batch_counts_as_an_earlier_upload() -> None:
+    """The batch's original (unique by precedence, not in the database yet) is the earlier upload a later
+    image of the batch copies: that image names it, and is no original of the later upload it matched."""
+    original, copy = work(1, 10), work(2, 15)
+    original.decision = Decision(UNIQUE, DecidedBy.PRECEDENCE)
+    copy.candidates = [Candidate(50, similarity=0.9, verified=Verified.CONFIRMED), Candidate(1, phash_distance=2)]
+    decisions = [(original, original.decision), (copy, dup_of(50))]
+    rows = {50: row(50, 20), 1: row(1, 10, accepted=False)}  # the database does not know it is accepted yet
+    after = copies_of_earlier_uploads(decisions, rows, POLICY)
+    assert after[1][1].matched_image_id == 1 and find_swaps(after, rows, POLICY) == []

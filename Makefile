@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 #   make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: venv run test lint bench corpus test-services clean
+.PHONY: venv run test lint bench bench-quick bench-padded corpus test-services clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,14 @@ lint: venv
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 
-bench: venv
+# dev and extra side by side, then the dev queries against an index padded with 1k, 5k and all ~20k pictures
+bench: bench-quick bench-padded
+
+bench-quick: venv
 	$(PY) -m bench.run
+
+bench-padded: venv
+	$(PY) -m bench.padded
 
 # The benchmark corpus alone: copied from ../shared/bench when it is there, else rebuilt from its packages.
 corpus: venv

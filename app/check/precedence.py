@@ -82,6 +82,14 @@ def _originals_to_be(
     ]
 
 
+def unsearched_originals(
+    decisions: Sequence[tuple[ImageWork, Decision]], matched: Mapping[int, ImageRow]
+) -> list[ImageWork]:
+    """Originals-to-be that a hash hit settled without an embedding: their other candidates (a later copy with
+    no hash hit, an earlier upload) are unknown until they are embedded and searched."""
+    return [w for w, _ in _originals_to_be(decisions, upload_order(decisions, matched)) if w.vector is None]
+
+
 def unverified_queue_candidates(
     decisions: Sequence[tuple[ImageWork, Decision]], matched: Mapping[int, ImageRow], thresholds: Thresholds
 ) -> list[tuple[ImageWork, int]]:

@@ -31,6 +31,7 @@ from app.check.precedence import (
     copies_of_earlier_uploads,
     copies_to_look_up,
     find_swaps,
+    unsearched_originals,
     unverified_queue_candidates,
 )
 from app.check.recording import Recorder
@@ -266,7 +267,8 @@ class CheckService:
         self, decisions: list[tuple[ImageWork, Decision]], recent: Sequence[Acceptance]
     ) -> tuple[list[tuple[ImageWork, Decision]], list[Swap]]:
         """Duplicates of a later upload become its original (app/check/precedence.py). Under the locks, since
-        it changes what is accepted; the rare original without a vector (a hash hit) is embedded here. Once an
+        it changes what is accepted; the rare original without a vector (a hash hit) is embedded and searched here
+        (its other candidates are unknown until then), and its unverified ones are verified. Once an
         image is an original, the batch is decided again, so that its later images in the batch compare with it
         (and may turn out originals of other later uploads in their turn)."""
         policy = self.policy()
@@ -279,6 +281,13 @@ class CheckService:
                 break
             async with self._units() as uow:
                 matched = await uow.images.get_many(matched_ids)
+            unsearched = unsearched_originals(decisions, matched)
+            if unsearched:  # settled by a hash hit alone: embedded and searched, then looked at again
+                await self._embedding.embed(unsearched)
+                await self._embedding.search(alive(unsearched))
+                works = alive(works)
+                decisions = plan(works, recent, policy, last_round=True, originals=originals).decisions
+                continue
             unverified = unverified_queue_candidates(decisions, matched, policy.thresholds)
             if unverified and self._verifier is not None:  # rare (an original after its copies): under the locks
                 peers = {w.image_id: w for w, _ in decisions if w.image_id is not None}
@@ -288,8 +297,7 @@ class CheckService:
             found = [s for s in find_swaps(decisions, matched, policy) if s.later.image_id not in swaps]
             if not found or round_ == DECISION_ROUNDS:
                 break
-            await self._embedding.embed([s.original for s in found if s.original.vector is None])
-            swaps |= {s.later.image_id: s for s in found if s.original.error is None}  # not embedded: later
+            swaps |= {s.later.image_id: s for s in found}
             works = [w for w, _ in decisions if w.error is None]
             originals = {s.original.image_id for s in swaps.values() if s.original.image_id is not None}
             decisions = plan(works, recent, policy, last_round=True, originals=originals).decisions

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
+import numpy as np
 import pytest
 
-from app.check.precedence import apply_swaps, copies_of_earlier_uploads, find_swaps, unverified_queue_candidates
+from app.check.precedence import (
+    apply_swaps,
+    copies_of_earlier_uploads,
+    find_swaps,
+    unsearched_originals,
+    unverified_queue_candidates,
+)
 from app.check.state import ImageWork
 from app.domain.models import (
     Candidate,
@@ -178,3 +185,12 @@ def test_precedence_an_original_earlier_in_the_batch_counts_as_an_earlier_upload
     rows = {50: row(50, 20), 1: row(1, 10, accepted=False)}  # the database does not know it is accepted yet
     after = copies_of_earlier_uploads(decisions, rows, POLICY)
     assert after[1][1].matched_image_id == 1 and find_swaps(after, rows, POLICY) == []
+
+
+def test_precedence_an_original_settled_by_a_hash_hit_is_due_for_a_search() -> None:
+    """Without a vector its neighbours are unknown; a copy of an earlier upload, or one with a vector, is not due."""
+    hashed, embedded, copy = work(1, 10), work(2, 11), work(3, 30)
+    embedded.vector = np.ones(4, np.float32)
+    rows = {50: row(50, 20)}
+    decisions = [(hashed, dup_of(50)), (embedded, dup_of(50)), (copy, dup_of(50))]
+    assert unsearched_originals(decisions, rows) == [hashed]

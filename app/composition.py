@@ -235,6 +235,7 @@ async def build_container(
                 verify=verify_policy(settings),
                 feature_cache_size=settings.verify.feature_cache,
                 second_look=settings.verify.second_look,
+                sub_crops=settings.verify.sub_crops,
             ),
         )
         await load_phash_index(database.units, phash_index)

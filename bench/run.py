@@ -154,7 +154,9 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Phase, Phase]:
             async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120) as client:
                 await wait_ready(client, process)
                 start = time.perf_counter()
-                registered = await post_all(client, [p for _, p in corpus.indexed], True, args.concurrency)
+                registered = await post_all(
+                    client, [p for _, p in corpus.indexed], True, args.concurrency, "registering the indexed bases"
+                )
                 register_wall = time.perf_counter() - start
                 base_of = {body["image_id"]: b for (b, _), (body, _) in zip(corpus.indexed, registered, strict=True)}
                 start, cpu_start = time.perf_counter(), cpu_seconds(process.pid)

@@ -57,5 +57,25 @@ def screenshot(image: Image.Image, share: float = 0.3) -> Image.Image:
     return canvas
 
 
+def busy_page(image: Image.Image, others: list[Image.Image], share: float = 0.22) -> Image.Image:
+    """The picture on a busy web page: a header, text lines, and other pictures beside and below it (so the
+    frame has more than one textured region), `share` of the page area, near the top left."""
+    canvas = Image.new("RGB", (1366, 1100), (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    draw.rectangle((0, 0, 1366, 60), fill=(13, 110, 253))
+    draw.text((24, 20), "dailynews     Home   Explore   Shop   About", fill=(255, 255, 255))
+    scale = (share * canvas.width * canvas.height / (image.width * image.height)) ** 0.5
+    small = image.resize((round(image.width * scale), round(image.height * scale)), Image.Resampling.BILINEAR)
+    canvas.paste(small, (40, 90))
+    for line in range(6):
+        draw.text((40, 110 + small.height + 24 * line), f"a line of the article, number {line}", fill=(30, 30, 30))
+    x = 80 + small.width
+    for n, other in enumerate(others):
+        thumb = other.copy()
+        thumb.thumbnail((1366 - x - 30, 300))
+        canvas.paste(thumb, (x, 90 + n * 330))
+    return canvas
+
+
 def flipped(image: Image.Image) -> Image.Image:
     return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)

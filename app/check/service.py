@@ -75,6 +75,7 @@ class CheckOptions:
     verify: VerifyPolicy | None  # None: no verification; grey-band candidates are then `review`
     feature_cache_size: int
     second_look: bool
+    sub_crops: bool = True
 
 
 class CheckService:
@@ -106,7 +107,7 @@ class CheckService:
             Verifier(options.verify, units, executor, options.feature_cache_size) if options.verify else None
         )
         self._second_look = (
-            SecondLook(embedder, self._embedding, self._verifier, executor, metrics)
+            SecondLook(embedder, self._embedding, self._verifier, executor, metrics, options.sub_crops)
             if self._verifier is not None and options.second_look
             else None
         )

@@ -187,6 +187,11 @@ class VerifySettings(BaseModel):
     second_look: bool = Field(
         True, description="embed and verify the picture inside a frame (screenshot, border) when still in doubt"
     )
+    sub_crops: bool = Field(
+        True,
+        description="the second look also embeds three fixed parts (centre, top corners) of a doubtful image that "
+        "looks framed: finds a picture inside a busy frame (a web page, a phone feed); three more embedding calls",
+    )
 
 
 class ApiSettings(BaseModel):

@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from app.composition import build_container
 from app.config.settings import PolicySettings, Settings, VerifySettings
 from app.domain.models import CheckItem, UploadRef
-from testkit.images import cropped, jpeg, photo, resized, screenshot
+from testkit.images import busy_page, cropped, jpeg, photo, resized, screenshot
 from tests.support import running_app, upload
 
 # A wide verification band, as with the benchmark's calibrated thresholds.
@@ -111,3 +111,24 @@ async def test_second_look_finds_the_photo_inside_a_screenshot(
         assert "second_look" in shot["timings_ms"]
     else:  # the whole screenshot's embedding does not find the photo: the control for the case above
         assert shot["verdict"] != "duplicate"
+
+
+@pytest.mark.parametrize("sub_crops", [False, True], ids=["textured-region-only", "sub-crops"])
+async def test_second_look_finds_the_photo_on_a_busy_page(
+    make_settings: Callable[..., Settings], sub_crops: bool
+) -> None:
+    """Other pictures and text beside it: the largest textured region is the whole page, one of the fixed parts
+    holds the photo."""
+    settings = make_settings(policy=BAND, verify=VerifySettings(sub_crops=sub_crops))
+    page = busy_page(photo(SCREENSHOT_BASE), [photo("b0575"), photo("b0385"), photo("b0441")])
+    async with running_app(settings) as (_, client):
+        original = (await upload(client, jpeg(photo(SCREENSHOT_BASE)))).json()
+        found = (await upload(client, jpeg(page), register=False)).json()
+    if sub_crops:
+        assert (found["verdict"], found["decided_by"], found["matched_image_id"]) == (
+            "duplicate",
+            "verified",
+            original["image_id"],
+        )
+    else:  # the control: without the fixed parts the photo is not found
+        assert found["verdict"] != "duplicate"

@@ -27,6 +27,11 @@ SKETCH_SIDE = 128
 # Strongest keypoints kept per image: matching costs grow with the product of two images' counts. On the dev
 # split 600 instead of 1,000 confirm 7 fewer of 2,736 copies and no false pair, at about a third of the cost.
 MAX_FEATURES = 600
+# A flat picture (graphics, a smooth wallpaper) gives SIFT few keypoints at its usual contrast threshold: copies of
+# it were rejected for want of matches (on dev, 125 copies with fewer than 8 inliers, mostly bases of under 30
+# keypoints). Below this many keypoints the image is detected again at a lower contrast threshold.
+FEW_KEYPOINTS = 100
+LOW_CONTRAST_THRESHOLD = 0.01
 CELL = 8  # sketch pixels per side of a compared cell
 FLAT = 3.0  # grey-level standard deviation below which a cell is flat
 MIN_CORRELATION = 0.5
@@ -100,6 +105,9 @@ def grey(image: Image.Image, side: int = VERIFY_SIDE) -> np.ndarray:
 def features(pixels: np.ndarray, max_features: int | None = None) -> Features:
     sift = cv2.SIFT.create(nfeatures=max_features or MAX_FEATURES)
     keypoints, descriptors = sift.detectAndCompute(pixels, None)
+    if len(keypoints) < FEW_KEYPOINTS:
+        closer = cv2.SIFT.create(nfeatures=max_features or MAX_FEATURES, contrastThreshold=LOW_CONTRAST_THRESHOLD)
+        keypoints, descriptors = closer.detectAndCompute(pixels, None)
     height, width = pixels.shape[:2]
     sketch = _sketch(pixels)
     if descriptors is None or len(keypoints) == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from app.domain.models import Verified
 from app.vision.content_box import content_box
 from app.vision.verify import QueryFeatures, VerifyPolicy, compare_aligned, features, grey, mirrored, verify
 from testkit.images import cropped, flipped, photo, resized, screenshot
@@ -52,3 +53,22 @@ def test_content_box_finds_the_photo_in_a_screenshot_and_nothing_in_a_plain_phot
     # the photo was pasted at (360, 120) on a 1440 x 900 canvas
     assert left == pytest.approx(360 / 1440, abs=0.03) and top == pytest.approx(120 / 900, abs=0.03)
     assert content_box(photo("b0587")) is None
+
+
+def test_a_flat_picture_is_detected_again_closer_and_its_crop_confirmed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """b0573 (a smooth picture) gives SIFT 10 keypoints at its usual contrast threshold: too few to confirm its
+    own crop. Detected again at a lower threshold it has hundreds, and the crop is confirmed."""
+    import app.vision.verify as verify_module
+
+    image = photo("b0573")
+    crop = cropped(image, 0.8)
+
+    def outcome() -> Verified:
+        base = features(grey(image))
+        return verify(QueryFeatures(crop), base, VerifyPolicy()).outcome
+
+    assert len(features(grey(image)).points) >= verify_module.FEW_KEYPOINTS
+    assert outcome() is Verified.CONFIRMED
+    monkeypatch.setattr(verify_module, "FEW_KEYPOINTS", 0)  # the control: the usual threshold alone
+    assert len(features(grey(image)).points) < 100
+    assert outcome() is not Verified.CONFIRMED

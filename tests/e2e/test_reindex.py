@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 from app.composition import build_container
-from app.config.settings import Settings
+from app.config.settings import Settings, VerifySettings
 from app.domain.models import CheckItem, UploadRef
 from testkit.cloud.dashvector_fake import DashVectorFake
 from testkit.cloud.settings import LOCAL_POLICY, cloud_index
@@ -17,7 +17,8 @@ from testkit.queue import app_env, spawn
 async def test_reindex_local_to_dashvector_and_back(
     make_settings: Callable[..., Settings], dashvector: DashVectorFake
 ) -> None:
-    local = make_settings(policy=LOCAL_POLICY)
+    # without the second look's fixed parts, so that one embedding per image is counted below
+    local = make_settings(policy=LOCAL_POLICY, verify=VerifySettings(sub_crops=False))
     async with build_container(local) as container:
         outcomes = await container.service.check(
             [CheckItem(UploadRef(jpeg(photo(b)))) for b in ("b0575", "b0587", "b0420")]

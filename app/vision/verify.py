@@ -221,6 +221,8 @@ def compare_aligned(query: Features, base: Features, matrix: np.ndarray) -> Appe
     a = cv2.GaussianBlur(b_sketch.astype(np.float32), (0, 0), 1.0)
     b = cv2.GaussianBlur(warped.astype(np.float32), (0, 0), 1.0)
     rows, cols = height // CELL, width // CELL
+    if rows == 0 or cols == 0:  # a sliver of a picture (a banner 768 x 40): no cell to compare
+        return Appearance()
 
     def cells(array: np.ndarray) -> np.ndarray:  # (rows, cols, CELL * CELL)
         cut = array[: rows * CELL, : cols * CELL]

@@ -72,3 +72,12 @@ def test_a_flat_picture_is_detected_again_closer_and_its_crop_confirmed(monkeypa
     monkeypatch.setattr(verify_module, "FEW_KEYPOINTS", 0)  # the control: the usual threshold alone
     assert len(features(grey(image)).points) < 100
     assert outcome() is not Verified.CONFIRMED
+
+
+def test_a_sliver_of_a_picture_is_compared_without_failing() -> None:
+    """A banner whose sketch is under one cell high (the padded benchmark met one): nothing to compare, no error."""
+    banner = photo("b0575").resize((768, 40))
+    found = features(grey(banner))
+    looks = compare_aligned(found, found, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    assert (looks.compared, looks.disagreement) == (0, 1.0)
+    assert verify(QueryFeatures(banner), found, VerifyPolicy()).outcome is not Verified.CONFIRMED

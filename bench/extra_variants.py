@@ -10,19 +10,16 @@ testkit.variants. Deterministic: each base draws from a random stream of its own
 
 from __future__ import annotations
 
-import csv
-import glob
 import math
 import os
 import random
 import sys
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from testkit.variants import FONTS, WORDS, check_fonts, font, save
+from testkit.variants import FONTS, WORDS, check_fonts, font, generate, save
 
 Transform = Callable[[Image.Image, random.Random], tuple[Image.Image, str]]
 
@@ -337,17 +334,7 @@ def process(job: tuple[str, str]) -> list[tuple[str, str, str, str]]:
 
 def main() -> None:
     check_fonts()
-    base_dir, out_dir = sys.argv[1], sys.argv[2]
-    os.makedirs(os.path.join(out_dir, "variants"), exist_ok=True)
-    jobs = [(p, out_dir) for p in sorted(glob.glob(os.path.join(base_dir, "*.jpg")))]
-    with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
-        made = list(pool.map(process, jobs, chunksize=8))
-    with open(os.path.join(out_dir, "labels.csv"), "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["variant_file", "base_id", "transform", "params"])
-        for rows in made:
-            writer.writerows(rows)
-    print("extra variants", sum(len(r) for r in made))
+    print("extra variants", generate(process, sys.argv[1], sys.argv[2]))
 
 
 if __name__ == "__main__":

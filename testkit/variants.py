@@ -269,16 +269,21 @@ def variant(im, base_id, transform):
     return dict(SINGLE)[transform](im, random.Random(f"variant:{base_id}:{transform}"))
 
 
-if __name__ == "__main__":
-    check_fonts()
-    base_dir, out_dir = sys.argv[1], sys.argv[2]
+def generate(make, base_dir, out_dir):
+    """Run `make` (a module-level function: base path, out dir -> label rows) on every base in parallel, and
+    write OUT_DIR/labels.csv; returns how many variants were made."""
     os.makedirs(os.path.join(out_dir, "variants"), exist_ok=True)
     jobs = [(p, out_dir) for p in sorted(glob.glob(os.path.join(base_dir, "*.jpg")))]
     with ProcessPoolExecutor(os.cpu_count() or 1) as ex:
-        res = list(ex.map(process, jobs, chunksize=8))
+        res = list(ex.map(make, jobs, chunksize=8))
     with open(os.path.join(out_dir, "labels.csv"), "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["variant_file", "base_id", "transform", "params"])
         for r in res:
             w.writerows(r)
-    print("variants", sum(len(r) for r in res))
+    return sum(len(r) for r in res)
+
+
+if __name__ == "__main__":
+    check_fonts()
+    print("variants", generate(process, sys.argv[1], sys.argv[2]))

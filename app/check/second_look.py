@@ -43,8 +43,12 @@ def candidate_parts(decoded: DecodedImage, sub_crops: bool) -> list[tuple[Box, I
         boxes.append(box)
     if sub_crops and looks_framed(pixels):
         boxes += SUB_CROPS
+    return [(b, _crop(pixels, b)) for b in boxes]
+
+
+def _crop(pixels: Image.Image, box: Box) -> Image.Image:
     w, h = pixels.size
-    return [(b, pixels.crop((round(b[0] * w), round(b[1] * h), round(b[2] * w), round(b[3] * h)))) for b in boxes]
+    return pixels.crop((round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)))
 
 
 def part_pixels(data: bytes, decoded: DecodedImage, box: Box) -> Image.Image:
@@ -53,8 +57,7 @@ def part_pixels(data: bytes, decoded: DecodedImage, box: Box) -> Image.Image:
         return decode_region(data, box)
     except (OSError, ValueError, SyntaxError) as exc:  # decoded once already; a second look is only a bonus
         log.warning("second look could not decode the framed part again: %s", exc)
-        w, h = decoded.pixels.size
-        return decoded.pixels.crop((round(box[0] * w), round(box[1] * h), round(box[2] * w), round(box[3] * h)))
+        return _crop(decoded.pixels, box)
 
 
 class SecondLook:

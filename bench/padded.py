@@ -20,7 +20,7 @@ import httpx
 from bench.corpus import corpus_arguments, load_corpus, parse
 from bench.padding_corpus import load as load_padding
 from bench.report import scores
-from bench.run import free_port, post_all, sample, start_service, wait_ready
+from bench.run import free_port, post_all, sample, service_arguments, start_service, wait_ready
 
 
 def _counts(step: list[tuple[dict[str, Any], float]]) -> dict[str, int]:
@@ -81,13 +81,9 @@ def _line(row: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    parser = corpus_arguments(__doc__)
+    parser = service_arguments(corpus_arguments(__doc__))
     parser.add_argument("--padding", type=Path, default=Path(".cache/bench/padding"))
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[1000, 5000, 0])
-    parser.add_argument("--limit", type=int, default=0, help="check about this many dev queries (0: all)")
-    parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--env", action="append", default=[], help="APP_...=value for the service (repeatable)")
-    parser.add_argument("--out", type=Path, default=Path("bench/out"))
     args = parse(parser)
     print("| padding pictures | index size | recall | precision | false duplicates (distractors) |", end="")
     print(" copies matched to another image | review rate | images/s |\n|---|---|---|---|---|---|---|---|")

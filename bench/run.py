@@ -214,12 +214,18 @@ def write_queries(
             )
 
 
-def main() -> None:
-    parser = corpus_arguments(__doc__)
+def service_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """The options of every command that runs the service over HTTP: where results go, how many clients, how
+    many queries, and settings for the service."""
     parser.add_argument("--out", type=Path, default=Path("bench/out"))
     parser.add_argument("--concurrency", type=int, default=4)
-    parser.add_argument("--limit", type=int, default=0, help="check about this many queries (0: all)")
+    parser.add_argument("--limit", type=int, default=0, help="check about this many queries of each corpus (0: all)")
     parser.add_argument("--env", action="append", default=[], help="APP_...=value for the service (repeatable)")
+    return parser
+
+
+def main() -> None:
+    parser = service_arguments(corpus_arguments(__doc__))
     parser.add_argument("--no-extra", action="store_true", help="the dev queries only, not the extra corpus")
     parser.add_argument("--thresholds", type=Path, help="a thresholds.json for the service (calibrate writes one)")
     args = parse(parser)

@@ -210,6 +210,10 @@ async def build_container(
             import cv2
 
             cv2.setNumThreads(settings.decode.opencv_threads)
+        if settings.decode.blas_threads:
+            from threadpoolctl import threadpool_limits
+
+            threadpool_limits(settings.decode.blas_threads, user_api="blas")  # process-wide, as for OpenCV
         stack.callback(executor.shutdown, wait=True)
         shared = settings.index.kind != "local"
         phash_index = PhashIndex()

@@ -156,7 +156,8 @@ def print_report(report: dict[str, Any]) -> None:
         f"speed, all queries: {report['images_per_s']:.1f} images/s; peak service memory:"
         f" {report['peak_rss_mb']:.0f} MB;"
         f" service CPU {report['service_cpu_ms_per_query']:.0f} ms per query, cores"
-        f" {report['service_cpu_utilisation']:.0%} busy; errors: {q['errors'] + (extra['errors'] if extra else 0)}"
+        f" {report['service_cpu_utilisation']:.0%} busy; embedded {report.get('embedded_per_query', 0):.2f} images per"
+        f" query; errors: {q['errors'] + (extra['errors'] if extra else 0)}"
     )
     stages = report["stage_latency_ms"]
     print(

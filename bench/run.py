@@ -59,6 +59,14 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+async def embedded_images(client: httpx.AsyncClient) -> float:
+    """Images the service has sent to its embedder so far (its Prometheus counter)."""
+    text = (await client.get("/metrics")).text
+    return sum(
+        float(line.split()[-1]) for line in text.splitlines() if line.startswith("imgdedup_embedded_images_total")
+    )
+
+
 async def wait_ready(client: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
     for _ in range(240):
         if process.poll() is not None:
@@ -160,12 +168,14 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Phase, Phase]:
                 register_wall = time.perf_counter() - start
                 base_of = {body["image_id"]: b for (b, _), (body, _) in zip(corpus.indexed, registered, strict=True)}
                 start, cpu_start = time.perf_counter(), cpu_seconds(process.pid)
+                embedded_start = await embedded_images(client)
                 results = await post_all(client, [q.path for q in queries], False, args.concurrency, "dev queries")
                 wall = time.perf_counter() - start
                 extra_start = time.perf_counter()
                 extra_results = await post_all(client, [q.path for q in extra], False, args.concurrency, "extra")
                 extra_wall = time.perf_counter() - extra_start
                 cpu = cpu_seconds(process.pid) - cpu_start
+                embedded = await embedded_images(client) - embedded_start
                 stage_latency = (await client.get("/stats")).json()["this_process"]["latency_ms"]
             status = Path(f"/proc/{process.pid}/status").read_text()
             peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
@@ -188,6 +198,8 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Phase, Phase]:
         # CPU time the service spent per query, and how busy it kept the cores
         "service_cpu_ms_per_query": cpu / len(everything) * 1000,
         "service_cpu_utilisation": cpu / (wall + extra_wall) / (os.cpu_count() or 1),
+        # whole images and the second look's parts
+        "embedded_per_query": embedded / len(everything),
         "stage_latency_ms": stage_latency,
         "concurrency": args.concurrency,
         "base_of": {str(k): v for k, v in base_of.items()},

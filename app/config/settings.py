@@ -62,6 +62,9 @@ class DecodeSettings(BaseModel):
     # requests, not one request's internals, share the cores.
     threads: int = 2
     opencv_threads: int = Field(1, ge=0, description="0: OpenCV's own default (all cores per call)")
+    # Verification's descriptor matching is a matrix product: one BLAS thread per task, as for OpenCV (OpenBLAS
+    # threads of two concurrent tasks on two cores made it 4x slower than single-threaded).
+    blas_threads: int = Field(1, ge=0, description="0: the BLAS library's own default (all cores per call)")
 
 
 class EmbedderSettings(BaseModel):

@@ -133,25 +133,43 @@ def _hull_share(points: np.ndarray, width: int, height: int) -> float:
     return float(cv2.contourArea(hull)) / float(width * height)
 
 
+def ratio_matches(query: np.ndarray, base: np.ndarray, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """Lowe's ratio test, then one match per base keypoint (its closest query keypoint): (query, base) indices.
+
+    One matrix product instead of a brute-force k-NN matcher: root-SIFT descriptors have unit length, so squared
+    distances are 2 - 2 * dot. Base keypoints come in the order their first accepted match appears (query order),
+    the order RANSAC's seeded sampling saw from the k-NN matcher, so verdicts stay the same.
+    """
+    if len(query) < 1 or len(base) < 2:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    squared = np.maximum(2.0 - 2.0 * (query @ base.T), 0.0)
+    two = np.argpartition(squared, 1, axis=1)[:, :2]
+    pair = np.take_along_axis(squared, two, axis=1)
+    swap = pair[:, 1] < pair[:, 0]
+    nearest = np.where(swap, two[:, 1], two[:, 0])
+    d1, d2 = np.sqrt(pair.min(axis=1)), np.sqrt(pair.max(axis=1))
+    kept = np.flatnonzero(d1 < ratio * d2)
+    if len(kept) == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    bases, distances = nearest[kept], d1[kept]
+    # the closest query per base keypoint, the earlier query on a tie
+    by_base = np.lexsort((kept, distances, bases))
+    first = np.ones(len(by_base), bool)
+    first[1:] = bases[by_base][1:] != bases[by_base][:-1]
+    winners = by_base[first]
+    # in the order each base keypoint was first proposed
+    _, first_seen = np.unique(bases, return_index=True)
+    order = np.argsort(first_seen, kind="stable")
+    return kept[winners][order].astype(np.int64), bases[winners][order].astype(np.int64)
+
+
 def _match(query: Features, base: Features, policy: VerifyPolicy) -> Alignment:
     """The best similarity transform query -> base, found by RANSAC over ratio-tested matches."""
     if len(query.descriptors) < 2 or len(base.descriptors) < 2:
         return Alignment()
-    matcher = cv2.BFMatcher(cv2.NORM_L2)
-    pairs = matcher.knnMatch(query.descriptors, base.descriptors, k=2)
-    best: dict[int, tuple[float, int]] = {}  # base keypoint -> (distance, query keypoint)
-    for pair in pairs:
-        if len(pair) < 2:
-            continue
-        first, second = pair
-        if first.distance < policy.ratio * second.distance:
-            kept = best.get(first.trainIdx)
-            if kept is None or first.distance < kept[0]:
-                best[first.trainIdx] = (first.distance, first.queryIdx)
-    if len(best) < 4:
+    query_idx, base_idx = ratio_matches(query.descriptors, base.descriptors, policy.ratio)
+    if len(base_idx) < 4:
         return Alignment()
-    base_idx = np.fromiter(best.keys(), dtype=np.int64)
-    query_idx = np.array([best[i][1] for i in base_idx], dtype=np.int64)
     src, dst = query.points[query_idx], base.points[base_idx]
     threshold = 0.01 * max(base.width, base.height) + 2.0
     # RANSAC samples at random: seed this thread's generator so the same pair always gets the same verdict.

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from app.domain.models import Verified
 from app.vision.content_box import content_box
-from app.vision.verify import QueryFeatures, VerifyPolicy, compare_aligned, features, grey, mirrored, verify
+from app.vision.verify import (
+    QueryFeatures,
+    VerifyPolicy,
+    compare_aligned,
+    features,
+    grey,
+    mirrored,
+    ratio_matches,
+    verify,
+)
 from testkit.images import cropped, flipped, photo, resized, screenshot
 
 
@@ -22,6 +32,31 @@ def test_mirrored_features_equal_detection_on_the_mirror_image() -> None:
             distances.append(np.linalg.norm(detected.descriptors[at_same_place] - descriptor, axis=1).min())
     assert len(distances) > 0.8 * len(derived.points)
     assert np.median(distances) < 0.01 and np.percentile(distances, 90) < 0.2  # (unrelated descriptors: ~1)
+
+
+def _knn_ratio_matches(query: np.ndarray, base: np.ndarray, ratio: float) -> tuple[list[int], list[int]]:
+    """The reference: OpenCV's brute-force 2-NN matcher, ratio test, the closest query per base keypoint (the
+    earlier on a tie), base keypoints in the order they were first proposed."""
+    best: dict[int, tuple[float, int]] = {}
+    for first, second in cv2.BFMatcher(cv2.NORM_L2).knnMatch(query, base, k=2):
+        if first.distance < ratio * second.distance:
+            kept = best.get(first.trainIdx)
+            if kept is None or first.distance < kept[0]:
+                best[first.trainIdx] = (first.distance, first.queryIdx)
+    return [q for _, q in best.values()], list(best)
+
+
+@pytest.mark.parametrize("pair", [("b0587", "b0587"), ("b0587", "b0411"), ("b0012", "b0050"), ("b0573", "b0587")])
+@pytest.mark.parametrize("ratio", [0.8, 0.95])
+def test_ratio_matches_equal_the_knn_matcher(pair: tuple[str, str], ratio: float) -> None:
+    """The matrix-product matcher keeps the k-NN matcher's matches and their order (RANSAC's seeded sampling
+    depends on it); the query is a rotated, shrunk copy, so the matches are not all trivial."""
+    query = features(grey(photo(pair[0]).rotate(7, expand=True).resize((400, 300))))
+    base = features(grey(photo(pair[1])))
+    expected = _knn_ratio_matches(query.descriptors, base.descriptors, ratio)
+    query_idx, base_idx = ratio_matches(query.descriptors, base.descriptors, ratio)
+    assert len(expected[1]) > 0
+    assert (query_idx.tolist(), base_idx.tolist()) == expected
 
 
 def test_identity_alignment_agrees_and_another_picture_does_not() -> None:

@@ -129,6 +129,7 @@ def verify_policy(settings: Settings) -> VerifyPolicy | None:
         min_base_coverage=v.min_base_coverage,
         reject_below_inliers=v.reject_below_inliers,
         max_disagreement=v.max_disagreement,
+        min_overlap=v.min_overlap,
         query_side=v.query_side,
     )
 

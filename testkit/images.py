@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
 from PIL import Image, ImageDraw
 
 REPO = Path(__file__).resolve().parents[1]
@@ -79,3 +80,20 @@ def busy_page(image: Image.Image, others: list[Image.Image], share: float = 0.22
 
 def flipped(image: Image.Image) -> Image.Image:
     return image.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+
+def keystoned(image: Image.Image, shrink: float = 0.15) -> Image.Image:
+    """The picture seen at a tilt, as in a photo of a screen: its top edge narrowed by `shrink` of the width on
+    each side (a perspective warp onto white)."""
+    w, h = image.size
+    # PIL maps each output pixel back: the quadrilateral's corners (output) -> the image's corners (input)
+    target = [(w * shrink, h * 0.03), (w * (1 - shrink), 0.0), (float(w), float(h)), (0.0, h * 0.97)]
+    source = [(0.0, 0.0), (float(w), 0.0), (float(w), float(h)), (0.0, float(h))]
+    rows, rhs = [], []
+    for (x, y), (u, v) in zip(target, source, strict=True):
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+        rhs += [u, v]
+    coefficients = tuple(float(c) for c in np.linalg.solve(np.array(rows), np.array(rhs)))
+    return image.transform(
+        (w, h), Image.Transform.PERSPECTIVE, coefficients, Image.Resampling.BICUBIC, fillcolor="white"
+    )

@@ -186,6 +186,9 @@ class VerifySettings(BaseModel):
     max_disagreement: float = Field(
         0.36, ge=0, le=1, description="share of the aligned overlap that may look different and still confirm"
     )
+    min_overlap: float = Field(
+        0.3, ge=0, le=1, description="share of the base the aligned query must cover to confirm (a piece is review)"
+    )
     feature_cache: int = Field(4096, ge=0, description="base images whose local features are kept in memory")
     second_look: bool = Field(
         True, description="embed and verify the picture inside a frame (screenshot, border) when still in doubt"

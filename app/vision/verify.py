@@ -51,6 +51,13 @@ class VerifyPolicy:
     # Above this share of disagreeing overlap a pair with enough inliers is still not confirmed: measured on the
     # dev split, true copies rarely pass 0.3 (caption, watermark), two states of one dialog start at 0.38.
     max_disagreement: float = 0.36
+    # Below this share of the base covered by the aligned query, the query is a piece of the base, not a copy of
+    # it: at most `review`. The protocol's crops keep 70-90 % of each side (an overlap of 0.49 or more); a
+    # portrait cut of a landscape wallpaper, a different picture by the protocol, covers a quarter of it.
+    min_overlap: float = 0.3
+    # Try a perspective alignment (a homography) for a pair with enough inliers that a similarity leaves
+    # unconfirmed: a photo of a screen, a tilted scan, a perspective-warped edit.
+    perspective: bool = True
     # A second way to confirm, for pictures with few keypoints (smooth wallpapers, flat graphics) whose inliers
     # cluster on one detail: fewer inliers, but the aligned query covers much of the base and agrees with it
     # nearly everywhere. On the dev split no false pair comes close (halves of one photo: overlap 0.25; two
@@ -93,6 +100,8 @@ class Alignment:
     matrix: np.ndarray | None = None  # 2x3, query pixels -> base pixels
     # the inlier matches themselves (query points, base points): what a review page draws over the pair
     pairs: tuple[np.ndarray, np.ndarray] | None = None
+    # every ratio-tested match, inlier or not: what a refined (perspective) alignment is fitted on
+    matches: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def grey(image: Image.Image, side: int = VERIFY_SIDE) -> np.ndarray:
@@ -189,7 +198,48 @@ def _match(query: Features, base: Features, policy: VerifyPolicy) -> Alignment:
         _hull_share(src[inlier], query.width, query.height),
         matrix,
         (src[inlier], dst[inlier]),
+        (src, dst),
     )
+
+
+def _perspective(query: Features, base: Features, found: Alignment, policy: VerifyPolicy) -> Alignment:
+    """A homography fitted on the same matches: a copy shot or warped at a slight tilt has its inliers, under a
+    similarity, on one band of the picture only, and disagrees towards the edges. Kept only if it is a plausible
+    view of the query (its corners still a convex, unflipped quadrilateral of plausible size)."""
+    if found.matches is None or len(found.matches[0]) < 8:
+        return Alignment()
+    src, dst = found.matches
+    threshold = 0.01 * max(base.width, base.height) + 2.0
+    cv2.setRNGSeed(20261125)
+    matrix, mask = cv2.findHomography(src, dst, cv2.RANSAC, threshold, maxIters=2000, confidence=0.99)
+    if matrix is None or mask is None or not _plausible_view(matrix, query, base, policy):
+        return Alignment()
+    inlier = mask.ravel().astype(bool)
+    return Alignment(
+        int(inlier.sum()),
+        _hull_share(dst[inlier], base.width, base.height),
+        _hull_share(src[inlier], query.width, query.height),
+        matrix,
+        (src[inlier], dst[inlier]),
+        found.matches,
+    )
+
+
+def _plausible_view(matrix: np.ndarray, query: Features, base: Features, policy: VerifyPolicy) -> bool:
+    corners = np.array([[0, 0], [query.width, 0], [query.width, query.height], [0, query.height]], np.float32)
+    projected = cv2.perspectiveTransform(corners.reshape(-1, 1, 2), matrix).reshape(-1, 2)
+    if not np.isfinite(projected).all() or not cv2.isContourConvex(projected.reshape(-1, 1, 2)):
+        return False
+    x, y = projected[:, 0], projected[:, 1]
+    signed_area = 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+    if signed_area <= 0:  # mirrored: the mirror image is tried on its own
+        return False
+    scale = (signed_area / float(query.width * query.height)) ** 0.5
+    if not policy.min_scale <= scale <= policy.max_scale:
+        return False
+    # a tilt, not a fold: opposite sides keep similar lengths
+    sides = np.hypot(*(np.roll(projected, -1, axis=0) - projected).T)
+    return bool(min(sides[0] / sides[2], sides[2] / sides[0], sides[1] / sides[3], sides[3] / sides[1]) >= 0.5)
 
 
 def matched_points(query: Image.Image, base: Image.Image, policy: VerifyPolicy) -> tuple[np.ndarray, np.ndarray, bool]:
@@ -231,11 +281,19 @@ def compare_aligned(query: Features, base: Features, matrix: np.ndarray) -> Appe
         return Appearance()
     to_query_sketch = q_sketch.shape[1] / query.width
     to_base_sketch = b_sketch.shape[1] / base.width
-    affine = matrix.astype(np.float64) * to_base_sketch
-    affine[:, :2] /= to_query_sketch
     height, width = b_sketch.shape
-    warped = cv2.warpAffine(q_sketch, affine, (width, height), flags=cv2.INTER_LINEAR)
-    valid = cv2.warpAffine(np.full(q_sketch.shape, 255, np.uint8), affine, (width, height), flags=cv2.INTER_NEAREST)
+    if matrix.shape == (3, 3):  # a perspective view: sketch pixels -> sketch pixels is S_base . H . S_query^-1
+        scaled = np.diag([to_base_sketch, to_base_sketch, 1.0]) @ matrix.astype(np.float64)
+        scaled = scaled @ np.diag([1.0 / to_query_sketch, 1.0 / to_query_sketch, 1.0])
+        warped = cv2.warpPerspective(q_sketch, scaled, (width, height), flags=cv2.INTER_LINEAR)
+        valid = cv2.warpPerspective(
+            np.full(q_sketch.shape, 255, np.uint8), scaled, (width, height), flags=cv2.INTER_NEAREST
+        )
+    else:
+        affine = matrix.astype(np.float64) * to_base_sketch
+        affine[:, :2] /= to_query_sketch
+        warped = cv2.warpAffine(q_sketch, affine, (width, height), flags=cv2.INTER_LINEAR)
+        valid = cv2.warpAffine(np.full(q_sketch.shape, 255, np.uint8), affine, (width, height), flags=cv2.INTER_NEAREST)
     a = cv2.GaussianBlur(b_sketch.astype(np.float32), (0, 0), 1.0)
     b = cv2.GaussianBlur(warped.astype(np.float32), (0, 0), 1.0)
     rows, cols = height // CELL, width // CELL
@@ -267,12 +325,20 @@ def verify(query: QueryFeatures, base: Features, policy: VerifyPolicy) -> Verifi
     if not _confirms(direct, policy):  # a flipped re-upload: try the mirror image too
         results.append((_match(query.mirrored(), base, policy), True))
     best, flipped = max(results, key=lambda r: (r[0].inliers, r[0].base_coverage))
-    looks = (
-        compare_aligned(query.mirrored() if flipped else query.direct, base, best.matrix)
-        if best.matrix is not None
-        else Appearance()
-    )
-    if _confirms(best, policy) and looks.disagreement <= policy.max_disagreement or _agrees(best, looks, policy):
+    shown = query.mirrored() if flipped else query.direct
+    looks = compare_aligned(shown, base, best.matrix) if best.matrix is not None else Appearance()
+    confirmed = _confirmed(best, looks, policy)
+    if not confirmed and policy.perspective and best.inliers >= policy.min_inliers:
+        # much is shared but it does not line up as a similarity: perhaps a view at a slight tilt
+        tilted = _perspective(shown, base, best, policy)
+        if tilted.matrix is not None:
+            tilted_looks = compare_aligned(shown, base, tilted.matrix)
+            # eight degrees of freedom fit a look-alike's matches better than four: the aligned pictures must
+            # then agree as closely as the aligned route asks (on extra, a tripod pair under a tiled watermark
+            # reached 0.26 disagreement)
+            if tilted.inliers >= policy.min_inliers and _agrees(tilted, tilted_looks, policy):
+                best, looks, confirmed = tilted, tilted_looks, True
+    if confirmed:
         outcome = Verified.CONFIRMED
     elif best.inliers < policy.reject_below_inliers:
         outcome = Verified.REJECTED
@@ -287,6 +353,14 @@ def verify(query: QueryFeatures, base: Features, policy: VerifyPolicy) -> Verifi
         round(looks.disagreement, 4),
         round(looks.overlap, 4),
         looks.compared,
+    )
+
+
+def _confirmed(alignment: Alignment, looks: Appearance, policy: VerifyPolicy) -> bool:
+    return looks.overlap >= policy.min_overlap and (
+        _confirms(alignment, policy)
+        and looks.disagreement <= policy.max_disagreement
+        or _agrees(alignment, looks, policy)
     )
 
 

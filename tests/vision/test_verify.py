@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import cv2
 import numpy as np
 import pytest
@@ -18,7 +20,7 @@ from app.vision.verify import (
     ratio_matches,
     verify,
 )
-from testkit.images import cropped, flipped, photo, resized, screenshot
+from testkit.images import cropped, flipped, keystoned, photo, resized, screenshot
 
 
 def test_mirrored_features_equal_detection_on_the_mirror_image() -> None:
@@ -116,3 +118,31 @@ def test_a_sliver_of_a_picture_is_compared_without_failing() -> None:
     looks = compare_aligned(found, found, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
     assert (looks.compared, looks.disagreement) == (0, 1.0)
     assert verify(QueryFeatures(banner), found, VerifyPolicy()).outcome is not Verified.CONFIRMED
+
+
+def test_a_strip_of_a_picture_is_not_confirmed_as_its_copy_but_a_protocol_crop_is() -> None:
+    """A portrait strip of a landscape picture (under a third of it, as the dev distractor b0536 is of b0537)
+    shares every inlier with it, yet it is a piece, not a copy: at most review, whatever the inliers' spread
+    (here the coverage floor is lowered so that the inliers alone would confirm it). A crop that keeps 70 % of
+    each side is a copy."""
+    picture = photo("b0587")
+    width, height = picture.size
+    base = features(grey(picture))
+    strip = QueryFeatures(picture.crop((round(width * 0.35), 0, round(width * 0.65), height)))
+    lenient = replace(VerifyPolicy(), min_base_coverage=0.1)
+    assert verify(strip, base, replace(lenient, min_overlap=0.0)).outcome is Verified.CONFIRMED
+    piece = verify(strip, base, lenient)
+    assert piece.overlap < lenient.min_overlap and piece.outcome is Verified.AMBIGUOUS
+    copy = verify(QueryFeatures(cropped(picture, 0.7)), base, VerifyPolicy())
+    assert copy.outcome is Verified.CONFIRMED and copy.overlap >= 0.4
+
+
+@pytest.mark.parametrize("base_id", ["b0587", "b0272"])
+def test_a_copy_seen_at_a_tilt_is_confirmed_by_a_perspective_alignment(base_id: str) -> None:
+    """Under a similarity a keystoned copy lines up on one band only (few inliers' coverage, the edges disagree);
+    a homography fitted on the same matches lines it up everywhere."""
+    base = features(grey(photo(base_id)))
+    query = QueryFeatures(keystoned(photo(base_id), 0.15))
+    assert verify(query, base, replace(VerifyPolicy(), perspective=False)).outcome is Verified.AMBIGUOUS
+    tilted = verify(query, base, VerifyPolicy())
+    assert tilted.outcome is Verified.CONFIRMED and tilted.disagreement < 0.1 and tilted.base_coverage > 0.5

@@ -17,7 +17,8 @@ import numpy as np
 
 from app.adapters.local_cnn_embedder import LocalCnnEmbedder
 from app.vision.decode import decode_image
-from app.vision.verify import Features, QueryFeatures, VerifyPolicy, features_of_jpeg, thumbnail_jpeg, verify
+from app.vision.local_features import Features, QueryFeatures, features_of_jpeg, thumbnail_jpeg
+from app.vision.verify import VerifyPolicy, verify
 from bench.corpus import corpus_arguments, fold_of, load_corpus, parse
 
 _BASES: list[Features] = []  # set in the parent before the pool forks; read-only in the workers
@@ -40,9 +41,9 @@ def main() -> None:
     args = parse(parser)
     _QUERY_SIDE[0] = args.query_side
     if args.max_features:
-        import app.vision.verify
+        import app.vision.local_features
 
-        app.vision.verify.MAX_FEATURES = args.max_features
+        app.vision.local_features.MAX_FEATURES = args.max_features
     corpus = load_corpus(args.corpus, args.cache)
     embedder = LocalCnnEmbedder(batch_size=8)
     base_pixels = [decode_image(p.read_bytes(), 10**8).pixels for _, p in corpus.indexed]

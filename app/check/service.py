@@ -44,9 +44,10 @@ from app.domain.records import Acceptance
 from app.domain.rules import grey_candidates, outright_duplicate
 from app.ports.backends import Embedder, ImageFetcher, VectorIndex
 from app.ports.persistence import DecisionLock, UnitsOfWork
+from app.vision.local_features import thumbnail_jpeg
 from app.vision.phash import PhashIndex
 from app.vision.preview import preview_jpeg
-from app.vision.verify import VerifyPolicy, thumbnail_jpeg
+from app.vision.verify import VerifyPolicy
 
 log = logging.getLogger(__name__)
 

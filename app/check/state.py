@@ -13,7 +13,8 @@ from PIL import Image
 from app.domain.errors import AppError
 from app.domain.models import Candidate, CheckItem, Decision, Neighbor, Verdict, Verified
 from app.vision.decode import DecodedImage
-from app.vision.verify import QueryFeatures, Verification
+from app.vision.local_features import QueryFeatures
+from app.vision.verify import Verification
 
 
 @dataclass

@@ -17,17 +17,8 @@ from PIL import Image
 
 from app.check.state import FramedPart, ImageWork, Stopwatch
 from app.ports.persistence import UnitsOfWork
-from app.vision.verify import (
-    VERIFY_SIDE,
-    Features,
-    QueryFeatures,
-    Verification,
-    VerifyPolicy,
-    features,
-    features_of_jpeg,
-    grey,
-    verify,
-)
+from app.vision.local_features import VERIFY_SIDE, Features, QueryFeatures, features, features_of_jpeg, grey
+from app.vision.verify import Verification, VerifyPolicy, verify
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

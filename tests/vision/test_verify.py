@@ -10,16 +10,8 @@ import pytest
 
 from app.domain.models import Verified
 from app.vision.content_box import content_box
-from app.vision.verify import (
-    QueryFeatures,
-    VerifyPolicy,
-    compare_aligned,
-    features,
-    grey,
-    mirrored,
-    ratio_matches,
-    verify,
-)
+from app.vision.local_features import QueryFeatures, features, grey, mirrored
+from app.vision.verify import VerifyPolicy, compare_aligned, ratio_matches, verify
 from testkit.images import cropped, flipped, keystoned, photo, resized, screenshot
 
 
@@ -95,7 +87,7 @@ def test_content_box_finds_the_photo_in_a_screenshot_and_nothing_in_a_plain_phot
 def test_a_flat_picture_is_detected_again_closer_and_its_crop_confirmed(monkeypatch: pytest.MonkeyPatch) -> None:
     """b0573 (a smooth picture) gives SIFT 10 keypoints at its usual contrast threshold: too few to confirm its
     own crop. Detected again at a lower threshold it has hundreds, and the crop is confirmed."""
-    import app.vision.verify as verify_module
+    import app.vision.local_features as verify_module
 
     image = photo("b0573")
     crop = cropped(image, 0.8)

@@ -128,17 +128,31 @@ def _match(query: Features, base: Features, policy: VerifyPolicy) -> Alignment:
     if len(base_idx) < 4:
         return Alignment()
     src, dst = query.points[query_idx], base.points[base_idx]
-    threshold = 0.01 * max(base.width, base.height) + 2.0
-    # RANSAC samples at random: seed this thread's generator so the same pair always gets the same verdict.
-    cv2.setRNGSeed(20261125)
+    _seed_ransac()
     matrix, mask = cv2.estimateAffinePartial2D(
-        src, dst, method=cv2.RANSAC, ransacReprojThreshold=threshold, maxIters=2000, confidence=0.99
+        src, dst, method=cv2.RANSAC, ransacReprojThreshold=_reprojection_threshold(base), maxIters=2000, confidence=0.99
     )
     if matrix is None or mask is None:
         return Alignment()
     scale = float(np.hypot(matrix[0, 0], matrix[1, 0]))
     if not policy.min_scale <= scale <= policy.max_scale:
         return Alignment()
+    return _alignment(query, base, matrix, mask, (src, dst))
+
+
+def _seed_ransac() -> None:
+    # RANSAC samples at random: seed this thread's generator so the same pair always gets the same verdict.
+    cv2.setRNGSeed(20261125)
+
+
+def _reprojection_threshold(base: Features) -> float:
+    return 0.01 * max(base.width, base.height) + 2.0
+
+
+def _alignment(
+    query: Features, base: Features, matrix: np.ndarray, mask: np.ndarray, matches: tuple[np.ndarray, np.ndarray]
+) -> Alignment:
+    src, dst = matches
     inlier = mask.ravel().astype(bool)
     return Alignment(
         int(inlier.sum()),
@@ -146,7 +160,7 @@ def _match(query: Features, base: Features, policy: VerifyPolicy) -> Alignment:
         _hull_share(src[inlier], query.width, query.height),
         matrix,
         (src[inlier], dst[inlier]),
-        (src, dst),
+        matches,
     )
 
 
@@ -157,20 +171,13 @@ def _perspective(query: Features, base: Features, found: Alignment, policy: Veri
     if found.matches is None or len(found.matches[0]) < 8:
         return Alignment()
     src, dst = found.matches
-    threshold = 0.01 * max(base.width, base.height) + 2.0
-    cv2.setRNGSeed(20261125)
-    matrix, mask = cv2.findHomography(src, dst, cv2.RANSAC, threshold, maxIters=2000, confidence=0.99)
+    _seed_ransac()
+    matrix, mask = cv2.findHomography(
+        src, dst, cv2.RANSAC, _reprojection_threshold(base), maxIters=2000, confidence=0.99
+    )
     if matrix is None or mask is None or not _plausible_view(matrix, query, base, policy):
         return Alignment()
-    inlier = mask.ravel().astype(bool)
-    return Alignment(
-        int(inlier.sum()),
-        _hull_share(dst[inlier], base.width, base.height),
-        _hull_share(src[inlier], query.width, query.height),
-        matrix,
-        (src[inlier], dst[inlier]),
-        found.matches,
-    )
+    return _alignment(query, base, matrix, mask, found.matches)
 
 
 def _plausible_view(matrix: np.ndarray, query: Features, base: Features, policy: VerifyPolicy) -> bool:

@@ -59,12 +59,10 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def embedded_images(client: httpx.AsyncClient) -> float:
-    """Images the service has sent to its embedder so far (its Prometheus counter)."""
-    text = (await client.get("/metrics")).text
-    return sum(
-        float(line.split()[-1]) for line in text.splitlines() if line.startswith("imgdedup_embedded_images_total")
-    )
+async def this_process(client: httpx.AsyncClient) -> dict[str, Any]:
+    """The service's own figures from `/stats`: stage latencies, images sent to the embedder so far."""
+    figures: dict[str, Any] = (await client.get("/stats")).json()["this_process"]
+    return figures
 
 
 async def wait_ready(client: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
@@ -168,15 +166,15 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Phase, Phase]:
                 register_wall = time.perf_counter() - start
                 base_of = {body["image_id"]: b for (b, _), (body, _) in zip(corpus.indexed, registered, strict=True)}
                 start, cpu_start = time.perf_counter(), cpu_seconds(process.pid)
-                embedded_start = await embedded_images(client)
+                embedded_start = (await this_process(client))["embedder_calls"]
                 results = await post_all(client, [q.path for q in queries], False, args.concurrency, "dev queries")
                 wall = time.perf_counter() - start
                 extra_start = time.perf_counter()
                 extra_results = await post_all(client, [q.path for q in extra], False, args.concurrency, "extra")
                 extra_wall = time.perf_counter() - extra_start
                 cpu = cpu_seconds(process.pid) - cpu_start
-                embedded = await embedded_images(client) - embedded_start
-                stage_latency = (await client.get("/stats")).json()["this_process"]["latency_ms"]
+                figures = await this_process(client)
+                embedded, stage_latency = figures["embedder_calls"] - embedded_start, figures["latency_ms"]
             status = Path(f"/proc/{process.pid}/status").read_text()
             peak_kb = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM")))
         finally:

@@ -111,8 +111,9 @@ def ratio_matches(query: np.ndarray, base: np.ndarray, ratio: float) -> tuple[np
     bases, distances = nearest[kept], d1[kept]
     # the closest query per base keypoint, the earlier query on a tie
     by_base = np.lexsort((kept, distances, bases))
+    sorted_bases = bases[by_base]
     first = np.ones(len(by_base), bool)
-    first[1:] = bases[by_base][1:] != bases[by_base][:-1]
+    first[1:] = sorted_bases[1:] != sorted_bases[:-1]
     winners = by_base[first]
     # in the order each base keypoint was first proposed
     _, first_seen = np.unique(bases, return_index=True)
@@ -291,7 +292,11 @@ def verify(query: QueryFeatures, base: Features, policy: VerifyPolicy) -> Verifi
             # eight degrees of freedom fit a look-alike's matches better than four: the aligned pictures must
             # then agree as closely as the aligned route asks (on extra, a tripod pair under a tiled watermark
             # reached 0.26 disagreement)
-            if tilted.inliers >= policy.min_inliers and _agrees(tilted, tilted_looks, policy):
+            if (
+                tilted.inliers >= policy.min_inliers
+                and tilted_looks.overlap >= policy.min_overlap  # the floor every route keeps
+                and _agrees(tilted, tilted_looks, policy)
+            ):
                 best, looks, confirmed = tilted, tilted_looks, True
     if confirmed:
         outcome = Verified.CONFIRMED

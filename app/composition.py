@@ -69,7 +69,7 @@ def build_embedder(settings: Settings) -> Embedder:
 
             e = settings.embedder
             # Concurrent requests share the model's batches (the cloud embedder has its own concurrency).
-            return CoalescingEmbedder(LocalCnnEmbedder(e.image_size, e.batch_size, e.torch_threads, e.device))
+            return CoalescingEmbedder(LocalCnnEmbedder(e.image_size, e.batch_size, e.threads, e.device, e.runtime))
         case "dashscope":
             from app.adapters.dashscope_embedder import DashScopeEmbedder
 

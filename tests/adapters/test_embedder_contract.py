@@ -22,7 +22,7 @@ from testkit.images import flipped, jpeg, photo, resized
 async def embedder(request: pytest.FixtureRequest) -> AsyncIterator[Embedder]:
     adapter: Embedder
     if request.param == "local_cnn":
-        adapter = LocalCnnEmbedder(batch_size=2, torch_threads=1)
+        adapter = LocalCnnEmbedder(batch_size=2, threads=1)
     else:
         fake: DashScopeFake = request.getfixturevalue("dashscope")
         adapter = DashScopeEmbedder(cloud_embedder(fake))

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from app.adapters.efficientnet_lite import classifier_from_weights, load_lite0_features
-from app.adapters.local_cnn_embedder import LocalCnnEmbedder, preprocess, weights_path
+from app.adapters.local_cnn_embedder import LocalCnnEmbedder, Runtime, preprocess, weights_path
 from app.vision.decode import decode_image
 from testkit.images import REPO, flipped, jpeg, photo, resized
 
 GOLDEN = REPO / "tests" / "data" / "golden_lite0_gem3_224.npz"
 
 
-async def test_local_cnn_embedder_matches_golden_vectors() -> None:
-    embedder = LocalCnnEmbedder(batch_size=1)
+@pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
+async def test_local_cnn_embedder_matches_golden_vectors(runtime: Runtime) -> None:
+    # The golden vectors were made by PyTorch; the exported graph must compute the same function.
+    embedder = LocalCnnEmbedder(batch_size=1, runtime=runtime)
     try:
+        assert embedder.runtime == runtime
         images = [decode_image(jpeg(photo(b), 95), 10**8) for b in ("b0575", "b0587")]
         vectors = embedder.embed_pixels([photo("b0575"), photo("b0587")])
         golden = np.load(GOLDEN)

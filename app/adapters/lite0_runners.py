@@ -1,0 +1,97 @@
+"""The local embedder's network on one batch: GeM-pooled, L2-normalised EfficientNet-Lite0 features, run by
+PyTorch or by ONNX Runtime on the same weights, exported in memory when the adapter starts.
+
+Both compute the same function (to ~1e-5 per component); ONNX Runtime ran it 1.3-1.6 times faster on these
+CPUs (`bench/embedder_runtimes.py`), so it is the CPU default and PyTorch serves GPUs.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from typing import Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+from torch.jit import TracerWarning  # type: ignore[attr-defined]
+
+from app.adapters.efficientnet_lite import EfficientNetLite0Features
+
+GEM_P = 3.0
+
+
+class GemPooledLite0(nn.Module):
+    """Features, GeM pooling and L2 normalisation in one module, so an exported graph returns the embedding."""
+
+    def __init__(self, features: EfficientNetLite0Features) -> None:
+        super().__init__()
+        self.features = features
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        maps = self.features(pixels)
+        pooled = maps.clamp(min=1e-6).pow(GEM_P).mean(dim=(2, 3)).pow(1.0 / GEM_P)
+        return F.normalize(pooled, dim=1)
+
+
+class Lite0Runner(Protocol):
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        """(N, 3, size, size) float32 in [-1, 1] -> (N, 1280) float32 unit vectors."""
+        ...
+
+
+class TorchLite0:
+    def __init__(self, model: GemPooledLite0, device: torch.device, threads: int) -> None:
+        # channels-last suits the CPU kernels of depthwise convolutions: measured 50 vs 45 img/s at batch 4
+        self._model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self._device = device
+        self._threads = threads
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        torch.set_num_threads(self._threads)
+        batch = torch.from_numpy(pixels).to(self._device).contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            vectors: np.ndarray = self._model(batch).float().cpu().numpy()
+        return vectors
+
+
+class OnnxRuntimeLite0:
+    def __init__(self, model: GemPooledLite0, image_size: int, threads: int) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        # Idle inference threads must not spin: the CPU pool (decoding, verification) needs those cycles.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._session = onnxruntime.InferenceSession(
+            export_onnx(model, image_size), options, providers=["CPUExecutionProvider"]
+        )
+
+    def __call__(self, pixels: np.ndarray) -> np.ndarray:
+        vectors: np.ndarray = self._session.run(None, {"pixels": pixels})[0]
+        return vectors
+
+
+def export_onnx(model: GemPooledLite0, image_size: int) -> bytes:
+    """The model as an ONNX graph for size x size inputs (its SAME padding is fixed for that size) and any batch."""
+    graph = io.BytesIO()
+    example = torch.zeros(1, 3, image_size, image_size)
+    with warnings.catch_warnings():
+        # The tracer notes that the padding arithmetic becomes a constant: intended, inputs are always this size.
+        warnings.simplefilter("ignore", TracerWarning)
+        # The TorchScript exporter is deprecated, but torch is pinned and it exports in 0.5 s where the torch.export
+        # one takes 8 s and needs onnxscript: redo this when the pin moves past it.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            model.eval(),
+            (example,),
+            graph,  # type: ignore[arg-type]  # the exporter writes to any binary file object
+            dynamo=False,
+            input_names=["pixels"],
+            output_names=["embedding"],
+            dynamic_axes={"pixels": {0: "batch"}, "embedding": {0: "batch"}},
+            opset_version=17,
+        )
+    return graph.getvalue()

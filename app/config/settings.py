@@ -77,7 +77,7 @@ class EmbedderSettings(BaseModel):
     # (`torch_threads` is its name from before the ONNX Runtime default.)
     threads: int = Field(1, ge=1, validation_alias=AliasChoices("threads", "torch_threads"))
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # On the CPU: ONNX Runtime on the same weights, the same vectors, 1.3-1.6x faster than PyTorch here. A GPU
+    # On the CPU: ONNX Runtime on the same weights, the same vectors, 1.2-1.5x faster than PyTorch here. A GPU
     # always runs PyTorch (the ONNX Runtime installed is the CPU build).
     runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
     # dashscope

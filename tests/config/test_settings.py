@@ -1,6 +1,8 @@
-"""Settings read from the environment: names kept from earlier releases."""
+"""Settings read from the environment: their defaults, and names kept from earlier releases."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -17,4 +19,13 @@ def test_embedder_threads_are_read_under_their_old_name_too(monkeypatch: pytest.
     assert (Settings().embedder.threads, Settings().embedder.runtime) == (3, "torch")
     monkeypatch.setenv("APP_EMBEDDER__RUNTIME", "tensorflow")
     with pytest.raises(ValueError, match="runtime"):
+        Settings()
+
+
+def test_the_cpu_pool_has_one_thread_more_than_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().decode.threads == len(os.sched_getaffinity(0)) + 1
+    monkeypatch.setenv("APP_DECODE__THREADS", "2")
+    assert Settings().decode.threads == 2
+    monkeypatch.setenv("APP_DECODE__THREADS", "0")
+    with pytest.raises(ValueError, match="threads"):
         Settings()

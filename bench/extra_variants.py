@@ -19,6 +19,7 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from testkit.images import perspective_coefficients
 from testkit.variants import FONTS, WORDS, check_fonts, font, generate, save
 
 Transform = Callable[[Image.Image, random.Random], tuple[Image.Image, str]]
@@ -267,22 +268,10 @@ def t_perspective(im: Image.Image, rng: random.Random) -> tuple[Image.Image, str
         (w * d[6], h * (1 - d[7])),
     ]
     source = [(0, 0), (w, 0), (w, h), (0, h)]
-    coefficients = _perspective_coefficients(corners, source)
+    coefficients = perspective_coefficients(corners, source)
     fill = rng.choice([(0, 0, 0), (255, 255, 255), (128, 128, 128)])
     tilted = im.transform((w, h), Image.PERSPECTIVE, coefficients, Image.BICUBIC, fillcolor=fill)
     return tilted, f"max={max(d):.2f}"
-
-
-def _perspective_coefficients(
-    target: list[tuple[float, float]], source: list[tuple[float, float]]
-) -> tuple[float, ...]:
-    """The 8 coefficients PIL wants: for each output pixel (in `target`'s frame), where to read in `source`."""
-    rows = []
-    for (x, y), (u, v) in zip(target, source, strict=True):
-        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
-        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
-    rhs = np.array([c for point in source for c in point], dtype=float)
-    return tuple(np.linalg.solve(np.array(rows, dtype=float), rhs))
 
 
 SINGLE: list[tuple[str, Transform]] = [

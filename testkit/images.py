@@ -86,14 +86,20 @@ def keystoned(image: Image.Image, shrink: float = 0.15) -> Image.Image:
     """The picture seen at a tilt, as in a photo of a screen: its top edge narrowed by `shrink` of the width on
     each side (a perspective warp onto white)."""
     w, h = image.size
-    # PIL maps each output pixel back: the quadrilateral's corners (output) -> the image's corners (input)
     target = [(w * shrink, h * 0.03), (w * (1 - shrink), 0.0), (float(w), float(h)), (0.0, h * 0.97)]
     source = [(0.0, 0.0), (float(w), 0.0), (float(w), float(h)), (0.0, float(h))]
-    rows, rhs = [], []
-    for (x, y), (u, v) in zip(target, source, strict=True):
-        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
-        rhs += [u, v]
-    coefficients = tuple(float(c) for c in np.linalg.solve(np.array(rows), np.array(rhs)))
+    coefficients = perspective_coefficients(target, source)
     return image.transform(
         (w, h), Image.Transform.PERSPECTIVE, coefficients, Image.Resampling.BICUBIC, fillcolor="white"
     )
+
+
+def perspective_coefficients(target: list[tuple[float, float]], source: list[tuple[float, float]]) -> tuple[float, ...]:
+    """The 8 coefficients PIL wants: for each output pixel (in `target`'s frame), where to read in `source`
+    (PIL maps each output pixel back: the quadrilateral's corners, output, to the image's corners, input)."""
+    rows = []
+    for (x, y), (u, v) in zip(target, source, strict=True):
+        rows.append([x, y, 1, 0, 0, 0, -u * x, -u * y])
+        rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
+    rhs = np.array([c for point in source for c in point], dtype=float)
+    return tuple(float(c) for c in np.linalg.solve(np.array(rows, dtype=float), rhs))

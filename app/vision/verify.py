@@ -244,15 +244,13 @@ def compare_aligned(query: Features, base: Features, matrix: np.ndarray) -> Appe
     if matrix.shape == (3, 3):  # a perspective view: sketch pixels -> sketch pixels is S_base . H . S_query^-1
         scaled = np.diag([to_base_sketch, to_base_sketch, 1.0]) @ matrix.astype(np.float64)
         scaled = scaled @ np.diag([1.0 / to_query_sketch, 1.0 / to_query_sketch, 1.0])
-        warped = cv2.warpPerspective(q_sketch, scaled, (width, height), flags=cv2.INTER_LINEAR)
-        valid = cv2.warpPerspective(
-            np.full(q_sketch.shape, 255, np.uint8), scaled, (width, height), flags=cv2.INTER_NEAREST
-        )
+        warp = cv2.warpPerspective
     else:
-        affine = matrix.astype(np.float64) * to_base_sketch
-        affine[:, :2] /= to_query_sketch
-        warped = cv2.warpAffine(q_sketch, affine, (width, height), flags=cv2.INTER_LINEAR)
-        valid = cv2.warpAffine(np.full(q_sketch.shape, 255, np.uint8), affine, (width, height), flags=cv2.INTER_NEAREST)
+        scaled = matrix.astype(np.float64) * to_base_sketch
+        scaled[:, :2] /= to_query_sketch
+        warp = cv2.warpAffine
+    warped = warp(q_sketch, scaled, (width, height), flags=cv2.INTER_LINEAR)
+    valid = warp(np.full(q_sketch.shape, 255, np.uint8), scaled, (width, height), flags=cv2.INTER_NEAREST)
     a = cv2.GaussianBlur(b_sketch.astype(np.float32), (0, 0), 1.0)
     b = cv2.GaussianBlur(warped.astype(np.float32), (0, 0), 1.0)
     rows, cols = height // CELL, width // CELL

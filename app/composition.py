@@ -24,7 +24,7 @@ from app.db.migrate import upgrade
 from app.db.tables import Tables
 from app.db.unit_of_work import SqlUnitsOfWork
 from app.domain.errors import BackendUnavailable, ConfigurationError
-from app.ops.reconcile import load_phash_index, reconcile
+from app.ops.reconcile import load_phash_index, load_word_index, reconcile
 from app.ports.backends import Embedder, ImageFetcher, VectorIndex
 from app.ports.persistence import LeaseHolders, UnitsOfWork
 from app.vision.phash import PhashIndex
@@ -241,9 +241,11 @@ async def build_container(
                 feature_cache_size=settings.verify.feature_cache,
                 second_look=settings.verify.second_look,
                 sub_crops=settings.verify.sub_crops,
+                local_candidates=settings.verify.local_candidates,
             ),
         )
         await load_phash_index(database.units, phash_index)
+        await load_word_index(database.units, service.indexes, executor)
         await reconcile(database.units, index, embedder.model_name, settings.index.reconcile_hours)
         reviews = ReviewService(
             database.units, service.indexes, service.exclusive, service.thresholds, embedder.model_name

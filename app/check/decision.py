@@ -61,6 +61,10 @@ def candidates_of(work: ImageWork, recent: Sequence[Acceptance], earlier: Sequen
         note(neighbour.image_id, similarity=neighbour.similarity)
     for neighbour in work.framed.neighbours if work.framed else []:
         note(neighbour.image_id, crop_similarity=neighbour.similarity)
+    for match in work.local_matches:
+        note(match.image_id, word_similarity=match.word_similarity)
+        if match.similarity is not None and match.image_id in found:
+            found[match.image_id].setdefault("similarity", match.similarity)
     # Accepted lately by any process (a shared index may not show them yet), and accepted earlier in this batch
     # (not in the indexes yet): compared directly.
     for acceptance in recent:

@@ -15,6 +15,7 @@ from app.domain.errors import TransientConflict
 from app.domain.models import Decision, Thresholds, Verdict
 from app.domain.records import ImageRow, VerdictRecord
 from app.ports.persistence import UnitsOfWork
+from app.vision.visual_words import encode_words
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,8 @@ class Recorder:
                 if work.vector is not None:
                     await uow.images.save_embedding(work.image_id, self._model_name, work.vector)
                 if work.enters_index and work.thumbnail is not None:
-                    await uow.images.save_thumbnail(work.image_id, work.thumbnail)
+                    words = encode_words(work.words) if work.words is not None else None
+                    await uow.images.save_thumbnail(work.image_id, work.thumbnail, words)
                 if work.enters_index and work.preview is not None:
                     await uow.reviews.save_preview(work.image_id, work.preview)
             matched = await uow.images.get_many(

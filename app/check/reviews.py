@@ -134,10 +134,13 @@ class ReviewService:
                 if row.source_id is not None:
                     await uow.queue.rewrite(row.source_id, last.before["verdict"], last.before["similarity"])
                 vectors = await uow.images.embeddings([last.image_id], self._model)
+                words = await uow.images.stored_words([last.image_id])
                 await uow.commit()
                 restored = await self._reread(uow, last.image_id)
             if last.choice is Choice.DUPLICATE and restored.accepted and last.image_id in vectors:
-                await self._indexes.restore(last.image_id, restored.phash, vectors[last.image_id])
+                await self._indexes.restore(
+                    last.image_id, restored.phash, vectors[last.image_id], words.get(last.image_id)
+                )
         return restored
 
     async def _check_candidate(self, uow: UnitOfWork, image_id: int, candidate_id: int | None) -> None:

@@ -24,6 +24,7 @@ from app.check.embedding import Embedding
 from app.check.hashes import drop_stale_candidates, look_up_hashes
 from app.check.indexes import Indexes
 from app.check.intake import Intake
+from app.check.local_retrieval import LocalRetrieval
 from app.check.metrics import Metrics
 from app.check.precedence import (
     Swap,
@@ -48,6 +49,7 @@ from app.vision.local_features import thumbnail_jpeg
 from app.vision.phash import PhashIndex
 from app.vision.preview import preview_jpeg
 from app.vision.verify import VerifyPolicy
+from app.vision.visual_words import Vocabulary, WordIndex
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,8 @@ class CheckOptions:
     feature_cache_size: int
     second_look: bool
     sub_crops: bool = True
+    # Candidates found by their visual words, verified for an image still in doubt (0: no such retrieval).
+    local_candidates: int = 0
 
 
 class CheckService:
@@ -112,7 +116,26 @@ class CheckService:
             if self._verifier is not None and options.second_look
             else None
         )
-        self.indexes = Indexes(index, phash_index, self._verifier)
+        self._local = (
+            LocalRetrieval(
+                WordIndex(vocabulary := Vocabulary.shipped()),
+                vocabulary,
+                self._verifier,
+                units,
+                executor,
+                embedder.model_name,
+                options.local_candidates,
+            )
+            if self._verifier is not None and options.local_candidates > 0
+            else None
+        )
+        self.indexes = Indexes(
+            index,
+            phash_index,
+            self._verifier,
+            self._local.index if self._local is not None else None,
+            self._local.vocabulary if self._local is not None else None,
+        )
         self._recorder = Recorder(units, embedder.model_name)
         # Serialises decide-and-record in this process: two near-copies checked at the same moment must not
         # both come out unique (docs/design.md §5). The decision lock does the same across processes.
@@ -147,6 +170,7 @@ class CheckService:
             await self._embedding.embed([w for w in alive(works) if w.vector is None and not self._hash_settled(w)])
             await self._embedding.search(alive(works))
             await self._verify(alive(works))
+            await self._find_by_local_features([w for w in alive(works) if not self._settled(w)])
             await self._take_second_look([w for w in alive(works) if not self._settled(w)])
             await self._make_thumbnails([w for w in alive(works) if self._may_be_kept(w)])
             if before_decide is not None:
@@ -209,6 +233,10 @@ class CheckService:
         async with self._decide_lock, self._decision_lock.hold():
             yield
 
+    async def _find_by_local_features(self, works: Sequence[ImageWork]) -> None:
+        if self._local is not None:
+            await self._local.run(works)
+
     async def _take_second_look(self, works: Sequence[ImageWork]) -> None:
         if self._second_look is not None:
             await self._second_look.run(works, self.thresholds)
@@ -256,6 +284,7 @@ class CheckService:
             since = uow.clock.now() - timedelta(seconds=self._options.visibility_window_s)
             recent = await uow.images.recent_acceptances(since, self.model_name)
         self.indexes.phash.add_many((a.image_id, a.phash) for a in recent)
+        self.indexes.add_stored_words([(a.image_id, a.words) for a in recent])
         return recent
 
     async def _record(self, outcome: Plan, recent: Sequence[Acceptance]) -> None:

@@ -26,6 +26,15 @@ class FramedPart:
     features: QueryFeatures | None = None
 
 
+@dataclass(frozen=True)
+class LocalMatch:
+    """An accepted image found by the visual words it shares with this one (app/vision/visual_words.py)."""
+
+    image_id: int
+    word_similarity: float
+    similarity: float | None  # the two embeddings' cosine, where the candidate's is stored
+
+
 @dataclass
 class ImageWork:
     position: int  # in the batch as given
@@ -45,6 +54,7 @@ class ImageWork:
     height: int | None = None
     vector: np.ndarray | None = None
     features: QueryFeatures | None = None  # for verification, computed once
+    words: np.ndarray | None = None  # its visual words (from `features`): what retrieval by local features uses
     thumbnail: bytes | None = None  # kept if it is accepted
     preview: bytes | None = None  # the colour one the review page shows, kept if it is accepted
     # What it resembles.
@@ -52,6 +62,7 @@ class ImageWork:
     phash_near: list[tuple[int, int]] = field(default_factory=list)  # (image_id, distance), nearest first
     neighbours: list[Neighbor] = field(default_factory=list)
     framed: FramedPart | None = None
+    local_matches: list[LocalMatch] = field(default_factory=list)
     verified: dict[int, Verification] = field(default_factory=dict)  # by candidate image_id
     candidates: list[Candidate] = field(default_factory=list)  # as the decision saw them, verification noted
     # what a person said of it: the images it is not a copy of, and those it is a copy of

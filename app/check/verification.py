@@ -89,7 +89,7 @@ class Verifier:
         works = list({w.position: w for w, _ in pairs}.values())
         loop = asyncio.get_running_loop()
         with Stopwatch(works, "verify"):
-            await self._query_features(works, view)
+            await self.query_features(works, view)
             bases = await self._base_features({c for _, c in pairs}, peers or {})
             # a pair without features on either side (its detection failed) stays unverified: decide() then
             # treats a grey-band candidate as undecided, which is `review`
@@ -102,7 +102,8 @@ class Verifier:
             if isinstance(outcome, Verification):
                 work.note(candidate, outcome)
 
-    async def _query_features(self, works: Sequence[ImageWork], view: View) -> None:
+    async def query_features(self, works: Sequence[ImageWork], view: View = View.WHOLE) -> None:
+        """Detect the features of those images (or their framed parts) that have none yet."""
         loop = asyncio.get_running_loop()
         if view is View.FRAMED:
             framed = [w.framed for w in works if w.framed is not None and w.framed.features is None]

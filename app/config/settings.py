@@ -210,6 +210,13 @@ class VerifySettings(BaseModel):
         description="the second look also embeds three fixed parts (centre, top corners) of a doubtful image that "
         "looks framed: finds a picture inside a busy frame (a web page, a phone feed); three more embedding calls",
     )
+    local_candidates: int = Field(
+        3,
+        ge=0,
+        le=20,
+        description="accepted images sharing the most visual words (SIFT) with an image still in doubt, verified "
+        "whatever their cosine: finds a picture inside a busy page or under several edits; 0 turns it off",
+    )
 
 
 class ApiSettings(BaseModel):

@@ -173,9 +173,40 @@ class SqlImageRepository:
             )
         )
 
-    async def save_thumbnail(self, image_id: int, jpeg: bytes) -> None:
+    async def save_thumbnail(self, image_id: int, jpeg: bytes, words: bytes | None = None) -> None:
         await self._session.execute(sa.delete(self._th).where(self._th.c.image_id == image_id))
-        await self._session.execute(sa.insert(self._th).values(image_id=image_id, jpeg=jpeg))
+        await self._session.execute(sa.insert(self._th).values(image_id=image_id, jpeg=jpeg, words=words))
+
+    async def accepted_words(self) -> AsyncIterator[list[tuple[int, bytes | None, bytes]]]:
+        """Every accepted image's stored visual words (None: not derived yet) and its thumbnail, in chunks."""
+        last = 0
+        while True:
+            rows = (
+                await self._session.execute(
+                    sa.select(self._th.c.image_id, self._th.c.words, self._th.c.jpeg)
+                    .join(self._t, self._t.c.image_id == self._th.c.image_id)
+                    .where(self._t.c.accepted.is_(True), self._th.c.image_id > last)
+                    .order_by(self._th.c.image_id)
+                    .limit(2000)
+                )
+            ).all()
+            if not rows:
+                return
+            last = int(rows[-1][0])
+            yield [(int(i), bytes(w) if w is not None else None, bytes(j)) for i, w, j in rows]
+
+    async def stored_words(self, image_ids: Sequence[int]) -> dict[int, bytes]:
+        if not image_ids:
+            return {}
+        rows = await self._session.execute(
+            sa.select(self._th.c.image_id, self._th.c.words).where(
+                self._th.c.image_id.in_(list(image_ids)), self._th.c.words.is_not(None)
+            )
+        )
+        return {int(i): bytes(w) for i, w in rows}
+
+    async def save_words(self, image_id: int, words: bytes) -> None:
+        await self._session.execute(sa.update(self._th).where(self._th.c.image_id == image_id).values(words=words))
 
     async def thumbnails(self, image_ids: Sequence[int]) -> dict[int, bytes]:
         if not image_ids:
@@ -231,15 +262,23 @@ class SqlImageRepository:
     async def recent_acceptances(self, since: datetime, model: str) -> list[Acceptance]:
         """Images accepted at or after `since`: the ones a shared, eventually consistent index may not show yet."""
         rows = await self._session.execute(
-            sa.select(self._t.c.image_id, self._t.c.sha256, self._t.c.phash, self._e.c.vector)
+            sa.select(self._t.c.image_id, self._t.c.sha256, self._t.c.phash, self._e.c.vector, self._th.c.words)
             .select_from(
-                self._t.outerjoin(self._e, sa.and_(self._e.c.image_id == self._t.c.image_id, self._e.c.model == model))
+                self._t.outerjoin(
+                    self._e, sa.and_(self._e.c.image_id == self._t.c.image_id, self._e.c.model == model)
+                ).outerjoin(self._th, self._th.c.image_id == self._t.c.image_id)
             )
             .where(self._t.c.accepted.is_(True), self._t.c.checked_at >= since)
         )
         return [
-            Acceptance(int(i), str(sha), to_unsigned64(int(ph)), decode_vector(v) if v is not None else None)
-            for i, sha, ph, v in rows
+            Acceptance(
+                int(i),
+                str(sha),
+                to_unsigned64(int(ph)),
+                decode_vector(v) if v is not None else None,
+                bytes(w) if w is not None else None,
+            )
+            for i, sha, ph, v, w in rows
         ]
 
     async def accepted_ids(self) -> set[int]:

@@ -103,12 +103,14 @@ class Tables:
             sa.Column("vector", sa.LargeBinary, nullable=False),
             sa.Column("created_at", Timestamp, nullable=False),
         )
-        # A grey JPEG (<= 512 px) of each accepted image: the base side of pairwise verification.
+        # A grey JPEG (<= 512 px) of each accepted image: the base side of pairwise verification; and its visual
+        # words (uint16 little-endian), what retrieval by local features finds it by (NULL: derived when loaded).
         self.thumbnail = sa.Table(
             "thumbnail",
             self.metadata,
             sa.Column("image_id", BigId, sa.ForeignKey("image.image_id", ondelete="CASCADE"), primary_key=True),
             sa.Column("jpeg", sa.LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb"), nullable=False),
+            sa.Column("words", sa.LargeBinary, nullable=True),
         )
         # A colour preview (<= 320 px) of accepted images and those in review: what the review page shows.
         self.preview = sa.Table(

@@ -16,7 +16,8 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
     image `review` unless a later candidate makes it a duplicate. Thresholds learned from people's decisions on
     such images settle them instead: a duplicate at or above `settled_duplicate`, no match below `settled_unique`.
     A candidate that only the framed part of the image found (second look, `crop_similarity`) enters the grey
-    band the same way but never skips verification.
+    band the same way but never skips verification. One found by its local features (`word_similarity`) below
+    the grey band is a duplicate when verification confirms it, and is otherwise no match.
     """
     by_hash = decide_by_hashes(candidates, policy)
     if by_hash is not None:
@@ -26,7 +27,11 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
     nearest_hash = min(hashed, key=lambda c: (c.phash_distance or 0, c.image_id)) if hashed else None
 
     scored = sorted(
-        (c for c in candidates if c.similarity is not None or c.crop_similarity is not None),
+        (
+            c
+            for c in candidates
+            if c.similarity is not None or c.crop_similarity is not None or c.word_similarity is not None
+        ),
         key=lambda c: (-reach(c), c.image_id),
     )
     review: Candidate | None = None
@@ -44,9 +49,10 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
                 similarity,
                 candidate.phash_distance,
             )
-        if reach(candidate) < limits.review:
+        confirmed = candidate.verified is Verified.CONFIRMED
+        if reach(candidate) < limits.review and not (confirmed and candidate.word_similarity is not None):
             continue
-        if candidate.verified is Verified.CONFIRMED:
+        if confirmed:
             return Decision(
                 VerdictLabel.DUPLICATE,
                 DecidedBy.VERIFIED,

@@ -96,6 +96,9 @@ class Candidate:
     # Similarity of the framed part of the image (second look) to this candidate: enough to get it verified,
     # never enough to make a duplicate unverified.
     crop_similarity: float | None = None
+    # Found by its local features (the visual words both share; idf-weighted cosine of the two word sets): below
+    # the grey band it counts only when verification confirms it.
+    word_similarity: float | None = None
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,7 @@ class Acceptance:
     sha256: str
     phash: int
     vector: np.ndarray | None
+    words: bytes | None = None  # its visual words, as stored beside its thumbnail
 
 
 @dataclass(frozen=True)

@@ -9,13 +9,20 @@ are checked.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from datetime import timedelta
 
+import numpy as np
+
+from app.check.indexes import Indexes
 from app.ports.backends import VectorIndex
 from app.ports.persistence import UnitsOfWork
+from app.vision.local_features import features_of_jpeg
 from app.vision.phash import PhashIndex
+from app.vision.visual_words import Vocabulary, encode_words
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +32,35 @@ Progress = Callable[[int], None]
 async def load_phash_index(units: UnitsOfWork, phash_index: PhashIndex) -> None:
     async with units() as uow:
         phash_index.add_many(await uow.images.accepted_phashes())
+
+
+async def load_word_index(units: UnitsOfWork, indexes: Indexes, executor: Executor) -> None:
+    """Every accepted image's visual words into the word index; those stored without (accepted before the index
+    existed) derived from their thumbnails once, and stored."""
+    if indexes.words is None or indexes.vocabulary is None:
+        return
+    vocabulary = indexes.vocabulary
+    loop = asyncio.get_running_loop()
+    derived: list[tuple[int, bytes]] = []
+    async with units() as uow:
+        async for chunk in uow.images.accepted_words():
+            indexes.add_stored_words([(i, w) for i, w, _ in chunk if w is not None])
+            missing = [(i, jpeg) for i, w, jpeg in chunk if w is None]
+            found = await asyncio.gather(
+                *(loop.run_in_executor(executor, _words_of_thumbnail, vocabulary, jpeg) for _, jpeg in missing)
+            )
+            derived += [(i, encode_words(words)) for (i, _), words in zip(missing, found, strict=True)]
+    if derived:
+        indexes.add_stored_words(derived)
+        async with units() as uow:
+            for image_id, data in derived:
+                await uow.images.save_words(image_id, data)
+            await uow.commit()
+        log.info("visual words derived from the thumbnails of %d accepted images", len(derived))
+
+
+def _words_of_thumbnail(vocabulary: Vocabulary, jpeg: bytes) -> np.ndarray:
+    return vocabulary.words(features_of_jpeg(jpeg).descriptors)
 
 
 async def copy_embeddings(

@@ -98,7 +98,8 @@ async def test_without_the_appearance_check_the_dialogs_pass(make_settings: Call
 async def test_second_look_finds_the_photo_inside_a_screenshot(
     make_settings: Callable[..., Settings], second_look: bool
 ) -> None:
-    settings = make_settings(policy=BAND, verify=VerifySettings(second_look=second_look))
+    # without retrieval by local features, which finds it too (the test below)
+    settings = make_settings(policy=BAND, verify=VerifySettings(second_look=second_look, local_candidates=0))
     async with running_app(settings) as (_, client):
         original = (await upload(client, jpeg(photo(SCREENSHOT_BASE)))).json()
         shot = (await upload(client, jpeg(screenshot(photo(SCREENSHOT_BASE))), register=False)).json()
@@ -119,7 +120,7 @@ async def test_second_look_finds_the_photo_on_a_busy_page(
 ) -> None:
     """Other pictures and text beside it: the largest textured region is the whole page, one of the fixed parts
     holds the photo."""
-    settings = make_settings(policy=BAND, verify=VerifySettings(sub_crops=sub_crops))
+    settings = make_settings(policy=BAND, verify=VerifySettings(sub_crops=sub_crops, local_candidates=0))
     page = busy_page(photo(SCREENSHOT_BASE), [photo("b0575"), photo("b0385"), photo("b0441")])
     async with running_app(settings) as (_, client):
         original = (await upload(client, jpeg(photo(SCREENSHOT_BASE)))).json()
@@ -132,3 +133,29 @@ async def test_second_look_finds_the_photo_on_a_busy_page(
         )
     else:  # the control: without the fixed parts the photo is not found
         assert found["verdict"] != "duplicate"
+
+
+@pytest.mark.parametrize("local_candidates", [0, 3], ids=["embedding-only", "local-features"])
+async def test_local_features_find_the_photo_the_embeddings_miss(
+    make_settings: Callable[..., Settings], local_candidates: int
+) -> None:
+    """The photo small on a busy page, second look off: its cosine stays below the band, yet the photo's SIFT
+    keypoints are the page's, so the accepted image sharing most of its visual words is verified and confirmed.
+    Other photos registered too, so that the retrieval has to pick the right one."""
+    settings = make_settings(policy=BAND, verify=VerifySettings(second_look=False, local_candidates=local_candidates))
+    page = busy_page(photo(SCREENSHOT_BASE), [photo("b0575"), photo("b0385"), photo("b0441")], share=0.15)
+    async with running_app(settings) as (_, client):
+        for other in ("b0587", "b0348", "b0349"):
+            await upload(client, jpeg(photo(other)))
+        original = (await upload(client, jpeg(photo(SCREENSHOT_BASE)))).json()
+        found = (await upload(client, jpeg(page), register=False)).json()
+        assert found["similarity"] is None or found["similarity"] < 0.60  # the embedding alone: no candidate
+        if local_candidates:
+            assert (found["verdict"], found["decided_by"], found["matched_image_id"]) == (
+                "duplicate",
+                "verified",
+                original["image_id"],
+            )
+            assert "local_search" in found["timings_ms"]
+        else:  # the control
+            assert found["verdict"] == "unique"

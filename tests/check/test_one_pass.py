@@ -109,8 +109,10 @@ async def test_check_runs_each_stage_once_and_nothing_expensive_under_the_lock(
         spy.assert_each_pair_verified_once()
         assert len({sha for sha, _, _ in spy.embedded}) == 4  # the identical bytes shared one embedding
         assert spy.searches == [False]  # one search for the batch, before the lock: nothing changed meanwhile
-        # the in-batch twin could only be verified once its original was decided: outside the lock, once
-        assert [(p, c) for p, c, _, _ in spy.verified if p == 1] == [(1, first.image_id)]
+        # the in-batch twin could only be verified once its original was decided: outside the lock, once (before,
+        # its visual words proposed the one indexed image, which verification rejected)
+        assert [(p, c) for p, c, _, _ in spy.verified if p == 1 and c == first.image_id] == [(1, first.image_id)]
+        assert {c for p, c, _, _ in spy.verified if p == 1} <= {first.image_id, base.image_id}
 
 
 async def test_a_candidate_recorded_meanwhile_is_searched_under_the_lock_and_verified_outside_it(

@@ -1,0 +1,81 @@
+"""Visual words: the shipped vocabulary, the word index's ranking and bookkeeping, and retrieval on real photos."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from app.vision.local_features import features, grey
+from app.vision.visual_words import Vocabulary, WordIndex, decode_words, encode_words
+from testkit.images import busy_page, cropped, photo, screenshot
+
+
+@pytest.fixture(scope="module")
+def vocabulary() -> Vocabulary:
+    return Vocabulary.shipped()
+
+
+def test_the_shipped_vocabulary(vocabulary: Vocabulary) -> None:
+    assert vocabulary.centroids.shape == (4096, 128)
+    assert np.isfinite(vocabulary.centroids).all() and np.isfinite(vocabulary.idf).all()
+    assert (vocabulary.idf >= 0).all() and vocabulary.idf.max() > vocabulary.idf.min()
+
+
+def test_words_are_the_nearest_centroids(vocabulary: Vocabulary) -> None:
+    descriptors = features(grey(photo("b0587"))).descriptors
+    distances = ((descriptors[:, None, :] - vocabulary.centroids[None, :, :]) ** 2).sum(axis=2)
+    assert np.array_equal(vocabulary.words(descriptors), np.unique(distances.argmin(axis=1)).astype(np.uint16))
+    assert len(vocabulary.words(np.zeros((0, 128), np.float32))) == 0
+
+
+def test_words_survive_storage() -> None:
+    words = np.array([0, 7, 300, 4095], np.uint16)
+    assert np.array_equal(decode_words(encode_words(words)), words)
+
+
+def _tiny_index() -> WordIndex:
+    centroids = np.eye(8, 128, dtype=np.float32)
+    return WordIndex(Vocabulary(centroids, np.array([1, 1, 1, 1, 1, 1, 1, 3], np.float32)))
+
+
+def test_the_index_ranks_by_shared_words_weighted_by_idf() -> None:
+    index = _tiny_index()
+    index.add(1, np.array([0, 1, 2, 3], np.uint16))
+    index.add(2, np.array([0, 1, 7], np.uint16))  # word 7 is rare: it counts three times as much
+    index.add(3, np.array([4, 5], np.uint16))
+    found = index.search(np.array([0, 1, 7], np.uint16), limit=5)
+    assert [i for i, _ in found] == [2, 1]  # 3 shares nothing: not listed
+    assert found[0][1] == pytest.approx(1.0)
+    assert index.search(np.array([0, 1, 7], np.uint16), limit=1) == found[:1]
+    assert [i for i, _ in index.search(np.array([0, 1, 7], np.uint16), 5, exclude={2})] == [1]
+
+
+def test_the_index_forgets_and_replaces() -> None:
+    index = _tiny_index()
+    index.add(1, np.array([0, 1], np.uint16))
+    index.add(2, np.array([0, 1], np.uint16))
+    index.remove(1)
+    assert 1 not in index and len(index) == 1
+    assert [i for i, _ in index.search(np.array([0, 1], np.uint16), 5)] == [2]
+    index.add(2, np.array([5, 6], np.uint16))  # accepted again with other words
+    assert index.search(np.array([0, 1], np.uint16), 5) == []
+    assert [i for i, _ in index.search(np.array([5], np.uint16), 5)] == [2]
+    assert index.search(np.zeros(0, np.uint16), 5) == []
+    index.add(3, np.zeros(0, np.uint16))  # an image without keypoints is not indexed
+    assert 3 not in index
+
+
+def test_the_page_around_a_photo_finds_the_photo(vocabulary: Vocabulary) -> None:
+    """Real photos: the picture's keypoints survive the frame, so its words pick it among look-alikes."""
+    bases = ["b0420", "b0587", "b0348", "b0349", "b0441"]
+    index = WordIndex(vocabulary)
+    for n, base in enumerate(bases):
+        index.add(n, vocabulary.words(features(grey(photo(base))).descriptors))
+    queries = {
+        "busy page": busy_page(photo("b0420"), [photo("b0575"), photo("b0385")], share=0.15),
+        "screenshot": screenshot(photo("b0420")),
+        "crop": cropped(photo("b0420"), 0.6),
+    }
+    for name, query in queries.items():
+        found = index.search(vocabulary.words(features(grey(query)).descriptors), limit=3)
+        assert found[0][0] == 0, name

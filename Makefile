@@ -26,7 +26,7 @@ test-services:
 	bash scripts/ensure-test-services.sh
 
 test: venv test-services
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n auto --maxprocesses=4
 
 # ruff (lint and format), mypy (strict on domain, vision, check, ports), the import contracts of the layers
 lint: venv

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO / "tests" / "data" / "photos"
@@ -103,3 +103,38 @@ def perspective_coefficients(target: list[tuple[float, float]], source: list[tup
         rows.append([0, 0, 0, x, y, 1, -v * x, -v * y])
     rhs = np.array([c for point in source for c in point], dtype=float)
     return tuple(float(c) for c in np.linalg.solve(np.array(rows, dtype=float), rhs))
+
+
+def smooth_wallpaper(seed: int, size: tuple[int, int] = (560, 760)) -> Image.Image:
+    """A smooth desktop wallpaper (soft gradients and wide curved bands, as the dev split's plasma and GNOME
+    wallpapers): almost no SIFT keypoints, so verification has nothing to work on."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    u, v = x / width, y / height
+    low, high = rng.uniform(0, 120, 3), rng.uniform(120, 255, 3)
+    picture = np.zeros((height, width, 3), np.float32)
+    shade = 0.2 + 0.55 * v
+    for channel in range(3):
+        picture[..., channel] = low[channel] + (high[channel] - low[channel]) * (1 - shade) * (0.6 + 0.4 * u)
+    for _ in range(3):  # wide bands with a soft edge
+        tilt, offset, light = rng.uniform(-0.6, 0.6), rng.uniform(0.2, 0.8), rng.uniform(40, 90)
+        edge = v - (offset + tilt * (u - 0.5) + 0.08 * np.sin(3 * u + rng.uniform(0, 6)))
+        picture += (light / (1 + np.exp(-np.clip(edge * 300, -50, 50))))[..., None] * rng.uniform(0.3, 1.0, 3)
+    return Image.fromarray(np.clip(picture, 0, 255).astype(np.uint8))
+
+
+def meme(image: Image.Image, caption: str = "me on monday", top: float = 0.2, bottom: float = 0.15) -> Image.Image:
+    """The picture between white caption bands (`top` and `bottom` of its height), black bold text in each."""
+    top_px, bottom_px = round(image.height * top), round(image.height * bottom)
+    canvas = Image.new("RGB", (image.width, image.height + top_px + bottom_px), (255, 255, 255))
+    canvas.paste(image, (0, top_px))
+    draw = ImageDraw.Draw(canvas)
+    for band_y, band_h in ((0, top_px), (top_px + image.height, bottom_px)):
+        if band_h < 12:
+            continue
+        font = ImageFont.load_default(size=max(10, band_h // 2))
+        box = draw.textbbox((0, 0), caption, font=font, stroke_width=2)
+        position = ((image.width - box[2]) // 2, band_y + (band_h - box[3]) // 2)
+        draw.text(position, caption, font=font, fill=(0, 0, 0), stroke_width=2, stroke_fill=(0, 0, 0))
+    return canvas

@@ -61,6 +61,8 @@ def candidates_of(work: ImageWork, recent: Sequence[Acceptance], earlier: Sequen
         note(neighbour.image_id, similarity=neighbour.similarity)
     for neighbour in work.framed.neighbours if work.framed else []:
         note(neighbour.image_id, crop_similarity=neighbour.similarity)
+        if work.framed is not None and neighbour.image_id in work.framed.phash_distances:
+            note(neighbour.image_id, crop_phash_distance=work.framed.phash_distances[neighbour.image_id])
     for match in work.local_matches:
         note(match.image_id, word_similarity=match.word_similarity)
         if match.similarity is not None and match.image_id in found:

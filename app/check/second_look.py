@@ -1,10 +1,12 @@
 """The second look: for images still in doubt, find the picture inside its frame (screenshot, border, a web page
 or a phone feed around it), embed and search that part on its own, and verify what it finds at the part's own
-resolution. The parts: the largest textured region (when the image has a frame to drop) and, with `sub_crops`
+resolution. The parts: the largest textured region (when the image has a frame to drop), the picture between
+caption bands (a meme's, a letterbox's: when it is not that region already) and, with `sub_crops`
 for an image that looks framed (much flat colour), three fixed parts (the centre at 60 %, the top corners at
 65 %): in a busy frame (text, buttons, other pictures beside it) the textured region is the whole frame, while
 one of the fixed parts holds most of the picture. The part whose best neighbour comes closest is kept; what
-only it finds enters the grey band and must be confirmed."""
+only it finds enters the grey band and must be confirmed, unless the part agrees with it by both the embedding
+(at the duplicate threshold) and the pHash: a meme of a smooth wallpaper has no keypoints to verify."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from concurrent.futures import Executor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 from PIL import Image
@@ -23,8 +25,9 @@ from app.check.state import FramedPart, ImageWork, Stopwatch
 from app.check.verification import Verifier, View
 from app.domain.models import Neighbor, Thresholds
 from app.ports.backends import Embedder
-from app.vision.content_box import content_box, looks_framed
+from app.vision.content_box import banded_box, content_box, looks_framed
 from app.vision.decode import DecodedImage, decode_region
+from app.vision.phash import PhashIndex, phash64
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +41,16 @@ def candidate_parts(decoded: DecodedImage, sub_crops: bool) -> list[tuple[Box, I
     """The parts worth embedding, cut from the decoded pixels (enough for an embedding; CPU work)."""
     pixels = decoded.pixels
     boxes: list[Box] = []
-    box = content_box(pixels)
-    if box is not None:
-        boxes.append(box)
+    for box in (content_box(pixels), banded_box(pixels)):
+        if box is not None and not any(_same_box(box, known) for known in boxes):
+            boxes.append(box)
     if sub_crops and looks_framed(pixels):
         boxes += SUB_CROPS
     return [(b, _crop(pixels, b)) for b in boxes]
+
+
+def _same_box(a: Box, b: Box, tolerance: float = 0.03) -> bool:
+    return all(abs(x - y) <= tolerance for x, y in zip(a, b, strict=True))
 
 
 def _crop(pixels: Image.Image, box: Box) -> Image.Image:
@@ -60,6 +67,21 @@ def part_pixels(data: bytes, decoded: DecodedImage, box: Box) -> Image.Image:
         return _crop(decoded.pixels, box)
 
 
+@dataclass
+class Looked:
+    """A part of an image, embedded and searched: its neighbours at or above the review threshold, best first."""
+
+    work: ImageWork
+    box: Box
+    crop: Image.Image
+    neighbours: list[Neighbor]
+
+
+def _look_at_part(data: bytes, decoded: DecodedImage, box: Box, crop: Image.Image) -> tuple[Image.Image, int]:
+    """The part at its own resolution (to verify), and the pHash of the part as embedded (to compare)."""
+    return part_pixels(data, decoded, box), phash64(crop)
+
+
 class SecondLook:
     def __init__(
         self,
@@ -68,8 +90,10 @@ class SecondLook:
         verifier: Verifier,
         executor: Executor,
         metrics: Metrics,
+        phash_index: PhashIndex,
         sub_crops: bool = True,
     ) -> None:
+        self._phash_index = phash_index
         self._embedder = embedder
         self._embedding = embedding
         self._verifier = verifier
@@ -96,34 +120,61 @@ class SecondLook:
             results = await embed_images(
                 self._embedder, [replace(w.decoded, pixels=p) for w, _, p in parts if w.decoded is not None]
             )
-            embedded = [(w, b, r) for (w, b, _), r in zip(parts, results, strict=True) if isinstance(r, np.ndarray)]
+            embedded = [(w, b, p, r) for (w, b, p), r in zip(parts, results, strict=True) if isinstance(r, np.ndarray)]
             if len(embedded) < len(parts):  # the whole image's verdict still stands: the second look is a bonus
                 log.warning("second look skipped %d parts: embedding failed", len(parts) - len(embedded))
             if not embedded:
                 return
             self._metrics.observe_embedded(len(embedded))
             found = await self._embedding.neighbours(
-                np.stack([r for _, _, r in embedded]), [w.image_id for w, _, _ in embedded]
+                np.stack([r for _, _, _, r in embedded]), [w.image_id for w, _, _, _ in embedded]
             )
-            best: dict[int, tuple[ImageWork, Box, list[Neighbor]]] = {}
-            for (work, box, _), neighbours in zip(embedded, found, strict=True):
+            ranked: dict[int, list[Looked]] = {}
+            for (work, box, crop, _), neighbours in zip(embedded, found, strict=True):
                 close = sorted(
                     (n for n in neighbours if n.similarity >= thresholds.review), key=lambda n: -n.similarity
                 )
-                known = best.get(id(work))
-                if close and (known is None or close[0].similarity > known[2][0].similarity):
-                    best[id(work)] = (work, box, close)
-            chosen = list(best.values())
-            pixels = await asyncio.gather(
-                *(
-                    loop.run_in_executor(self._executor, part_pixels, w.data, w.decoded, box)
-                    for w, box, _ in chosen
-                    if w.data is not None and w.decoded is not None
-                )
+                if close:
+                    ranked.setdefault(id(work), []).append(Looked(work, box, crop, close))
+            for looked in ranked.values():
+                looked.sort(key=lambda part: -part.neighbours[0].similarity)
+            await self._settle([parts[0] for parts in ranked.values()])
+        # The closest part first; when it confirms nothing, the runner-up (a phone feed's bars are bands too: the
+        # picture between them can come closer by cosine than the fixed part that holds the whole picture).
+        first = [parts[0] for parts in ranked.values()]
+        await self._verify(first)
+        retry = [parts[1] for parts in ranked.values() if len(parts) > 1 and not parts[0].work.confirmed]
+        if retry:
+            kept = {id(part.work): part.work.framed for part in retry}
+            with Stopwatch([part.work for part in retry], "second_look"):
+                await self._settle(retry)
+            await self._verify(retry)
+            for part in retry:
+                if not part.work.confirmed:  # the closest part's neighbours and pHash stand
+                    part.work.framed = kept[id(part.work)]
+
+    async def _settle(self, parts: Sequence[Looked]) -> None:
+        """Make each part its image's framed part: decoded again at its own resolution, with its pHash
+        distance to each neighbour."""
+        loop = asyncio.get_running_loop()
+        looked_at = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._executor, _look_at_part, p.work.data, p.work.decoded, p.box, p.crop)
+                for p in parts
+                if p.work.data is not None and p.work.decoded is not None
             )
-            for (work, _, close), part in zip(chosen, pixels, strict=True):
-                work.framed = FramedPart(part, close)
-        framed = [w for w, _, _ in chosen]
+        )
+        for part, (pixels, phash) in zip(parts, looked_at, strict=True):
+            distances = {
+                n.image_id: d
+                for n in part.neighbours
+                if (d := self._phash_index.distance(n.image_id, phash)) is not None
+            }
+            part.work.framed = FramedPart(pixels, part.neighbours, phash_distances=distances)
+
+    async def _verify(self, parts: Sequence[Looked]) -> None:
         await self._verifier.best_first(
-            framed, lambda w: [n.image_id for n in w.framed.neighbours] if w.framed else [], View.FRAMED
+            [p.work for p in parts],
+            lambda w: [n.image_id for n in w.framed.neighbours] if w.framed else [],
+            View.FRAMED,
         )

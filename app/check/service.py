@@ -112,7 +112,7 @@ class CheckService:
             Verifier(options.verify, units, executor, options.feature_cache_size) if options.verify else None
         )
         self._second_look = (
-            SecondLook(embedder, self._embedding, self._verifier, executor, metrics, options.sub_crops)
+            SecondLook(embedder, self._embedding, self._verifier, executor, metrics, phash_index, options.sub_crops)
             if self._verifier is not None and options.second_look
             else None
         )

@@ -24,6 +24,8 @@ class FramedPart:
     pixels: Image.Image
     neighbours: list[Neighbor] = field(default_factory=list)  # at or above the review threshold, best first
     features: QueryFeatures | None = None
+    # The part's pHash distance to each neighbour's (image id -> distance)
+    phash_distances: dict[int, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,10 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
     image `review` unless a later candidate makes it a duplicate. Thresholds learned from people's decisions on
     such images settle them instead: a duplicate at or above `settled_duplicate`, no match below `settled_unique`.
     A candidate that only the framed part of the image found (second look, `crop_similarity`) enters the grey
-    band the same way but never skips verification. One found by its local features (`word_similarity`) below
-    the grey band is a duplicate when verification confirms it, and is otherwise no match.
+    band the same way and skips verification only when the part agrees with it twice over: at the duplicate
+    threshold by the embedding and within the pHash threshold by the part's pHash. One found by its local
+    features (`word_similarity`) below the grey band is a duplicate when verification confirms it, and is
+    otherwise no match.
     """
     by_hash = decide_by_hashes(candidates, policy)
     if by_hash is not None:
@@ -48,6 +50,14 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
                 candidate.image_id,
                 similarity,
                 candidate.phash_distance,
+            )
+        if framed_part_agrees(candidate, policy):
+            return Decision(
+                VerdictLabel.DUPLICATE,
+                DecidedBy.VECTOR,
+                candidate.image_id,
+                reach(candidate),
+                candidate.crop_phash_distance,
             )
         confirmed = candidate.verified is Verified.CONFIRMED
         if reach(candidate) < limits.review and not (confirmed and candidate.word_similarity is not None):
@@ -100,6 +110,19 @@ def decide_by_hashes(candidates: Sequence[Candidate], policy: Policy) -> Decisio
         return None
     return Decision(
         VerdictLabel.DUPLICATE, DecidedBy.PHASH, nearest.image_id, nearest.similarity, nearest.phash_distance
+    )
+
+
+def framed_part_agrees(candidate: Candidate, policy: Policy) -> bool:
+    """The framed part is the candidate by its embedding and by its pHash at once: two global signals that no
+    look-alike pair on the dev or extra corpus meets together (a caption band under a smooth wallpaper leaves
+    verification no keypoints). Holds at any index size: the embedding bounds the pHash's coincidences."""
+    limits = policy.thresholds
+    return (
+        candidate.crop_similarity is not None
+        and candidate.crop_similarity >= limits.duplicate
+        and candidate.crop_phash_distance is not None
+        and candidate.crop_phash_distance <= limits.phash
     )
 
 

@@ -94,8 +94,9 @@ class Candidate:
     exact: bool = False
     verified: Verified | None = None
     # Similarity of the framed part of the image (second look) to this candidate: enough to get it verified,
-    # never enough to make a duplicate unverified.
+    # never enough to make a duplicate unverified unless the part's pHash agrees too (`crop_phash_distance`).
     crop_similarity: float | None = None
+    crop_phash_distance: int | None = None
     # Found by its local features (the visual words both share; idf-weighted cosine of the two word sets): below
     # the grey band it counts only when verification confirms it.
     word_similarity: float | None = None

@@ -58,6 +58,11 @@ class PhashIndex:
             self._slot[int(self._ids[slot])] = slot
         self._size = last
 
+    def distance(self, image_id: int, phash: int) -> int | None:
+        """The Hamming distance of `phash` to this image's hash (None: not in the index)."""
+        slot = self._slot.get(image_id)
+        return None if slot is None else hamming(int(self._hashes[slot]), phash)
+
     def nearest(self, phash: int, exclude: int | None = None, limit: int = 3) -> list[tuple[int, int]]:
         """(image_id, distance) of the closest hashes, closest first, never `exclude`."""
         if self._size == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable
 
 import pytest
@@ -10,7 +11,8 @@ import sqlalchemy as sa
 from app.composition import build_container
 from app.config.settings import PolicySettings, Settings, VerifySettings
 from app.domain.models import CheckItem, UploadRef
-from testkit.images import busy_page, cropped, jpeg, photo, resized, screenshot
+from bench.extra_variants import t_phone
+from testkit.images import busy_page, cropped, jpeg, meme, photo, resized, screenshot, smooth_wallpaper
 from tests.support import running_app, upload
 
 # A wide verification band, as with the benchmark's calibrated thresholds.
@@ -159,3 +161,51 @@ async def test_local_features_find_the_photo_the_embeddings_miss(
             assert "local_search" in found["timings_ms"]
         else:  # the control
             assert found["verdict"] == "unique"
+
+
+@pytest.mark.parametrize("second_look", [False, True], ids=["whole-image", "second-look"])
+async def test_a_meme_of_a_smooth_wallpaper_is_found_between_its_caption_bands(
+    make_settings: Callable[..., Settings], second_look: bool
+) -> None:
+    """A smooth wallpaper under white caption bands: the captions' letters are the only SIFT keypoints, so no
+    verification can confirm it, and the bands pull the whole image's cosine into the grey band. The picture
+    between the bands agrees with the wallpaper by its embedding and its pHash at once: a duplicate. Another
+    smooth wallpaper, captioned the same way, stays apart."""
+    settings = make_settings(policy=BAND, verify=VerifySettings(second_look=second_look))
+    async with running_app(settings) as (_, client):
+        originals = [(await upload(client, jpeg(smooth_wallpaper(seed)))).json() for seed in (1, 11)]
+        await upload(client, jpeg(photo("b0587")))
+        found = [(await upload(client, jpeg(meme(smooth_wallpaper(seed))), register=False)).json() for seed in (1, 11)]
+        other = (await upload(client, jpeg(meme(smooth_wallpaper(3))), register=False)).json()
+    for meme_of, original in zip(found, originals, strict=True):
+        if second_look:
+            assert (meme_of["verdict"], meme_of["decided_by"], meme_of["matched_image_id"]) == (
+                "duplicate",
+                "vector",
+                original["image_id"],
+            )
+            assert meme_of["similarity"] >= 0.95 and meme_of["phash_distance"] <= 5  # the part's two signals
+            assert "second_look" in meme_of["timings_ms"]
+        else:  # the control: the whole image's cosine is below the duplicate threshold, and no keypoints to verify
+            assert meme_of["verdict"] != "duplicate"
+    assert other["verdict"] != "duplicate"
+
+
+async def test_second_look_verifies_the_runner_up_part_when_the_closest_confirms_nothing(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """A phone app's feed (bench/extra_variants.py, one fixed draw): its status and tab bars are bands, and the
+    part between them comes closest to the photo by cosine yet holds the header and the caption too, so its
+    verification confirms nothing; the fixed part that holds the photo does."""
+    feed, _ = t_phone(photo("b0472"), random.Random("b0472:0"))
+    async with running_app(make_settings(policy=BAND)) as (_, client):
+        for other in ("b0587", "b0348", "b0420"):
+            await upload(client, jpeg(photo(other)))
+        original = (await upload(client, jpeg(photo("b0472")))).json()
+        found = (await upload(client, jpeg(feed), register=False)).json()
+    assert (found["verdict"], found["decided_by"], found["matched_image_id"]) == (
+        "duplicate",
+        "verified",
+        original["image_id"],
+    )
+    assert "second_look" in found["timings_ms"]

@@ -34,3 +34,11 @@ def test_phash_index_matches_bitcount_on_random_hashes() -> None:
     best = index.nearest(query, limit=1)[0]
     assert best == (17, 3)
     assert hamming(hashes[17], query) == 3
+
+
+def test_phash_index_distance_to_one_image() -> None:
+    index = PhashIndex()
+    index.add_many([(1, 0b1011), (2, 0)])
+    assert index.distance(1, 0b0001) == 2 and index.distance(2, 0b0001) == 1
+    index.remove(1)
+    assert index.distance(1, 0) is None and index.distance(2, 0) == 0

@@ -7,12 +7,13 @@ from dataclasses import replace
 import cv2
 import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from app.domain.models import Verified
-from app.vision.content_box import content_box
+from app.vision.content_box import banded_box, content_box
 from app.vision.local_features import QueryFeatures, features, grey, mirrored
 from app.vision.verify import VerifyPolicy, compare_aligned, ratio_matches, verify
-from testkit.images import cropped, flipped, keystoned, photo, resized, screenshot
+from testkit.images import cropped, flipped, keystoned, meme, photo, resized, screenshot, smooth_wallpaper
 
 
 def test_mirrored_features_equal_detection_on_the_mirror_image() -> None:
@@ -82,6 +83,51 @@ def test_content_box_finds_the_photo_in_a_screenshot_and_nothing_in_a_plain_phot
     # the photo was pasted at (360, 120) on a 1440 x 900 canvas
     assert left == pytest.approx(360 / 1440, abs=0.03) and top == pytest.approx(120 / 900, abs=0.03)
     assert content_box(photo("b0587")) is None
+
+
+def test_content_box_finds_the_photo_on_a_page_between_dark_bars() -> None:
+    """A white page between a dark navigation bar and a dark footer: the border's colour is the bars', the page
+    itself is the background; the sidebar's pictures joined to the bars are the frame, not the picture."""
+    page = Image.new("RGB", (1400, 900), (255, 255, 255))
+    draw = ImageDraw.Draw(page)
+    draw.rectangle((0, 0, 1400, 50), fill=(33, 37, 41))
+    draw.rectangle((0, 850, 1400, 900), fill=(33, 37, 41))
+    for n in range(6):
+        draw.rectangle((1100, 70 + n * 130, 1380, 180 + n * 130), fill=(40 * n, 200 - 30 * n, 120))
+        draw.text((1100, 182 + n * 130), "a caption", fill=(0, 0, 0))
+    picture = photo("b0420")
+    picture.thumbnail((700, 520))
+    page.paste(picture, (150, 150))
+    box = content_box(page)
+    assert box == pytest.approx(
+        (150 / 1400, 150 / 900, (150 + picture.width) / 1400, (150 + picture.height) / 900), abs=0.03
+    )
+
+
+@pytest.mark.parametrize(
+    ("top", "bottom"), [(0.2, 0.15), (0.25, 0.0), (0.12, 0.12)], ids=["both", "top only", "thin bands"]
+)
+def test_banded_box_finds_the_picture_between_caption_bands(top: float, bottom: float) -> None:
+    total = 1 + top + bottom
+    picture = (0.0, top / total, 1.0, (1 + top) / total)
+    assert banded_box(meme(photo("b0587"), top=top, bottom=bottom)) == pytest.approx(picture, abs=0.02)
+
+
+def test_banded_box_finds_a_smooth_picture_the_textured_region_misses() -> None:
+    shown = meme(smooth_wallpaper(1))
+    picture = (0.0, 0.2 / 1.35, 1.0, 1.2 / 1.35)
+    assert banded_box(shown) == pytest.approx(picture, abs=0.02)
+    region = content_box(shown)
+    assert region is None or region != pytest.approx(picture, abs=0.05)
+
+
+def test_banded_box_leaves_plain_and_busy_pictures_alone() -> None:
+    assert banded_box(photo("b0587")) is None
+    assert banded_box(smooth_wallpaper(2)) is None
+    # a border as wide as a band, but textured to the edge on two sides: only the banded sides are trimmed
+    shot = screenshot(photo("b0587"))
+    box = banded_box(shot)
+    assert box is None or box[1] > 0.0
 
 
 def test_a_flat_picture_is_detected_again_closer_and_its_crop_confirmed(monkeypatch: pytest.MonkeyPatch) -> None:

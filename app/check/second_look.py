@@ -4,9 +4,10 @@ resolution. The parts: the largest textured region (when the image has a frame t
 caption bands (a meme's, a letterbox's: when it is not that region already) and, with `sub_crops`
 for an image that looks framed (much flat colour), three fixed parts (the centre at 60 %, the top corners at
 65 %): in a busy frame (text, buttons, other pictures beside it) the textured region is the whole frame, while
-one of the fixed parts holds most of the picture. The part whose best neighbour comes closest is kept; what
-only it finds enters the grey band and must be confirmed, unless the part agrees with it by both the embedding
-(at the duplicate threshold) and the pHash: a meme of a smooth wallpaper has no keypoints to verify."""
+one of the fixed parts holds most of the picture. The part whose best neighbour comes closest is verified (the
+runner-up too when it confirms nothing); what only it finds enters the grey band and must be confirmed, unless
+the part agrees with it by both the embedding (at the duplicate threshold) and the pHash: a meme of a smooth
+wallpaper has no keypoints to verify."""
 
 from __future__ import annotations
 
@@ -138,10 +139,10 @@ class SecondLook:
                     ranked.setdefault(id(work), []).append(Looked(work, box, crop, close))
             for looked in ranked.values():
                 looked.sort(key=lambda part: -part.neighbours[0].similarity)
-            await self._settle([parts[0] for parts in ranked.values()])
+            first = [parts[0] for parts in ranked.values()]
+            await self._settle(first)
         # The closest part first; when it confirms nothing, the runner-up (a phone feed's bars are bands too: the
         # picture between them can come closer by cosine than the fixed part that holds the whole picture).
-        first = [parts[0] for parts in ranked.values()]
         await self._verify(first)
         retry = [parts[1] for parts in ranked.values() if len(parts) > 1 and not parts[0].work.confirmed]
         if retry:

@@ -24,12 +24,17 @@ MIN_AREA_SHARE = 0.08
 FRAME_FILL = 0.5
 
 
+def _analysis_grey(image: Image.Image) -> np.ndarray:
+    """The image in grey at the analysis size (longest side ANALYSIS_SIDE)."""
+    small = image.convert("L")
+    small.thumbnail((ANALYSIS_SIDE, ANALYSIS_SIDE), Image.Resampling.BILINEAR)
+    return np.asarray(small, dtype=np.float32)
+
+
 def content_box(image: Image.Image) -> tuple[float, float, float, float] | None:
     """The largest textured region's box as fractions (left, top, right, bottom) of the image, or None when the
     picture fills the frame anyway."""
-    small = image.convert("L")
-    small.thumbnail((ANALYSIS_SIDE, ANALYSIS_SIDE), Image.Resampling.BILINEAR)
-    grey = np.asarray(small, dtype=np.float32)
+    grey = _analysis_grey(image)
     height, width = grey.shape
     if min(height, width) < 16:
         return None
@@ -88,9 +93,7 @@ BAND_MAX_AREA_SHARE = 0.92
 
 def banded_box(image: Image.Image) -> tuple[float, float, float, float] | None:
     """The picture between caption bands as fractions (left, top, right, bottom), or None without bands."""
-    small = image.convert("L")
-    small.thumbnail((ANALYSIS_SIDE, ANALYSIS_SIDE), Image.Resampling.BILINEAR)
-    grey = np.asarray(small, dtype=np.float32)
+    grey = _analysis_grey(image)
     height, width = grey.shape
     if min(height, width) < 16:
         return None
@@ -135,9 +138,7 @@ def looks_framed(image: Image.Image) -> bool:
     """Whether a quarter or more of the image is flat colour, as window chrome, page background and app bars
     are (dev and extra screenshots: 9 in 10; photos and their copies: about half, so the check halves the cost
     of looking inside a frame rather than deciding it)."""
-    small = image.convert("L")
-    small.thumbnail((ANALYSIS_SIDE, ANALYSIS_SIDE), Image.Resampling.BILINEAR)
-    grey = np.asarray(small, dtype=np.float32)
+    grey = _analysis_grey(image)
     rows, cols = grey.shape[0] // FLAT_CELL, grey.shape[1] // FLAT_CELL
     if rows == 0 or cols == 0:
         return False

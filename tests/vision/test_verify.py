@@ -124,10 +124,13 @@ def test_banded_box_finds_a_smooth_picture_the_textured_region_misses() -> None:
 def test_banded_box_leaves_plain_and_busy_pictures_alone() -> None:
     assert banded_box(photo("b0587")) is None
     assert banded_box(smooth_wallpaper(2)) is None
-    # a border as wide as a band, but textured to the edge on two sides: only the banded sides are trimmed
-    shot = screenshot(photo("b0587"))
-    box = banded_box(shot)
-    assert box is None or box[1] > 0.0
+    # a screenshot: its title bar and the flat canvas below the photo are bands, and trimming them never cuts
+    # into the photo (pasted at y = 120 of 900, sidebar text on the left)
+    picture = photo("b0587")
+    box = banded_box(screenshot(picture))
+    assert box is not None
+    shown = (picture.height * (0.3 * 1440 * 900 / (picture.width * picture.height)) ** 0.5) / 900
+    assert box[1] <= 120 / 900 and box[3] >= 120 / 900 + shown - 0.01  # less one analysis line beyond a band
 
 
 def test_a_flat_picture_is_detected_again_closer_and_its_crop_confirmed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -59,10 +59,10 @@ def candidates_of(work: ImageWork, recent: Sequence[Acceptance], earlier: Sequen
         note(image_id, phash_distance=distance)
     for neighbour in work.neighbours:
         note(neighbour.image_id, similarity=neighbour.similarity)
-    for neighbour in work.framed.neighbours if work.framed else []:
-        note(neighbour.image_id, crop_similarity=neighbour.similarity)
-        if work.framed is not None and neighbour.image_id in work.framed.phash_distances:
-            note(neighbour.image_id, crop_phash_distance=work.framed.phash_distances[neighbour.image_id])
+    if work.framed is not None:
+        for neighbour in work.framed.neighbours:
+            part_distance = work.framed.phash_distances.get(neighbour.image_id)
+            note(neighbour.image_id, crop_similarity=neighbour.similarity, crop_phash_distance=part_distance)
     for match in work.local_matches:
         note(match.image_id, word_similarity=match.word_similarity)
         if match.similarity is not None and match.image_id in found:

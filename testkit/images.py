@@ -106,7 +106,7 @@ def perspective_coefficients(target: list[tuple[float, float]], source: list[tup
 
 
 def smooth_wallpaper(seed: int, size: tuple[int, int] = (560, 760)) -> Image.Image:
-    """A smooth desktop wallpaper (soft gradients and wide curved bands, as the dev split's plasma and GNOME
+    """A smooth desktop wallpaper (soft gradients and wide crisp-edged bands, as the dev split's plasma and GNOME
     wallpapers): almost no SIFT keypoints, so verification has nothing to work on."""
     rng = np.random.default_rng(seed)
     width, height = size
@@ -117,7 +117,7 @@ def smooth_wallpaper(seed: int, size: tuple[int, int] = (560, 760)) -> Image.Ima
     shade = 0.2 + 0.55 * v
     for channel in range(3):
         picture[..., channel] = low[channel] + (high[channel] - low[channel]) * (1 - shade) * (0.6 + 0.4 * u)
-    for _ in range(3):  # wide bands with a soft edge
+    for _ in range(3):  # wide bands with a crisp, curved edge (what gives the embedding something to hold)
         tilt, offset, light = rng.uniform(-0.6, 0.6), rng.uniform(0.2, 0.8), rng.uniform(40, 90)
         edge = v - (offset + tilt * (u - 0.5) + 0.08 * np.sin(3 * u + rng.uniform(0, 6)))
         picture += (light / (1 + np.exp(-np.clip(edge * 300, -50, 50))))[..., None] * rng.uniform(0.3, 1.0, 3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 
 import cv2
@@ -13,6 +14,7 @@ from app.domain.models import Verified
 from app.vision.content_box import banded_box, content_box
 from app.vision.local_features import QueryFeatures, features, grey, mirrored
 from app.vision.verify import VerifyPolicy, compare_aligned, ratio_matches, verify
+from bench.extra_variants import t_sticker
 from testkit.images import cropped, flipped, keystoned, meme, photo, resized, screenshot, smooth_wallpaper
 
 
@@ -187,3 +189,20 @@ def test_a_copy_seen_at_a_tilt_is_confirmed_by_a_perspective_alignment(base_id: 
     assert verify(query, base, replace(VerifyPolicy(), perspective=False)).outcome is Verified.AMBIGUOUS
     tilted = verify(query, base, VerifyPolicy())
     assert tilted.outcome is Verified.CONFIRMED and tilted.disagreement < 0.1 and tilted.base_coverage > 0.5
+
+
+def test_a_copy_whose_inliers_crowd_on_one_detail_is_confirmed_when_the_whole_picture_agrees() -> None:
+    """b0348's keypoints sit on one small detail (its inliers cover 2 % of it); stickers over the rest make too
+    many cells differ for the aligned route. The inliers are many and the aligned query covers all of the base and
+    agrees with it nearly everywhere else: a copy (extra's sticker family, one fixed draw)."""
+    picture = photo("b0348")
+    stickered, _ = t_sticker(picture, random.Random("b0348:0"))
+    base = features(grey(picture))
+    query = QueryFeatures(stickered)
+    without = verify(query, base, replace(VerifyPolicy(), supported_min_inliers=10**6))
+    assert without.outcome is Verified.AMBIGUOUS
+    assert without.base_coverage < VerifyPolicy().min_base_coverage
+    assert without.disagreement > VerifyPolicy().aligned_max_disagreement
+    found = verify(query, base, VerifyPolicy())
+    assert found.outcome is Verified.CONFIRMED
+    assert found.inliers >= VerifyPolicy().supported_min_inliers and found.overlap >= 0.9

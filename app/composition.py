@@ -242,6 +242,7 @@ async def build_container(
                 second_look=settings.verify.second_look,
                 sub_crops=settings.verify.sub_crops,
                 local_candidates=settings.verify.local_candidates,
+                part_words=settings.verify.part_words,
             ),
         )
         await load_phash_index(database.units, phash_index)

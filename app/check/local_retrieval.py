@@ -1,7 +1,9 @@
 """Retrieval by local features for images still in doubt (docs/design.md §1.7): the accepted images that share
 most of the image's visual words are verified as candidates, whatever their embeddings' cosine. That finds a
 picture inside a busy page or under several edits at once, which the global embedding ranks far down; only a
-confirmed verification makes such a candidate count (app/domain/decide.py)."""
+confirmed verification makes such a candidate count (app/domain/decide.py). The second look asks the same of a
+part of the image (`search_framed`): its own words, detected at its own resolution, find a picture that fills
+too small a share of a busy frame for the whole image's words."""
 
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ from concurrent.futures import Executor
 import numpy as np
 
 from app.check.state import ImageWork, LocalMatch, Stopwatch
-from app.check.verification import Verifier
+from app.check.verification import Verifier, View
 from app.ports.persistence import UnitsOfWork
 from app.vision.visual_words import Vocabulary, WordIndex
 
@@ -53,15 +55,46 @@ class LocalRetrieval:
                     LocalMatch(image_id, score, None)
                     for image_id, score in self.index.search(work.words, self._candidates, exclude)
                 ]
-            wanted = sorted({m.image_id for w in searched for m in w.local_matches})
-            if wanted:  # the cosine too, so that the verdict says how close the embeddings came
-                async with self._units() as uow:
-                    vectors = await uow.images.embeddings(wanted, self._model_name)
-                for work in searched:
-                    work.local_matches = [
-                        _with_cosine(m, work.vector, vectors.get(m.image_id)) for m in work.local_matches
-                    ]
+            await self._note_cosines(searched)
         await self._verifier.best_first(searched, lambda w: [m.image_id for m in w.local_matches])
+
+    async def search_framed(self, works: Sequence[ImageWork]) -> None:
+        """Each image's framed part (set by the second look) searched by its own visual words: its closest image
+        is verified against the part, and noted among the image's local matches."""
+        works = [w for w in works if w.framed is not None]
+        if not works or not len(self.index):
+            return
+        await self._verifier.query_features(works, View.FRAMED)
+        due = [(w, w.framed.features) for w in works if w.framed is not None and w.framed.features is not None]
+        loop = asyncio.get_running_loop()
+        found = await asyncio.gather(
+            *(
+                loop.run_in_executor(self._executor, self.vocabulary.words, features.direct.descriptors)
+                for _, features in due
+            )
+        )
+        pairs: list[tuple[ImageWork, int]] = []
+        for (work, _), words in zip(due, found, strict=True):
+            exclude = work.distinct_from | ({work.image_id} if work.image_id else set())
+            for image_id, score in self.index.search(words, 1, exclude):
+                if all(m.image_id != image_id for m in work.local_matches):
+                    work.local_matches.append(LocalMatch(image_id, score, None))
+                pairs.append((work, image_id))
+        await self._note_cosines([w for w, _ in pairs])
+        await self._verifier.verify_pairs(pairs, View.FRAMED)
+
+    async def _note_cosines(self, works: Sequence[ImageWork]) -> None:
+        """The cosine of each local match, so that the verdict says how close the embeddings came."""
+        wanted = sorted({m.image_id for w in works for m in w.local_matches if m.similarity is None})
+        if not wanted:
+            return
+        async with self._units() as uow:
+            vectors = await uow.images.embeddings(wanted, self._model_name)
+        for work in works:
+            work.local_matches = [
+                _with_cosine(m, work.vector, vectors.get(m.image_id)) if m.similarity is None else m
+                for m in work.local_matches
+            ]
 
     async def derive_words(self, works: Sequence[ImageWork]) -> None:
         """Each image's visual words from its features (detected for verification already)."""

@@ -7,7 +7,9 @@ for an image that looks framed (much flat colour), three fixed parts (the centre
 one of the fixed parts holds most of the picture. The part whose best neighbour comes closest is verified (the
 runner-up too when it confirms nothing); what only it finds enters the grey band and must be confirmed, unless
 the part agrees with it by both the embedding (at the duplicate threshold) and the pHash: a meme of a smooth
-wallpaper has no keypoints to verify."""
+wallpaper has no keypoints to verify. When none of that confirms anything, each fixed part in turn is searched by
+its own visual words (`LocalRetrieval.search_framed`): a picture at a fifth of a busy page is often not the
+closest by any part's cosine, yet its keypoints at the part's resolution find it."""
 
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import numpy as np
 from PIL import Image
 
 from app.check.embedding import Embedding, embed_images
+from app.check.local_retrieval import LocalRetrieval
 from app.check.metrics import Metrics
 from app.check.state import FramedPart, ImageWork, Stopwatch
 from app.check.verification import Verifier, View
@@ -93,8 +96,10 @@ class SecondLook:
         metrics: Metrics,
         phash_index: PhashIndex,
         sub_crops: bool = True,
+        local: LocalRetrieval | None = None,
     ) -> None:
         self._phash_index = phash_index
+        self._local = local
         self._embedder = embedder
         self._embedding = embedding
         self._verifier = verifier
@@ -118,6 +123,9 @@ class SecondLook:
             parts = [(w, box, pixels) for w, found in zip(works, found_parts, strict=True) for box, pixels in found]
             if not parts:
                 return
+            fixed = [
+                (w, [box for box, _ in found if box in SUB_CROPS]) for w, found in zip(works, found_parts, strict=True)
+            ]
             results = await embed_images(
                 self._embedder, [replace(w.decoded, pixels=p) for w, _, p in parts if w.decoded is not None]
             )
@@ -144,15 +152,57 @@ class SecondLook:
         # The closest part first; when it confirms nothing, the runner-up (a phone feed's bars are bands too: the
         # picture between them can come closer by cosine than the fixed part that holds the whole picture).
         await self._verify(first)
+        made = {(id(p.work), p.box): p.work.framed for p in first}
         retry = [parts[1] for parts in ranked.values() if len(parts) > 1 and not parts[0].work.confirmed]
         if retry:
             kept = {id(part.work): part.work.framed for part in retry}
             with Stopwatch([part.work for part in retry], "second_look"):
                 await self._settle(retry)
             await self._verify(retry)
+            made |= {(id(p.work), p.box): p.work.framed for p in retry}
             for part in retry:
                 if not part.work.confirmed:  # the closest part's neighbours and pHash stand
                     part.work.framed = kept[id(part.work)]
+        if self._local is not None:
+            await self._search_fixed_parts(self._local, fixed, made)
+
+    async def _search_fixed_parts(
+        self,
+        local: LocalRetrieval,
+        fixed: Sequence[tuple[ImageWork, list[Box]]],
+        made: dict[tuple[int, Box], FramedPart | None],
+    ) -> None:
+        """Each fixed part of an image still unconfirmed, in turn, by its own visual words; a part that confirms
+        a match becomes the image's framed part, otherwise the framed part as it was stands. A part verified
+        already keeps its detected features."""
+        for turn in range(len(SUB_CROPS)):
+            due = [(w, boxes[turn]) for w, boxes in fixed if turn < len(boxes) and not w.confirmed]
+            if not due:
+                return
+            kept = {id(w): w.framed for w, _ in due}
+            with Stopwatch([w for w, _ in due], "second_look"):
+                loop = asyncio.get_running_loop()
+                fresh = [
+                    (w, box)
+                    for w, box in due
+                    if made.get((id(w), box)) is None and w.data is not None and w.decoded is not None
+                ]
+                decoded = await asyncio.gather(
+                    *(
+                        loop.run_in_executor(self._executor, part_pixels, w.data, w.decoded, box)
+                        for w, box in fresh
+                        if w.data is not None and w.decoded is not None
+                    )
+                )
+                for (work, box), pixels in zip(fresh, decoded, strict=True):
+                    made[(id(work), box)] = FramedPart(pixels)
+                due = [(w, box) for w, box in due if made.get((id(w), box)) is not None]
+                for work, box in due:
+                    work.framed = made[(id(work), box)]
+                await local.search_framed([w for w, _ in due])
+            for work, _ in due:
+                if not work.confirmed:
+                    work.framed = kept[id(work)]
 
     async def _settle(self, parts: Sequence[Looked]) -> None:
         """Make each part its image's framed part: decoded again at its own resolution, with its pHash

@@ -81,6 +81,8 @@ class CheckOptions:
     sub_crops: bool = True
     # Candidates found by their visual words, verified for an image still in doubt (0: no such retrieval).
     local_candidates: int = 0
+    # The second look also searches each fixed part of a framed image by its own visual words (with the above).
+    part_words: bool = True
 
 
 class CheckService:
@@ -111,11 +113,6 @@ class CheckService:
         self._verifier = (
             Verifier(options.verify, units, executor, options.feature_cache_size) if options.verify else None
         )
-        self._second_look = (
-            SecondLook(embedder, self._embedding, self._verifier, executor, metrics, phash_index, options.sub_crops)
-            if self._verifier is not None and options.second_look
-            else None
-        )
         self._local = (
             LocalRetrieval(
                 WordIndex(vocabulary := Vocabulary.shipped()),
@@ -127,6 +124,20 @@ class CheckService:
                 options.local_candidates,
             )
             if self._verifier is not None and options.local_candidates > 0
+            else None
+        )
+        self._second_look = (
+            SecondLook(
+                embedder,
+                self._embedding,
+                self._verifier,
+                executor,
+                metrics,
+                phash_index,
+                options.sub_crops,
+                self._local if options.part_words else None,
+            )
+            if self._verifier is not None and options.second_look
             else None
         )
         self.indexes = Indexes(

@@ -217,6 +217,12 @@ class VerifySettings(BaseModel):
         description="accepted images sharing the most visual words (SIFT) with an image still in doubt, verified "
         "whatever their cosine: finds a picture inside a busy page or under several edits; 0 turns it off",
     )
+    part_words: bool = Field(
+        True,
+        description="when the second look confirms nothing, each fixed part of a framed image is searched by its "
+        "own visual words and its closest image verified (with local_candidates > 0 and sub_crops): finds a small "
+        "picture on a busy page; one SIFT detection per part",
+    )
 
 
 class ApiSettings(BaseModel):

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from app.composition import build_container
 from app.config.settings import PolicySettings, Settings, VerifySettings
 from app.domain.models import CheckItem, UploadRef
-from bench.extra_variants import t_phone
+from bench.extra_variants import t_phone, t_webpage
 from testkit.images import busy_page, cropped, jpeg, meme, photo, resized, screenshot, smooth_wallpaper
 from tests.support import running_app, upload
 
@@ -209,3 +209,28 @@ async def test_second_look_verifies_the_runner_up_part_when_the_closest_confirms
         original["image_id"],
     )
     assert "second_look" in found["timings_ms"]
+
+
+@pytest.mark.parametrize("part_words", [False, True], ids=["part-cosine-only", "part-words"])
+async def test_a_fixed_part_finds_a_small_picture_by_its_own_visual_words(
+    make_settings: Callable[..., Settings], part_words: bool
+) -> None:
+    """A web page (bench/extra_variants.py, the extra corpus's own draw for this photo) with the photo beside text
+    and buttons: neither the whole page (by its cosine or its words) nor any part by its cosine finds the photo,
+    yet a fixed part's own keypoints, detected at the part's resolution, share the photo's words, and its
+    verification confirms it. Other photos registered too, so that the words have to pick the right one."""
+    page, _ = t_webpage(photo("b0580"), random.Random("extra:b0580"))
+    settings = make_settings(policy=BAND, verify=VerifySettings(part_words=part_words))
+    async with running_app(settings) as (_, client):
+        for other in ("b0587", "b0348", "b0420", "b0472"):
+            await upload(client, jpeg(photo(other)))
+        original = (await upload(client, jpeg(photo("b0580")))).json()
+        found = (await upload(client, jpeg(page), register=False)).json()
+    if part_words:
+        assert (found["verdict"], found["decided_by"], found["matched_image_id"]) == (
+            "duplicate",
+            "verified",
+            original["image_id"],
+        )
+    else:  # the control: the same pipeline without the parts' words does not find it
+        assert found["verdict"] != "duplicate"

@@ -243,6 +243,7 @@ async def build_container(
                 sub_crops=settings.verify.sub_crops,
                 local_candidates=settings.verify.local_candidates,
                 part_words=settings.verify.part_words,
+                locate=settings.verify.locate,
             ),
         )
         await load_phash_index(database.units, phash_index)

@@ -27,10 +27,12 @@ from app.check.local_retrieval import LocalRetrieval
 from app.check.metrics import Metrics
 from app.check.state import FramedPart, ImageWork, Stopwatch
 from app.check.verification import Verifier, View
+from app.domain.decide import agrees_twice
 from app.domain.models import Neighbor, Thresholds
 from app.ports.backends import Embedder
 from app.vision.content_box import banded_box, content_box, looks_framed
 from app.vision.decode import DecodedImage, decode_region
+from app.vision.locate import MIN_CORRELATION, locate
 from app.vision.phash import PhashIndex, phash64
 
 log = logging.getLogger(__name__)
@@ -97,9 +99,11 @@ class SecondLook:
         phash_index: PhashIndex,
         sub_crops: bool = True,
         local: LocalRetrieval | None = None,
+        locate: bool = True,
     ) -> None:
         self._phash_index = phash_index
         self._local = local
+        self._locate = locate
         self._embedder = embedder
         self._embedding = embedding
         self._verifier = verifier
@@ -111,6 +115,14 @@ class SecondLook:
         works = [w for w in works if w.data is not None and w.decoded is not None]
         if not works:
             return
+        ranked = await self._look_at_parts(works, thresholds)
+        if self._locate:
+            unsettled = [w for w in works if not w.confirmed and not _framed_agrees(w, thresholds)]
+            await self._locate_candidates(unsettled, ranked, thresholds)
+
+    async def _look_at_parts(self, works: Sequence[ImageWork], thresholds: Thresholds) -> dict[int, list[Looked]]:
+        """Embed, search and verify the candidate parts; the parts whose neighbours reach the grey band, closest
+        first, by image (id of its work)."""
         loop = asyncio.get_running_loop()
         with Stopwatch(works, "second_look"):
             found_parts = await asyncio.gather(
@@ -122,7 +134,7 @@ class SecondLook:
             )
             parts = [(w, box, pixels) for w, found in zip(works, found_parts, strict=True) for box, pixels in found]
             if not parts:
-                return
+                return {}
             fixed = [
                 (w, [box for box, _ in found if box in SUB_CROPS]) for w, found in zip(works, found_parts, strict=True)
             ]
@@ -133,7 +145,7 @@ class SecondLook:
             if len(embedded) < len(parts):  # the whole image's verdict still stands: the second look is a bonus
                 log.warning("second look skipped %d parts: embedding failed", len(parts) - len(embedded))
             if not embedded:
-                return
+                return {}
             self._metrics.observe_embedded(len(embedded))
             found = await self._embedding.neighbours(
                 np.stack([r for _, _, _, r in embedded]), [w.image_id for w, _, _, _ in embedded]
@@ -165,6 +177,7 @@ class SecondLook:
                     part.work.framed = kept[id(part.work)]
         if self._local is not None:
             await self._search_fixed_parts(self._local, fixed, made)
+        return ranked
 
     async def _search_fixed_parts(
         self,
@@ -204,6 +217,54 @@ class SecondLook:
                 if not work.confirmed:
                     work.framed = kept[id(work)]
 
+    async def _locate_candidates(
+        self, works: Sequence[ImageWork], ranked: dict[int, list[Looked]], thresholds: Thresholds
+    ) -> None:
+        """The closest candidate of the whole image and of each part, located inside the image by its own sketch
+        (app/vision/locate.py) and cut there: the cut becomes the framed part when it agrees with that candidate
+        by the embedding (at the duplicate threshold) and the pHash at once, as any framed part may."""
+        due: list[tuple[ImageWork, int]] = []
+        for work in works:
+            closest = [n for n in work.neighbours if n.similarity >= thresholds.review]
+            tops = [max(closest, key=lambda n: n.similarity).image_id] if closest else []
+            tops += [part.neighbours[0].image_id for part in ranked.get(id(work), [])]
+            due += [(work, c) for c in dict.fromkeys(tops) if c not in work.distinct_from]
+        if not due:
+            return
+        loop = asyncio.get_running_loop()
+        with Stopwatch(list({id(w): w for w, _ in due}.values()), "second_look"):
+            bases = await self._verifier.base_features({c for _, c in due})
+            due = [(w, c) for w, c in due if c in bases and w.decoded is not None]
+            cuts = await asyncio.gather(
+                *(
+                    loop.run_in_executor(self._executor, _cut_where_found, w.decoded.pixels, bases[c].sketch)
+                    for w, c in due
+                    if w.decoded is not None
+                )
+            )
+            found = [(w, c, cut) for (w, c), cut in zip(due, cuts, strict=True) if cut is not None]
+            if not found:
+                return
+            results = await embed_images(
+                self._embedder, [replace(w.decoded, pixels=cut) for w, _, cut in found if w.decoded is not None]
+            )
+            embedded = [
+                (w, c, cut, r) for (w, c, cut), r in zip(found, results, strict=True) if isinstance(r, np.ndarray)
+            ]
+            if not embedded:
+                return
+            self._metrics.observe_embedded(len(embedded))
+            neighbours = await self._embedding.neighbours(
+                np.stack([r for *_, r in embedded]), [w.image_id for w, *_ in embedded]
+            )
+            for (work, candidate, cut, _), near in zip(embedded, neighbours, strict=True):
+                if _framed_agrees(work, thresholds):
+                    continue  # an earlier candidate's cut agreed already
+                match = next((n for n in near if n.image_id == candidate), None)
+                distance = self._phash_index.distance(candidate, phash64(cut))
+                if match is not None and distance is not None and agrees_twice(match.similarity, distance, thresholds):
+                    work.framed = FramedPart(cut, [match], phash_distances={candidate: distance})
+
     async def _settle(self, parts: Sequence[Looked]) -> None:
         """Make each part its image's framed part: decoded again at its own resolution, with its pHash
         distance to each neighbour."""
@@ -229,3 +290,16 @@ class SecondLook:
             lambda w: [n.image_id for n in w.framed.neighbours] if w.framed else [],
             View.FRAMED,
         )
+
+
+def _cut_where_found(pixels: Image.Image, sketch: np.ndarray) -> Image.Image | None:
+    found = locate(pixels, sketch)
+    return _crop(pixels, found[1]) if found is not None and found[0] >= MIN_CORRELATION else None
+
+
+def _framed_agrees(work: ImageWork, thresholds: Thresholds) -> bool:
+    """Its framed part agrees with one of its neighbours twice over (then decide() makes it a duplicate)."""
+    framed = work.framed
+    return framed is not None and any(
+        agrees_twice(n.similarity, framed.phash_distances.get(n.image_id), thresholds) for n in framed.neighbours
+    )

@@ -83,6 +83,8 @@ class CheckOptions:
     local_candidates: int = 0
     # The second look also searches each fixed part of a framed image by its own visual words (with the above).
     part_words: bool = True
+    # The second look also locates each closest candidate inside the image by its sketch and compares the cut.
+    locate: bool = True
 
 
 class CheckService:
@@ -136,6 +138,7 @@ class CheckService:
                 phash_index,
                 options.sub_crops,
                 self._local if options.part_words else None,
+                options.locate,
             )
             if self._verifier is not None and options.second_look
             else None

@@ -125,6 +125,10 @@ class Verifier:
         for (work, _), value in zip(whole, found, strict=True):
             work.features = value if isinstance(value, QueryFeatures) else None
 
+    async def base_features(self, wanted: set[int]) -> dict[int, Features]:
+        """The local features of these accepted images (cached, else detected from their stored thumbnails)."""
+        return await self._base_features(wanted, {})
+
     async def _base_features(self, wanted: set[int], peers: Mapping[int, ImageWork]) -> dict[int, Features]:
         bases: dict[int, Features] = {}
         for candidate in wanted:

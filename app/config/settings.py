@@ -223,6 +223,12 @@ class VerifySettings(BaseModel):
         "own visual words and its closest image verified (with local_candidates > 0 and sub_crops): finds a small "
         "picture on a busy page; one SIFT detection per part",
     )
+    locate: bool = Field(
+        True,
+        description="the second look also finds where the closest candidate of the image and of each part sits "
+        "inside the image (template matching of its sketch) and compares that cut by cosine and pHash: finds a "
+        "smooth picture without keypoints on a busy page; one embedding per candidate",
+    )
 
 
 class ApiSettings(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from app.domain.models import Candidate, DecidedBy, Decision, Policy, VerdictLabel, Verified
+from app.domain.models import Candidate, DecidedBy, Decision, Policy, Thresholds, VerdictLabel, Verified
 
 
 def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
@@ -117,12 +117,16 @@ def framed_part_agrees(candidate: Candidate, policy: Policy) -> bool:
     """The framed part is the candidate by its embedding and by its pHash at once: two global signals that no
     look-alike pair on the dev or extra corpus meets together (a caption band under a smooth wallpaper leaves
     verification no keypoints). Holds at any index size: the embedding bounds the pHash's coincidences."""
-    limits = policy.thresholds
+    return agrees_twice(candidate.crop_similarity, candidate.crop_phash_distance, policy.thresholds)
+
+
+def agrees_twice(similarity: float | None, phash_distance: int | None, limits: Thresholds) -> bool:
+    """A part and a candidate agree by the embedding (at the duplicate threshold) and the pHash at once."""
     return (
-        candidate.crop_similarity is not None
-        and candidate.crop_similarity >= limits.duplicate
-        and candidate.crop_phash_distance is not None
-        and candidate.crop_phash_distance <= limits.phash
+        similarity is not None
+        and similarity >= limits.duplicate
+        and phash_distance is not None
+        and phash_distance <= limits.phash
     )
 
 

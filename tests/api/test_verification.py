@@ -234,3 +234,33 @@ async def test_a_fixed_part_finds_a_small_picture_by_its_own_visual_words(
         )
     else:  # the control: the same pipeline without the parts' words does not find it
         assert found["verdict"] != "duplicate"
+
+
+@pytest.mark.parametrize("locate", [False, True], ids=["parts-only", "located"])
+async def test_a_smooth_picture_on_a_page_is_found_where_its_candidate_sits(
+    make_settings: Callable[..., Settings], locate: bool
+) -> None:
+    """Smooth wallpapers (no keypoints to verify) in a phone feed and on a web page (bench/extra_variants.py, fixed
+    draws): no part the frame finders cut agrees with the wallpaper, but the closest candidate's own sketch finds
+    where it sits, and the cut there agrees with it by the embedding and the pHash at once. A look-alike wallpaper
+    that was never registered, framed the same way, stays apart."""
+    settings = make_settings(policy=BAND, verify=VerifySettings(locate=locate))
+    feed, _ = t_phone(smooth_wallpaper(1), random.Random("1:0"))
+    page, _ = t_webpage(smooth_wallpaper(11), random.Random("11:0"))
+    other, _ = t_phone(smooth_wallpaper(3), random.Random("3:0"))
+    async with running_app(settings) as (_, client):
+        await upload(client, jpeg(photo("b0587")))
+        originals = [(await upload(client, jpeg(smooth_wallpaper(seed)))).json() for seed in (1, 11, 5)]
+        found = [(await upload(client, jpeg(framed), register=False)).json() for framed in (feed, page)]
+        look_alike = (await upload(client, jpeg(other), register=False)).json()
+    for framed, original in zip(found, originals, strict=False):
+        if locate:
+            assert (framed["verdict"], framed["decided_by"], framed["matched_image_id"]) == (
+                "duplicate",
+                "vector",
+                original["image_id"],
+            )
+            assert framed["similarity"] >= 0.95 and framed["phash_distance"] <= 5  # the cut's two signals
+        else:  # the control: the same pipeline without locating the candidate
+            assert framed["verdict"] != "duplicate"
+    assert look_alike["verdict"] != "duplicate"

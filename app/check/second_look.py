@@ -9,7 +9,10 @@ runner-up too when it confirms nothing); what only it finds enters the grey band
 the part agrees with it by both the embedding (at the duplicate threshold) and the pHash: a meme of a smooth
 wallpaper has no keypoints to verify. When none of that confirms anything, each fixed part in turn is searched by
 its own visual words (`LocalRetrieval.search_framed`): a picture at a fifth of a busy page is often not the
-closest by any part's cosine, yet its keypoints at the part's resolution find it."""
+closest by any part's cosine, yet its keypoints at the part's resolution find it. Last, the closest candidate of
+the whole image and of each part is located inside the image by its own sketch (app/vision/locate.py) and the cut
+there compared by the same two signals: a smooth picture on a page has no keypoints, and the boxes the frame
+finders cut hold the text beside it."""
 
 from __future__ import annotations
 

@@ -131,6 +131,7 @@ def verify_policy(settings: Settings) -> VerifyPolicy | None:
         max_disagreement=v.max_disagreement,
         min_overlap=v.min_overlap,
         query_side=v.query_side,
+        refine_min_inliers=VerifyPolicy.refine_min_inliers if v.refine else None,
     )
 
 

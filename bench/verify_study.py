@@ -18,17 +18,22 @@ import numpy as np
 from app.adapters.local_cnn_embedder import LocalCnnEmbedder
 from app.vision.decode import decode_image
 from app.vision.local_features import Features, QueryFeatures, features_of_jpeg, thumbnail_jpeg
-from app.vision.verify import VerifyPolicy, verify
+from app.vision.verify import Verification, VerifyPolicy, verify
 from bench.corpus import corpus_arguments, fold_of, load_corpus, parse
 
 _BASES: list[Features] = []  # set in the parent before the pool forks; read-only in the workers
+_FINE_BASES: list[Features] = []
 _QUERY_SIDE: list[int] = [512]
 
 
-def _verify_query(job: tuple[str, list[tuple[int, float]]]) -> list[tuple[int, float, object]]:
+def _verify_query(job: tuple[str, list[tuple[int, float]]]) -> list[tuple[int, float, Verification, Verification]]:
+    """Each pair verified by the shipped (halved) detection and by the fine one (the given resolution doubled)."""
     path, candidates = job
-    query = QueryFeatures(decode_image(Path(path).read_bytes(), 10**8).pixels, _QUERY_SIDE[0])
-    return [(n, s, verify(query, _BASES[n], VerifyPolicy())) for n, s in candidates]
+    pixels = decode_image(Path(path).read_bytes(), 10**8).pixels
+    query = QueryFeatures(pixels, _QUERY_SIDE[0])
+    fine = QueryFeatures(pixels, _QUERY_SIDE[0], fine=True)
+    policy = VerifyPolicy()
+    return [(n, s, verify(query, _BASES[n], policy), verify(fine, _FINE_BASES[n], policy)) for n, s in candidates]
 
 
 def main() -> None:
@@ -48,7 +53,9 @@ def main() -> None:
     embedder = LocalCnnEmbedder(batch_size=8)
     base_pixels = [decode_image(p.read_bytes(), 10**8).pixels for _, p in corpus.indexed]
     base_vectors = embedder.embed_pixels(base_pixels)
-    _BASES.extend(features_of_jpeg(thumbnail_jpeg(p)) for p in base_pixels)
+    thumbnails = [thumbnail_jpeg(p) for p in base_pixels]
+    _BASES.extend(features_of_jpeg(t) for t in thumbnails)
+    _FINE_BASES.extend(features_of_jpeg(t, fine=True) for t in thumbnails)
     query_pixels = (decode_image(q.path.read_bytes(), 10**8).pixels for q in corpus.queries)
     query_vectors = np.concatenate([embedder.embed_pixels([p]) for p in query_pixels])
     scores = query_vectors @ base_vectors.T
@@ -78,10 +85,13 @@ def main() -> None:
                 "disagreement",
                 "overlap",
                 "compared_cells",
+                "outcome",
+                "fine_outcome",
+                "fine_inliers",
             ]
         )
         for q, pairs in zip(corpus.queries, results, strict=True):
-            for rank, (n, s, v) in enumerate(pairs):
+            for rank, (n, s, v, fine) in enumerate(pairs):
                 out.writerow(
                     [
                         q.path.name,
@@ -99,6 +109,9 @@ def main() -> None:
                         v.disagreement,
                         v.overlap,
                         v.compared_cells,
+                        v.outcome.value,
+                        fine.outcome.value,
+                        fine.inliers,
                     ]
                 )
     print(f"written: {args.out} ({sum(len(r) for r in results)} pairs)")

@@ -24,6 +24,7 @@ class FramedPart:
     pixels: Image.Image
     neighbours: list[Neighbor] = field(default_factory=list)  # at or above the review threshold, best first
     features: QueryFeatures | None = None
+    fine_features: QueryFeatures | None = None  # detected only for a pair verified again (app/check/verification.py)
     # The part's pHash distance to each neighbour's (image id -> distance)
     phash_distances: dict[int, int] = field(default_factory=dict)
 
@@ -56,6 +57,7 @@ class ImageWork:
     height: int | None = None
     vector: np.ndarray | None = None
     features: QueryFeatures | None = None  # for verification, computed once
+    fine_features: QueryFeatures | None = None  # detected only for a pair verified again (app/check/verification.py)
     words: np.ndarray | None = None  # its visual words (from `features`): what retrieval by local features uses
     thumbnail: bytes | None = None  # kept if it is accepted
     preview: bytes | None = None  # the colour one the review page shows, kept if it is accepted

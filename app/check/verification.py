@@ -1,6 +1,7 @@
 """Verification of (image, candidate) pairs on the CPU pool, never under a lock: the query's features once per
 image (or its framed part), the base's once per candidate (an LRU cache, else its stored thumbnail, or, for an
-image of the same batch, its pixels)."""
+image of the same batch, its pixels). Features are detected on the halved image first; a pair that leaves
+doubt with enough inliers is verified again on fine features of both sides (`VerifyPolicy.refine_min_inliers`)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import TypeVar
 from PIL import Image
 
 from app.check.state import FramedPart, ImageWork, Stopwatch
+from app.domain.models import Verified
 from app.ports.persistence import UnitsOfWork
 from app.vision.local_features import VERIFY_SIDE, Features, QueryFeatures, features, features_of_jpeg, grey
 from app.vision.verify import Verification, VerifyPolicy, verify
@@ -60,6 +62,7 @@ class Verifier:
         self._units = units
         self._executor = executor
         self.cache = FeatureCache(cache_size)
+        self.fine_cache = FeatureCache(cache_size)
 
     async def best_first(
         self, works: Sequence[ImageWork], ranked: Callable[[ImageWork], list[int]], view: View = View.WHOLE
@@ -87,52 +90,66 @@ class Verifier:
         if not pairs:
             return
         works = list({w.position: w for w, _ in pairs}.values())
-        loop = asyncio.get_running_loop()
         with Stopwatch(works, "verify"):
-            await self.query_features(works, view)
-            bases = await self._base_features({c for _, c in pairs}, peers or {})
-            # a pair without features on either side (its detection failed) stays unverified: decide() then
-            # treats a grey-band candidate as undecided, which is `review`
-            checks = [(w, c, q) for w, c in pairs if c in bases and (q := _query_of(w, view)) is not None]
-            outcomes = await _each(
-                [loop.run_in_executor(self._executor, verify, q, bases[c], self.policy) for _, c, q in checks],
-                "verifying a pair",
-            )
+            found = await self._verify_each(pairs, view, peers or {}, fine=False)
+            gate = self.policy.refine_min_inliers
+            again = [
+                (w, c)
+                for w, c, v in found
+                if gate is not None and v.outcome is not Verified.CONFIRMED and v.inliers >= gate
+            ]
+            if again:
+                await self._verify_each(again, view, peers or {}, fine=True)
+
+    async def _verify_each(
+        self, pairs: Sequence[tuple[ImageWork, int]], view: View, peers: Mapping[int, ImageWork], fine: bool
+    ) -> list[tuple[ImageWork, int, Verification]]:
+        """Verify and note each pair on one detection's features; what each pair came to."""
+        loop = asyncio.get_running_loop()
+        await self.query_features(list({w.position: w for w, _ in pairs}.values()), view, fine)
+        bases = await self._base_features({c for _, c in pairs}, peers, fine)
+        # a pair without features on either side (its detection failed) stays unverified: decide() then
+        # treats a grey-band candidate as undecided, which is `review`
+        checks = [(w, c, q) for w, c in pairs if c in bases and (q := _query_of(w, view, fine)) is not None]
+        outcomes = await _each(
+            [loop.run_in_executor(self._executor, verify, q, bases[c], self.policy) for _, c, q in checks],
+            "verifying a pair",
+        )
+        found = []
         for (work, candidate, _), outcome in zip(checks, outcomes, strict=True):
             if isinstance(outcome, Verification):
                 work.note(candidate, outcome)
+                found.append((work, candidate, outcome))
+        return found
 
-    async def query_features(self, works: Sequence[ImageWork], view: View = View.WHOLE) -> None:
+    async def query_features(self, works: Sequence[ImageWork], view: View = View.WHOLE, fine: bool = False) -> None:
         """Detect the features of those images (or their framed parts) that have none yet."""
         loop = asyncio.get_running_loop()
-        if view is View.FRAMED:
-            framed = [w.framed for w in works if w.framed is not None and w.framed.features is None]
-            found = await _each(
-                [loop.run_in_executor(self._executor, QueryFeatures, f.pixels, VERIFY_SIDE) for f in framed],
-                "detecting the framed part's features",
-            )
-            for part, value in zip(framed, found, strict=True):
-                part.features = value if isinstance(value, QueryFeatures) else None
-            return
-        whole = [(w, w.decoded) for w in works if w.features is None and w.decoded is not None]
-        found = await _each(
-            [
-                loop.run_in_executor(self._executor, QueryFeatures, decoded.pixels, self.policy.query_side)
-                for _, decoded in whole
-            ],
-            "detecting an image's features",
+        side = VERIFY_SIDE if view is View.FRAMED else self.policy.query_side
+        sources: list[ImageWork | FramedPart] = (
+            list(works) if view is View.WHOLE else [w.framed for w in works if w.framed]
         )
-        for (work, _), value in zip(whole, found, strict=True):
-            work.features = value if isinstance(value, QueryFeatures) else None
+        due = [(s, p) for s in sources if _features_in(s, fine) is None and (p := _pixels_of(s)) is not None]
+        found = await _each(
+            [loop.run_in_executor(self._executor, QueryFeatures, pixels, side, fine) for _, pixels in due],
+            f"detecting {'a framed part' if view is View.FRAMED else 'an image'}'s features",
+        )
+        for (source, _), value in zip(due, found, strict=True):
+            detected = value if isinstance(value, QueryFeatures) else None
+            if fine:
+                source.fine_features = detected
+            else:
+                source.features = detected
 
     async def base_features(self, wanted: set[int]) -> dict[int, Features]:
         """The local features of these accepted images (cached, else detected from their stored thumbnails)."""
-        return await self._base_features(wanted, {})
+        return await self._base_features(wanted, {}, fine=False)
 
-    async def _base_features(self, wanted: set[int], peers: Mapping[int, ImageWork]) -> dict[int, Features]:
+    async def _base_features(self, wanted: set[int], peers: Mapping[int, ImageWork], fine: bool) -> dict[int, Features]:
+        cache = self.fine_cache if fine else self.cache
         bases: dict[int, Features] = {}
         for candidate in wanted:
-            cached = self.cache.get(candidate)
+            cached = cache.get(candidate)
             if cached is not None:
                 bases[candidate] = cached
         # an image of this batch lends its pixels (it has no thumbnail yet); any other, its stored thumbnail
@@ -145,10 +162,10 @@ class Verifier:
                 stored = await uow.images.thumbnails(stored_wanted)
         loop = asyncio.get_running_loop()
         jobs: list[tuple[int, Callable[[], Features]]] = [
-            (c, functools.partial(features_of_jpeg, data)) for c, data in stored.items()
+            (c, functools.partial(features_of_jpeg, data, fine)) for c, data in stored.items()
         ]
         jobs += [
-            (p.image_id, functools.partial(_features_of_pixels, p.decoded.pixels))
+            (p.image_id, functools.partial(_features_of_pixels, p.decoded.pixels, fine))
             for p in from_batch
             if p.image_id is not None and p.decoded is not None
         ]
@@ -158,25 +175,40 @@ class Verifier:
         for (candidate, _), result in zip(jobs, results, strict=True):
             if isinstance(result, Features):
                 bases[candidate] = result
-                self.cache.put(candidate, result)
+                cache.put(candidate, result)
         return bases
 
     def remember(self, work: ImageWork) -> None:
         """An accepted image's own features are what a later query verifies against."""
-        if work.image_id is not None and work.features is not None:
+        if work.image_id is None:
+            return
+        if work.features is not None:
             self.cache.put(work.image_id, work.features.direct)
+        if work.fine_features is not None:
+            self.fine_cache.put(work.image_id, work.fine_features.direct)
 
     def forget(self, image_id: int) -> None:
         self.cache.drop(image_id)
+        self.fine_cache.drop(image_id)
 
 
-def _features_of_pixels(pixels: Image.Image) -> Features:
-    return features(grey(pixels))
+def _features_of_pixels(pixels: Image.Image, fine: bool) -> Features:
+    return features(grey(pixels), fine=fine)
 
 
-def _query_of(work: ImageWork, view: View) -> QueryFeatures | None:
+def _features_in(source: ImageWork | FramedPart, fine: bool) -> QueryFeatures | None:
+    return source.fine_features if fine else source.features
+
+
+def _pixels_of(source: ImageWork | FramedPart) -> Image.Image | None:
+    if isinstance(source, FramedPart):
+        return source.pixels
+    return source.decoded.pixels if source.decoded is not None else None
+
+
+def _query_of(work: ImageWork, view: View, fine: bool) -> QueryFeatures | None:
     source: ImageWork | FramedPart | None = work.framed if view is View.FRAMED else work
-    return source.features if source is not None else None
+    return _features_in(source, fine) if source is not None else None
 
 
 async def _each(jobs: Sequence[Awaitable[T]], what: str) -> list[T | BaseException]:

@@ -202,6 +202,11 @@ class VerifySettings(BaseModel):
         0.3, ge=0, le=1, description="share of the base the aligned query must cover to confirm (a piece is review)"
     )
     feature_cache: int = Field(4096, ge=0, description="base images whose local features are kept in memory")
+    refine: bool = Field(
+        True,
+        description="verify a pair again on fine-scale features when the halved detection leaves it in doubt with "
+        "5 or more inliers (off: the halved detection alone decides)",
+    )
     second_look: bool = Field(
         True, description="embed and verify the picture inside a frame (screenshot, border) when still in doubt"
     )

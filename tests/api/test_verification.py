@@ -47,6 +47,27 @@ async def test_verification_off_leaves_grey_band_to_review(make_settings: Callab
         assert (crop["verdict"], crop["decided_by"]) == ("review", "vector")
 
 
+@pytest.mark.parametrize("refine", [True, False])
+async def test_a_pair_the_halved_detection_leaves_in_doubt_is_verified_again_on_fine_features(
+    make_settings: Callable[..., Settings], refine: bool
+) -> None:
+    """b0272 cut to 70 %: the halved detection's inliers crowd on too little of the picture (ambiguous), the fine
+    features' spread over it. Without the second verification the pair stays in doubt: `review`."""
+    settings = make_settings(policy=BAND, verify=VerifySettings(refine=refine))
+    async with running_app(settings) as (_, client):
+        original = (await upload(client, jpeg(photo("b0272")))).json()
+        crop = (await upload(client, jpeg(cropped(photo("b0272"), 0.7)), register=False)).json()
+        assert 0.60 <= crop["similarity"] < 0.95
+        if refine:
+            assert (crop["verdict"], crop["decided_by"], crop["matched_image_id"]) == (
+                "duplicate",
+                "verified",
+                original["image_id"],
+            )
+        else:
+            assert crop["verdict"] == "review" and crop["matched_image_id"] == original["image_id"]
+
+
 async def test_verification_inside_one_batch_and_thumbnails_of_accepted_only(
     make_settings: Callable[..., Settings],
 ) -> None:

@@ -194,11 +194,13 @@ def test_a_copy_seen_at_a_tilt_is_confirmed_by_a_perspective_alignment(base_id: 
 def test_a_copy_whose_inliers_crowd_on_one_detail_is_confirmed_when_the_whole_picture_agrees() -> None:
     """b0348's keypoints sit on one small detail (its inliers cover 2 % of it); stickers over the rest make too
     many cells differ for the aligned route. The inliers are many and the aligned query covers all of the base and
-    agrees with it nearly everywhere else: a copy (extra's sticker family, one fixed draw)."""
+    agrees with it nearly everywhere else: a copy (extra's sticker family, one fixed draw). On fine-scale features
+    (the second verification's): the halved detection's keypoints spread wider and confirm it outright."""
     picture = photo("b0348")
     stickered, _ = t_sticker(picture, random.Random("b0348:0"))
-    base = features(grey(picture))
-    query = QueryFeatures(stickered)
+    assert verify(QueryFeatures(stickered), features(grey(picture)), VerifyPolicy()).outcome is Verified.CONFIRMED
+    base = features(grey(picture), fine=True)
+    query = QueryFeatures(stickered, fine=True)
     without = verify(query, base, replace(VerifyPolicy(), supported_min_inliers=10**6))
     assert without.outcome is Verified.AMBIGUOUS
     assert without.base_coverage < VerifyPolicy().min_base_coverage

@@ -90,8 +90,9 @@ class Verifier:
         if not pairs:
             return
         works = list({w.position: w for w, _ in pairs}.values())
+        lent = peers or {}
         with Stopwatch(works, "verify"):
-            found = await self._verify_each(pairs, view, peers or {}, fine=False)
+            found = await self._verify_each(pairs, view, lent, fine=False)
             gate = self.policy.refine_min_inliers
             again = [
                 (w, c)
@@ -99,7 +100,7 @@ class Verifier:
                 if gate is not None and v.outcome is not Verified.CONFIRMED and v.inliers >= gate
             ]
             if again:
-                await self._verify_each(again, view, peers or {}, fine=True)
+                await self._verify_each(again, view, lent, fine=True)
 
     async def _verify_each(
         self, pairs: Sequence[tuple[ImageWork, int]], view: View, peers: Mapping[int, ImageWork], fine: bool

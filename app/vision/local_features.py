@@ -74,7 +74,7 @@ def _halved(pixels: np.ndarray) -> np.ndarray:
     height, width = pixels.shape[:2]
     if min(height, width) < 32:
         return pixels
-    size = (max(1, round(width / 2)), max(1, round(height / 2)))
+    size = (round(width / 2), round(height / 2))  # at least 16 px a side, by the guard above
     return cv2.resize(pixels, size, interpolation=cv2.INTER_AREA)
 
 

@@ -69,7 +69,9 @@ def build_embedder(settings: Settings) -> Embedder:
 
             e = settings.embedder
             # Concurrent requests share the model's batches (the cloud embedder has its own concurrency).
-            return CoalescingEmbedder(LocalCnnEmbedder(e.image_size, e.batch_size, e.threads, e.device, e.runtime))
+            return CoalescingEmbedder(
+                LocalCnnEmbedder(e.image_size, e.batch_size, e.threads, e.device, e.runtime, e.precision)
+            )
         case "dashscope":
             from app.adapters.dashscope_embedder import DashScopeEmbedder
 
@@ -82,9 +84,10 @@ def embedder_model_name(settings: Settings) -> str:
     """The configured embedder's model name, without loading a model or opening a connection."""
     match settings.embedder.kind:
         case "local_cnn":
-            from app.adapters.local_cnn_embedder import model_name_for
+            from app.adapters.local_cnn_embedder import model_name_for, resolve
 
-            return model_name_for(settings.embedder.image_size)
+            e = settings.embedder
+            return model_name_for(e.image_size, resolve(e.device, e.runtime, e.precision)[2])
         case "dashscope":
             return settings.embedder.model
     raise ConfigurationError(f"unknown embedder kind {settings.embedder.kind!r}")

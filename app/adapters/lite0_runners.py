@@ -2,7 +2,8 @@
 PyTorch or by ONNX Runtime on the same weights, exported in memory when the adapter starts.
 
 Both compute the same function (to ~1e-6 per component); on one thread of these CPUs ONNX Runtime ran it 1.2-1.5
-times faster (`bench/embedder_runtimes.py`), so it is the CPU default and PyTorch serves GPUs.
+times faster (`bench/embedder_runtimes.py`), so it is the CPU default and PyTorch serves GPUs. ONNX Runtime also
+runs the graph quantised to 8 bits (app/adapters/lite0_int8.py): other vectors, so another model name.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class TorchLite0:
 
 
 class OnnxRuntimeLite0:
-    def __init__(self, model: GemPooledLite0, image_size: int, threads: int) -> None:
+    def __init__(self, model: GemPooledLite0, image_size: int, threads: int, int8: bool = False) -> None:
         import onnxruntime
 
         options = onnxruntime.SessionOptions()
@@ -65,9 +66,12 @@ class OnnxRuntimeLite0:
         options.inter_op_num_threads = 1
         # Idle inference threads must not spin: the CPU pool (decoding, verification) needs those cycles.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self._session = onnxruntime.InferenceSession(
-            export_onnx(model, image_size), options, providers=["CPUExecutionProvider"]
-        )
+        graph = export_onnx(model, image_size)
+        if int8:
+            from app.adapters.lite0_int8 import int8_graph
+
+            graph = int8_graph(graph, image_size)
+        self._session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
         vectors: np.ndarray = self._session.run(None, {"pixels": pixels})[0]

@@ -22,12 +22,24 @@ from app.adapters.lite0_runners import GEM_P, GemPooledLite0, Lite0Runner, OnnxR
 from app.vision.decode import DecodedImage
 
 Runtime = Literal["onnxruntime", "torch"]
+Precision = Literal["int8", "float32"]
 
 
-def model_name_for(image_size: int) -> str:
-    """Names the preprocessing too, so a changed recipe never inherits another's thresholds. Not the runtime:
-    both compute the same vectors, so an index built with one is searched with the other."""
-    return f"efficientnet-lite0-gem{GEM_P:g}-{image_size}"
+def model_name_for(image_size: int, precision: Precision = "float32") -> str:
+    """Names the preprocessing and the precision too, so a changed recipe never inherits another's thresholds or
+    index. Not the runtime: both compute the same float vectors, so an index built with one is searched with the
+    other."""
+    return f"efficientnet-lite0-gem{GEM_P:g}-{image_size}" + ("-int8" if precision == "int8" else "")
+
+
+def resolve(device: str, runtime: Runtime, precision: Precision) -> tuple[torch.device, Runtime, Precision]:
+    """Where the network runs, by what, at which precision: a GPU always runs PyTorch (the ONNX Runtime installed is
+    the CPU build), and only ONNX Runtime runs the int8 graph, so PyTorch computes float32."""
+    resolved = torch.device(
+        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
+    )
+    chosen: Runtime = runtime if resolved.type == "cpu" else "torch"
+    return resolved, chosen, precision if chosen == "onnxruntime" else "float32"
 
 
 def weights_path() -> str:
@@ -51,25 +63,22 @@ class LocalCnnEmbedder:
         threads: int = 1,
         device: str = "auto",
         runtime: Runtime = "onnxruntime",
+        precision: Precision = "float32",
     ):
         self._size = image_size
         self._batch_size = batch_size
-        resolved = torch.device(
-            "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-        )
+        resolved, self._runtime, self._precision = resolve(device, runtime, precision)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="embedder")
         model = GemPooledLite0(load_lite0_features(weights_path()))
-        # ONNX Runtime is installed for the CPU only; a GPU runs the PyTorch model.
-        self._runtime: Runtime = runtime if resolved.type == "cpu" else "torch"
         self._run: Lite0Runner = (
-            OnnxRuntimeLite0(model, image_size, threads)
+            OnnxRuntimeLite0(model, image_size, threads, int8=self._precision == "int8")
             if self._runtime == "onnxruntime"
             else TorchLite0(model, resolved, threads)
         )
 
     @property
     def model_name(self) -> str:
-        return model_name_for(self._size)
+        return model_name_for(self._size, self._precision)
 
     @property
     def runtime(self) -> Runtime:

@@ -88,6 +88,9 @@ class EmbedderSettings(BaseModel):
     # On the CPU: ONNX Runtime on the same weights, the same vectors, 1.2-1.5x faster than PyTorch here. A GPU
     # always runs PyTorch (the ONNX Runtime installed is the CPU build).
     runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
+    # ONNX Runtime runs the network quantised to 8 bits (app/adapters/lite0_int8.py): about 1.8x faster here, other
+    # vectors (model name ...-int8, so an index of the float model is embedded again). PyTorch computes float32.
+    precision: Literal["int8", "float32"] = "int8"
     # dashscope
     api_key: SecretStr | None = None
     model: str = "multimodal-embedding-v1"

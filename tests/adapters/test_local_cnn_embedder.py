@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import numpy as np
 import pytest
 import torch
 
 from app.adapters.efficientnet_lite import classifier_from_weights, load_lite0_features
+from app.adapters.lite0_int8 import load_ranges
 from app.adapters.local_cnn_embedder import LocalCnnEmbedder, Runtime, preprocess, weights_path
 from app.vision.decode import decode_image
 from testkit.images import REPO, flipped, jpeg, photo, resized
@@ -53,6 +56,39 @@ async def test_local_cnn_embedder_batches_agree_and_copies_are_near() -> None:
         assert embedder.model_name == "efficientnet-lite0-gem3-224" and embedder.dimension == 1280
     finally:
         await embedder.aclose()
+
+
+async def test_int8_embedder_stays_close_to_the_float_one_and_keeps_copies_apart_from_others() -> None:
+    floats = LocalCnnEmbedder(batch_size=4)
+    eights = LocalCnnEmbedder(batch_size=4, precision="int8")
+    try:
+        assert eights.model_name == "efficientnet-lite0-gem3-224-int8" and eights.runtime == "onnxruntime"
+        pixels = [photo("b0575"), resized(photo("b0575"), 0.4), flipped(photo("b0575")), photo("b0587"), photo("b0420")]
+        exact, quantised = floats.embed_pixels(pixels), eights.embed_pixels(pixels)
+        assert quantised.shape == (5, 1280) and np.allclose(np.linalg.norm(quantised, axis=1), 1.0, atol=1e-5)
+        # really quantised (other vectors), yet close to the float ones
+        assert not np.allclose(quantised, exact, atol=1e-3)
+        assert np.all(np.sum(quantised * exact, axis=1) > 0.95)
+        similarity = quantised @ quantised.T
+        assert similarity[0, 1] > 0.95 and similarity[0, 2] > 0.85
+        assert similarity[0, 3] < 0.8 and similarity[0, 4] < 0.8
+    finally:
+        await floats.aclose()
+        await eights.aclose()
+
+
+def test_int8_on_pytorch_falls_back_to_float32() -> None:
+    # Only ONNX Runtime runs the 8-bit graph: PyTorch computes, and names, the float model.
+    embedder = LocalCnnEmbedder(batch_size=1, runtime="torch", precision="int8")
+    try:
+        assert embedder.model_name == "efficientnet-lite0-gem3-224"
+    finally:
+        asyncio.run(embedder.aclose())
+
+
+def test_int8_ranges_of_another_input_size_are_refused() -> None:
+    with pytest.raises(ValueError, match="measured at 224 px"):
+        load_ranges(320)
 
 
 def test_lite0_weights_classify_imagenet_sensibly() -> None:

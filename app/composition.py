@@ -247,6 +247,7 @@ async def build_container(
                 sub_crops=settings.verify.sub_crops,
                 local_candidates=settings.verify.local_candidates,
                 part_words=settings.verify.part_words,
+                part_words_parts=settings.verify.part_words_parts,
                 locate=settings.verify.locate,
             ),
         )

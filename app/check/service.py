@@ -83,6 +83,8 @@ class CheckOptions:
     local_candidates: int = 0
     # The second look also searches each fixed part of a framed image by its own visual words (with the above).
     part_words: bool = True
+    # How many of the fixed parts (centre, top-left, top-right) the parts' words search, in turn.
+    part_words_parts: int = 1
     # The second look also locates each closest candidate inside the image by its sketch and compares the cut.
     locate: bool = True
 
@@ -139,6 +141,7 @@ class CheckService:
                 options.sub_crops,
                 self._local if options.part_words else None,
                 options.locate,
+                options.part_words_parts,
             )
             if self._verifier is not None and options.second_look
             else None

@@ -231,6 +231,13 @@ class VerifySettings(BaseModel):
         "own visual words and its closest image verified (with local_candidates > 0 and sub_crops): finds a small "
         "picture on a busy page; one SIFT detection per part",
     )
+    part_words_parts: int = Field(
+        1,
+        ge=1,
+        le=3,
+        description="how many fixed parts the parts' words search, in turn: the centre, then the top-left and the "
+        "top-right corner (each one SIFT detection more for a framed image still in doubt)",
+    )
     locate: bool = Field(
         True,
         description="the second look also finds where the closest candidate of the image and of each part sits "

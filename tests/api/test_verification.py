@@ -12,7 +12,7 @@ from app.composition import build_container
 from app.config.settings import PolicySettings, Settings, VerifySettings
 from app.domain.models import CheckItem, UploadRef
 from bench.extra_variants import t_phone, t_webpage
-from testkit.images import busy_page, cropped, jpeg, meme, photo, resized, screenshot, smooth_wallpaper
+from testkit.images import PHOTOS, busy_page, cropped, jpeg, meme, photo, resized, screenshot, smooth_wallpaper
 from tests.support import running_app, upload
 
 # A wide verification band, as with the benchmark's calibrated thresholds.
@@ -255,6 +255,27 @@ async def test_a_fixed_part_finds_a_small_picture_by_its_own_visual_words(
         )
     else:  # the control: the same pipeline without the parts' words does not find it
         assert found["verdict"] != "duplicate"
+
+
+@pytest.mark.parametrize("parts", [1, 3], ids=["centre", "centre-and-corners"])
+async def test_a_picture_high_on_a_page_is_found_by_the_parts_words_with_or_without_the_corners(
+    make_settings: Callable[..., Settings], parts: int
+) -> None:
+    """A web page (the extra corpus's own draw for this photo) whose photo sits high on the page, among every test
+    photo: found with the centre part's words alone (the default) and with the top corners searched in turn too
+    (`part_words_parts` 3). On the extra corpus the corners found 2 of its 2,504 copies more (README)."""
+    page, _ = t_webpage(photo("b0447"), random.Random("extra:b0447"))
+    settings = make_settings(policy=BAND, verify=VerifySettings(part_words_parts=parts))
+    async with running_app(settings) as (_, client):
+        for other in sorted(p.stem for p in PHOTOS.glob("b*.jpg") if p.stem != "b0447"):
+            await upload(client, jpeg(photo(other)))
+        original = (await upload(client, jpeg(photo("b0447")))).json()
+        found = (await upload(client, jpeg(page), register=False)).json()
+    assert (found["verdict"], found["decided_by"], found["matched_image_id"]) == (
+        "duplicate",
+        "verified",
+        original["image_id"],
+    )
 
 
 @pytest.mark.parametrize("locate", [False, True], ids=["parts-only", "located"])

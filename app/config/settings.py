@@ -89,7 +89,8 @@ class EmbedderSettings(BaseModel):
     # always runs PyTorch (the ONNX Runtime installed is the CPU build).
     runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
     # ONNX Runtime runs the network quantised to 8 bits (app/adapters/lite0_int8.py): about 1.8x faster here, other
-    # vectors (model name ...-int8, so an index of the float model is embedded again). PyTorch computes float32.
+    # vectors (model name ...-int8: a database indexed by the float model refuses to start on it until re-embedded
+    # or set back to float32). PyTorch computes float32.
     precision: Literal["int8", "float32"] = "int8"
     # dashscope
     api_key: SecretStr | None = None

@@ -4,9 +4,9 @@ the CLI and the tests all use it."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -24,6 +24,7 @@ from app.db.migrate import upgrade
 from app.db.tables import Tables
 from app.db.unit_of_work import SqlUnitsOfWork
 from app.domain.errors import BackendUnavailable, ConfigurationError
+from app.oldest_first import OldestFirstPool, lower_priority
 from app.ops.reconcile import load_phash_index, load_word_index, reconcile
 from app.ports.backends import Embedder, ImageFetcher, VectorIndex
 from app.ports.persistence import LeaseHolders, UnitsOfWork
@@ -210,7 +211,9 @@ async def build_container(
         fetcher = fetcher or build_fetcher(settings)
         stack.push_async_callback(fetcher.aclose)
         metrics = Metrics()
-        executor = ThreadPoolExecutor(settings.decode.threads, thread_name_prefix="decode")
+        executor = OldestFirstPool(
+            settings.decode.threads, "decode", functools.partial(lower_priority, settings.decode.pool_niceness)
+        )
         if settings.decode.opencv_threads:
             import cv2
 

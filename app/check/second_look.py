@@ -33,7 +33,7 @@ from app.check.verification import Verifier, View
 from app.domain.decide import agrees_twice
 from app.domain.models import Neighbor, Thresholds
 from app.ports.backends import Embedder
-from app.vision.content_box import banded_box, content_box, looks_framed
+from app.vision.content_box import analysis_grey, banded_box, content_box, looks_framed
 from app.vision.decode import DecodedImage, decode_region
 from app.vision.locate import MIN_CORRELATION, Box, locate
 from app.vision.phash import PhashIndex, phash64
@@ -48,11 +48,12 @@ SUB_CROPS: tuple[Box, ...] = ((0.2, 0.2, 0.8, 0.8), (0.0, 0.0, 0.65, 0.65), (0.3
 def candidate_parts(decoded: DecodedImage, sub_crops: bool) -> list[tuple[Box, Image.Image]]:
     """The parts worth embedding, cut from the decoded pixels (enough for an embedding; CPU work)."""
     pixels = decoded.pixels
+    grey = analysis_grey(pixels)
     boxes: list[Box] = []
-    for box in (content_box(pixels), banded_box(pixels)):
+    for box in (content_box(grey), banded_box(grey)):
         if box is not None and not any(_same_box(box, known) for known in boxes):
             boxes.append(box)
-    if sub_crops and looks_framed(pixels):
+    if sub_crops and looks_framed(grey):
         boxes += SUB_CROPS
     return [(b, _crop(pixels, b)) for b in boxes]
 

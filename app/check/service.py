@@ -43,6 +43,7 @@ from app.domain.errors import AppError, CheckRaced
 from app.domain.models import CheckItem, Decision, Policy, Thresholds, Verdict
 from app.domain.records import Acceptance
 from app.domain.rules import grey_candidates, outright_duplicate
+from app.oldest_first import checking
 from app.ports.backends import Embedder, ImageFetcher, VectorIndex
 from app.ports.persistence import DecisionLock, UnitsOfWork
 from app.vision.local_features import thumbnail_jpeg
@@ -178,6 +179,12 @@ class CheckService:
     ) -> list[CheckOutcome]:
         """`before_decide`, when given, is awaited after the parallel stages and before the decision: the
         scheduler uses it to decide concurrent batches in the order it claimed them."""
+        with checking():  # the CPU pools run the oldest check's work first (app/oldest_first.py)
+            return await self._check(items, before_decide)
+
+    async def _check(
+        self, items: Sequence[CheckItem], before_decide: Callable[[], Awaitable[object]] | None
+    ) -> list[CheckOutcome]:
         works = [ImageWork(position=i, item=item) for i, item in enumerate(items)]
         try:
             await self._intake.run(works)

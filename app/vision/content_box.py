@@ -24,17 +24,22 @@ MIN_AREA_SHARE = 0.08
 FRAME_FILL = 0.5
 
 
-def _analysis_grey(image: Image.Image) -> np.ndarray:
-    """The image in grey at the analysis size (longest side ANALYSIS_SIDE)."""
+def analysis_grey(image: Image.Image) -> np.ndarray:
+    """The image in grey at the analysis size (longest side ANALYSIS_SIDE): what every finder here looks at, so a
+    caller asking several of them makes it once and passes it on."""
     small = image.convert("L")
     small.thumbnail((ANALYSIS_SIDE, ANALYSIS_SIDE), Image.Resampling.BILINEAR)
     return np.asarray(small, dtype=np.float32)
 
 
-def content_box(image: Image.Image) -> tuple[float, float, float, float] | None:
-    """The largest textured region's box as fractions (left, top, right, bottom) of the image, or None when the
-    picture fills the frame anyway."""
-    grey = _analysis_grey(image)
+def _grey_of(image: Image.Image | np.ndarray) -> np.ndarray:
+    return image if isinstance(image, np.ndarray) else analysis_grey(image)
+
+
+def content_box(image: Image.Image | np.ndarray) -> tuple[float, float, float, float] | None:
+    """The largest textured region's box as fractions (left, top, right, bottom) of the image (or of its
+    `analysis_grey`), or None when the picture fills the frame anyway."""
+    grey = _grey_of(image)
     height, width = grey.shape
     if min(height, width) < 16:
         return None
@@ -91,9 +96,9 @@ BAND_MIN_DEPTH = 0.04
 BAND_MAX_AREA_SHARE = 0.92
 
 
-def banded_box(image: Image.Image) -> tuple[float, float, float, float] | None:
+def banded_box(image: Image.Image | np.ndarray) -> tuple[float, float, float, float] | None:
     """The picture between caption bands as fractions (left, top, right, bottom), or None without bands."""
-    grey = _analysis_grey(image)
+    grey = _grey_of(image)
     height, width = grey.shape
     if min(height, width) < 16:
         return None
@@ -134,11 +139,11 @@ FLAT_CELL_STD = 2.0  # grey-level spread below which a cell is one flat colour
 FRAMED_FLAT_SHARE = 0.25
 
 
-def looks_framed(image: Image.Image) -> bool:
+def looks_framed(image: Image.Image | np.ndarray) -> bool:
     """Whether a quarter or more of the image is flat colour, as window chrome, page background and app bars
     are (dev and extra screenshots: 9 in 10; photos and their copies: about half, so the check halves the cost
     of looking inside a frame rather than deciding it)."""
-    grey = _analysis_grey(image)
+    grey = _grey_of(image)
     rows, cols = grey.shape[0] // FLAT_CELL, grey.shape[1] // FLAT_CELL
     if rows == 0 or cols == 0:
         return False

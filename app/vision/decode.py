@@ -115,7 +115,8 @@ def _decode_upright(image: Image.Image, at_least: tuple[int, int]) -> Image.Imag
     """Decode, upright and in RGB; JPEG lets libjpeg decode at a reduced scale no smaller than `at_least`, much
     cheaper than a full decode plus resize."""
     image.draft("RGB", at_least)
-    return _flatten_to_rgb(ImageOps.exif_transpose(image))
+    ImageOps.exif_transpose(image, in_place=True)  # not a copy: this image is ours alone
+    return _flatten_to_rgb(image)
 
 
 def _flatten_to_rgb(image: Image.Image) -> Image.Image:
@@ -125,4 +126,4 @@ def _flatten_to_rgb(image: Image.Image) -> Image.Image:
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba, mask=rgba.getchannel("A"))
         return background
-    return image.convert("RGB")
+    return image if image.mode == "RGB" else image.convert("RGB")

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from app.domain.models import Verified
-from app.vision.content_box import banded_box, content_box
+from app.vision.content_box import analysis_grey, banded_box, content_box, looks_framed
 from app.vision.local_features import QueryFeatures, features, grey, mirrored
 from app.vision.verify import VerifyPolicy, compare_aligned, ratio_matches, verify
 from bench.extra_variants import t_sticker
@@ -121,6 +121,19 @@ def test_banded_box_finds_a_smooth_picture_the_textured_region_misses() -> None:
     assert banded_box(shown) == pytest.approx(picture, abs=0.02)
     region = content_box(shown)
     assert region is None or region != pytest.approx(picture, abs=0.05)
+
+
+@pytest.mark.parametrize("name", ["screenshot", "meme", "plain photo"])
+def test_the_frame_finders_answer_the_same_from_the_image_or_its_analysis_grey(name: str) -> None:
+    """The second look makes the analysis grey once and hands it to all three finders."""
+    image = {"screenshot": screenshot(photo("b0587")), "meme": meme(photo("b0420")), "plain photo": photo("b0587")}[
+        name
+    ]
+    grey_once = analysis_grey(image)
+    assert content_box(grey_once) == content_box(image)
+    assert banded_box(grey_once) == banded_box(image)
+    assert looks_framed(grey_once) == looks_framed(image)
+    assert (content_box(image), banded_box(image), looks_framed(image)) != (None, None, False) or name == "plain photo"
 
 
 def test_banded_box_leaves_plain_and_busy_pictures_alone() -> None:

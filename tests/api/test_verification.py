@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from PIL import Image
 
 from app.composition import build_container
 from app.config.settings import PolicySettings, Settings, VerifySettings
@@ -19,6 +21,24 @@ from tests.support import running_app, upload
 BAND = PolicySettings(duplicate_threshold=0.95, review_threshold=0.60)
 # A photo whose screenshot (tests.support.screenshot) the whole-image embedding puts below the band.
 SCREENSHOT_BASE = "b0420"
+
+
+async def copy_checked_among(
+    settings: Settings, original: str, others: Iterable[str], copy: Image.Image
+) -> tuple[dict[str, Any], int]:
+    """Register the other photos, then the original; check the copy without registering it. The copy's verdict and
+    the original's image id."""
+    async with running_app(settings) as (_, client):
+        for other in others:
+            await upload(client, jpeg(photo(other)))
+        original_id = int((await upload(client, jpeg(photo(original)))).json()["image_id"])
+        found: dict[str, Any] = (await upload(client, jpeg(copy), register=False)).json()
+    return found, original_id
+
+
+def decision(found: dict[str, Any]) -> tuple[object, object, object]:
+    """What a verdict says: its label, what decided it, the image it matched."""
+    return found["verdict"], found["decided_by"], found["matched_image_id"]
 
 
 async def test_verification_confirms_heavy_crop_and_rejects_look_alike(make_settings: Callable[..., Settings]) -> None:
@@ -167,21 +187,13 @@ async def test_local_features_find_the_photo_the_embeddings_miss(
     Other photos registered too, so that the retrieval has to pick the right one."""
     settings = make_settings(policy=BAND, verify=VerifySettings(second_look=False, local_candidates=local_candidates))
     page = busy_page(photo(SCREENSHOT_BASE), [photo("b0575"), photo("b0385"), photo("b0441")], share=0.15)
-    async with running_app(settings) as (_, client):
-        for other in ("b0587", "b0348", "b0349"):
-            await upload(client, jpeg(photo(other)))
-        original = (await upload(client, jpeg(photo(SCREENSHOT_BASE)))).json()
-        found = (await upload(client, jpeg(page), register=False)).json()
-        assert found["similarity"] is None or found["similarity"] < 0.60  # the embedding alone: no candidate
-        if local_candidates:
-            assert (found["verdict"], found["decided_by"], found["matched_image_id"]) == (
-                "duplicate",
-                "verified",
-                original["image_id"],
-            )
-            assert "local_search" in found["timings_ms"]
-        else:  # the control
-            assert found["verdict"] == "unique"
+    found, original_id = await copy_checked_among(settings, SCREENSHOT_BASE, ("b0587", "b0348", "b0349"), page)
+    assert found["similarity"] is None or found["similarity"] < 0.60  # the embedding alone: no candidate
+    if local_candidates:
+        assert decision(found) == ("duplicate", "verified", original_id)
+        assert "local_search" in found["timings_ms"]
+    else:  # the control
+        assert found["verdict"] == "unique"
 
 
 @pytest.mark.parametrize("second_look", [False, True], ids=["whole-image", "second-look"])
@@ -219,16 +231,10 @@ async def test_second_look_verifies_the_runner_up_part_when_the_closest_confirms
     part between them comes closest to the photo by cosine yet holds the header and the caption too, so its
     verification confirms nothing; the fixed part that holds the photo does."""
     feed, _ = t_phone(photo("b0472"), random.Random("b0472:0"))
-    async with running_app(make_settings(policy=BAND)) as (_, client):
-        for other in ("b0587", "b0348", "b0420"):
-            await upload(client, jpeg(photo(other)))
-        original = (await upload(client, jpeg(photo("b0472")))).json()
-        found = (await upload(client, jpeg(feed), register=False)).json()
-    assert (found["verdict"], found["decided_by"], found["matched_image_id"]) == (
-        "duplicate",
-        "verified",
-        original["image_id"],
+    found, original_id = await copy_checked_among(
+        make_settings(policy=BAND), "b0472", ("b0587", "b0348", "b0420"), feed
     )
+    assert decision(found) == ("duplicate", "verified", original_id)
     assert "second_look" in found["timings_ms"]
 
 
@@ -242,17 +248,9 @@ async def test_a_fixed_part_finds_a_small_picture_by_its_own_visual_words(
     verification confirms it. Other photos registered too, so that the words have to pick the right one."""
     page, _ = t_webpage(photo("b0580"), random.Random("extra:b0580"))
     settings = make_settings(policy=BAND, verify=VerifySettings(part_words=part_words))
-    async with running_app(settings) as (_, client):
-        for other in ("b0587", "b0348", "b0420", "b0472"):
-            await upload(client, jpeg(photo(other)))
-        original = (await upload(client, jpeg(photo("b0580")))).json()
-        found = (await upload(client, jpeg(page), register=False)).json()
+    found, original_id = await copy_checked_among(settings, "b0580", ("b0587", "b0348", "b0420", "b0472"), page)
     if part_words:
-        assert (found["verdict"], found["decided_by"], found["matched_image_id"]) == (
-            "duplicate",
-            "verified",
-            original["image_id"],
-        )
+        assert decision(found) == ("duplicate", "verified", original_id)
     else:  # the control: the same pipeline without the parts' words does not find it
         assert found["verdict"] != "duplicate"
 
@@ -266,16 +264,9 @@ async def test_a_picture_high_on_a_page_is_found_by_the_parts_words_with_or_with
     (`part_words_parts` 3). On the extra corpus the corners found 2 of its 2,504 copies more (README)."""
     page, _ = t_webpage(photo("b0447"), random.Random("extra:b0447"))
     settings = make_settings(policy=BAND, verify=VerifySettings(part_words_parts=parts))
-    async with running_app(settings) as (_, client):
-        for other in sorted(p.stem for p in PHOTOS.glob("b*.jpg") if p.stem != "b0447"):
-            await upload(client, jpeg(photo(other)))
-        original = (await upload(client, jpeg(photo("b0447")))).json()
-        found = (await upload(client, jpeg(page), register=False)).json()
-    assert (found["verdict"], found["decided_by"], found["matched_image_id"]) == (
-        "duplicate",
-        "verified",
-        original["image_id"],
-    )
+    others = sorted(p.stem for p in PHOTOS.glob("b*.jpg") if p.stem != "b0447")
+    found, original_id = await copy_checked_among(settings, "b0447", others, page)
+    assert decision(found) == ("duplicate", "verified", original_id)
 
 
 @pytest.mark.parametrize("locate", [False, True], ids=["parts-only", "located"])

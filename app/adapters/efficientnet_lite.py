@@ -39,6 +39,7 @@ class SamePadConv2d(nn.Conv2d):
         for size, kernel, stride in zip(
             reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride), strict=True
         ):
+            size = int(size)  # a constant in an exported graph: its input size is fixed
             total = max((math.ceil(size / stride) - 1) * stride + kernel - size, 0)
             pads += [total // 2, total - total // 2]
         if any(pads):

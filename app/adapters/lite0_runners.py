@@ -113,4 +113,5 @@ def _without_empty_pad_values(graph: bytes) -> bytes:
     for node in model.graph.node:
         if node.op_type == "Pad" and len(node.input) == 3 and not node.input[2]:
             del node.input[2]
-    return model.SerializeToString()
+    folded: bytes = model.SerializeToString()
+    return folded

@@ -65,10 +65,12 @@ class DecodeSettings(BaseModel):
     # 10 megapixels of RGBA. JPEG is decoded at the size used, so only max_pixels bounds it.
     max_decoded_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
     # The CPU pool for decoding and verification; each task runs OpenCV single-threaded, so that concurrent
-    # requests, not one request's internals, share the cores. One thread more than the cores: while a task holds
-    # the GIL or waits, another keeps the cores busy (2 cores, 4 clients, interleaved runs: 20.4 / 22.1 images/s
-    # with 2 threads, 22.2 / 23.4 with 3, 22.7 / 24.3 with 4; cores 74-79 % busy with 2, 81-83 % with 3).
-    threads: int = Field(default_factory=lambda: _usable_cores() + 1, ge=1)
+    # requests, not one request's internals, share the cores. One thread per core: the pool runs the oldest
+    # check's tasks first (app/oldest_first.py), and a third thread on two cores only took turns with them
+    # (700 + 700 queries, 4 clients, interleaved 2/3/4/2/3 threads: 30.7 / 29.6 / 29.1 / 29.8 / 29.2 images/s,
+    # p99 469 / 556 / 555 / 477 / 553 ms). With the first-come pool of before, one thread more had paid
+    # (20.4 / 22.1 images/s with 2 threads, 22.2 / 23.4 with 3).
+    threads: int = Field(default_factory=_usable_cores, ge=1)
     opencv_threads: int = Field(1, ge=0, description="0: OpenCV's own default (all cores per call)")
     # Verification's descriptor matching is a matrix product: one BLAS thread per task, as for OpenCV (OpenBLAS
     # threads of two concurrent tasks on two cores made it 4x slower than single-threaded).

@@ -22,8 +22,8 @@ def test_embedder_threads_are_read_under_their_old_name_too(monkeypatch: pytest.
         Settings()
 
 
-def test_the_cpu_pool_has_one_thread_more_than_the_usable_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert Settings().decode.threads == len(os.sched_getaffinity(0)) + 1
+def test_the_cpu_pool_has_one_thread_per_usable_core(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().decode.threads == len(os.sched_getaffinity(0))
     monkeypatch.setenv("APP_DECODE__THREADS", "2")
     assert Settings().decode.threads == 2
     monkeypatch.setenv("APP_DECODE__THREADS", "0")

@@ -68,8 +68,9 @@ class DecodeSettings(BaseModel):
     # requests, not one request's internals, share the cores. One thread per core: the pool runs the oldest
     # check's tasks first (app/oldest_first.py), and a third thread on two cores only took turns with them
     # (700 + 700 queries, 4 clients, interleaved 2/3/4/2/3 threads: 30.7 / 29.6 / 29.1 / 29.8 / 29.2 images/s,
-    # p99 469 / 556 / 555 / 477 / 553 ms). With the first-come pool of before, one thread more had paid
-    # (20.4 / 22.1 images/s with 2 threads, 22.2 / 23.4 with 3).
+    # p99 469 / 556 / 555 / 477 / 553 ms; over all 7,300 queries a draw, 31.6 / 31.9 images/s, p99 510 / 521 ms,
+    # 60 MB less memory). With the first-come pool of before, one thread more had paid (20.4 / 22.1 images/s with
+    # 2 threads, 22.2 / 23.4 with 3).
     threads: int = Field(default_factory=_usable_cores, ge=1)
     opencv_threads: int = Field(1, ge=0, description="0: OpenCV's own default (all cores per call)")
     # Verification's descriptor matching is a matrix product: one BLAS thread per task, as for OpenCV (OpenBLAS

@@ -108,7 +108,7 @@ def test_lite0_weights_classify_imagenet_sensibly() -> None:
 @pytest.mark.parametrize("int8", [False, True])
 def test_onnx_runtime_folds_the_same_padding_into_the_convolutions(int8: bool) -> None:
     # A Pad left in the graph costs the int8 model a dequantise-pad-quantise round trip at each strided convolution
-    # (a third of its time); the golden vectors above show the folded graph computes the same function.
+    # (a third of its time); the golden vectors above show the folded float graph computes the same function.
     import onnx
     import onnxruntime
 

@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from bench.corpus import Query, fold_of
+from bench.machine import summary as machine_summary
 
 Results = list[tuple[dict[str, Any], float]]
 
@@ -159,6 +160,8 @@ def print_report(report: dict[str, Any]) -> None:
         f" {report['service_cpu_utilisation']:.0%} busy; embedded {report.get('embedded_per_query', 0):.2f} images per"
         f" query; errors: {q['errors'] + (extra['errors'] if extra else 0)}"
     )
+    if "machine" in report:  # reports from before it was measured have none
+        print(machine_summary(report["machine"]))
     stages = report["stage_latency_ms"]
     print(
         "service stage latency ms (p50/p95): "

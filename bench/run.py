@@ -28,6 +28,7 @@ import numpy as np
 from app.vision.decode import decode_image
 from app.vision.phash import PhashIndex
 from bench.corpus import Query, corpus_arguments, load_corpus, load_extra, parse
+from bench.machine import describe
 from bench.report import plot_report, print_report, summarise
 
 
@@ -151,6 +152,8 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Phase, Phase]:
     corpus = load_corpus(args.corpus, args.cache)
     queries = sample(corpus.queries, args.limit)
     extra = [] if args.no_extra else sample(load_extra(args.corpus, args.cache), args.limit)
+    print("  measuring the machine (one thread, before the service starts)", file=sys.stderr, flush=True)
+    machine = describe(sorted((args.corpus / "base").glob("*.jpg")))
     with tempfile.TemporaryDirectory(prefix="imgdedup-bench-") as tmp:
         if args.thresholds:  # e.g. fitted by calibrate --from-reviews
             shutil.copy(args.thresholds, Path(tmp) / "thresholds.json")
@@ -186,6 +189,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Phase, Phase]:
     report: dict[str, Any] = {
         "corpus": str(args.corpus),
         "indexed": len(corpus.indexed),
+        "machine": machine,
         "registration": {"verdicts": dict(labels), "images_per_s": len(registered) / register_wall},
         "queries_phase": summarise(queries, results, base_of, wall),
         "phash_baseline": phash_baseline(corpus.indexed, queries),

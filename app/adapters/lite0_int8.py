@@ -1,14 +1,17 @@
 """The local embedder's network in 8 bits: the exported float graph quantised by ONNX Runtime's QDQ quantiser
-(per-channel int8 weights, uint8 activations), on the activation ranges shipped in `lite0_int8_ranges.json`.
+(per-channel weights in 7 bits, uint8 activations), on the activation ranges shipped in `lite0_int8_ranges.json`.
 
-EfficientNet-Lite was built to quantise (ReLU6, no squeeze-excitation). On these CPUs (AVX-512 VNNI) the int8
-graph ran about 1.8 times faster than the float one, and its vectors keep a cosine of about 0.99 with the float
-vectors; the ranges were measured once on the benchmark's dev fold-0 bases (`python -m bench.quantize_embedder`),
-so the service needs no calibration images. Quantising at start takes one or two seconds.
+EfficientNet-Lite was built to quantise (ReLU6, no squeeze-excitation). On CPUs with AVX-512 VNNI the int8 graph
+runs about 1.8 times faster than the float one; the ranges were measured once on the benchmark's dev fold-0 bases
+(`python -m bench.quantize_embedder`), so the service needs no calibration images. Quantising at start takes one or
+two seconds.
 
-A CPU without VNNI (AVX2 only) multiplies uint8 by int8 in 16-bit pairs that can saturate, so its vectors may
-differ slightly from a VNNI machine's: processes that share one index should run on one kind of CPU, or in
-float32 (`APP_EMBEDDER__PRECISION=float32`).
+Why 7-bit weights: a CPU without VNNI (AVX2 only) multiplies uint8 activations by int8 weights in 16-bit pairs
+that saturate when the weights use all 8 bits. On such a machine (an AMD EPYC with AVX2, 2026-12-05) the 8-bit
+graph's vectors kept a cosine of only 0.73 with what the quantised graph means (0.9991 with 7-bit weights), so
+one index would have held different vectors under one model name depending on the CPU. With 7-bit weights every
+x86 CPU computes the same integers: the vectors keep a cosine of about 0.97 with the float ones (0.99 for 8 bits
+on VNNI), and the model has its own name (`MODEL_SUFFIX`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from pathlib import Path
 import numpy as np
 
 RANGES_FILE = Path(__file__).with_name("lite0_int8_ranges.json")
+# In the model's name: the weights' bits. 8-bit weights (the suffix "-int8", before 2026-12-05) gave other vectors
+# on CPUs without VNNI; an index embedded with them is refused at start, and re-embedded (README, Configuration).
+MODEL_SUFFIX = "-int8w7"
 
 
 @functools.lru_cache(maxsize=2)
@@ -70,7 +76,7 @@ def quantize(float_graph: bytes, ranges: dict[str, tuple[float, float]]) -> byte
     quantizer = QDQQuantizer(
         model,
         True,  # per-channel weights: per-tensor ones lose depthwise convolutions (cosine 0.90 to the float vectors)
-        False,  # reduce_range: VNNI needs no 7-bit weights
+        True,  # reduce_range: 7-bit weights, so that AVX2's 16-bit pair sums cannot saturate (see above)
         QuantType.QInt8,
         QuantType.QUInt8,
         tensors,

@@ -17,6 +17,7 @@ import torch
 from PIL import Image
 
 from app.adapters.efficientnet_lite import HEAD_CHANNELS, load_lite0_features
+from app.adapters.lite0_int8 import MODEL_SUFFIX
 from app.adapters.lite0_runners import GEM_P, GemPooledLite0, Lite0Runner, OnnxRuntimeLite0, TorchLite0
 from app.oldest_first import OldestFirstPool
 from app.vision.decode import DecodedImage
@@ -29,7 +30,7 @@ def model_name_for(image_size: int, precision: Precision = "float32") -> str:
     """Names the preprocessing and the precision too, so a changed recipe never inherits another's thresholds or
     index. Not the runtime: both compute the same float vectors, so an index built with one is searched with the
     other."""
-    return f"efficientnet-lite0-gem{GEM_P:g}-{image_size}" + ("-int8" if precision == "int8" else "")
+    return f"efficientnet-lite0-gem{GEM_P:g}-{image_size}" + (MODEL_SUFFIX if precision == "int8" else "")
 
 
 def resolve(device: str, runtime: Runtime, precision: Precision) -> tuple[torch.device, Runtime, Precision]:

@@ -248,14 +248,22 @@ class SecondLook:
                     if w.decoded is not None
                 )
             )
-            found = [(w, c, cut) for (w, c), cut in zip(due, cuts, strict=True) if cut is not None]
+            # the cut must agree by its pHash as well as by its embedding: the pHash is by far the cheaper, so
+            # only the cuts it lets through are embedded (most located look-alikes are not)
+            found = [
+                (w, c, cut, distance)
+                for (w, c), located in zip(due, cuts, strict=True)
+                if located is not None
+                for cut, phash in [located]
+                if (distance := self._phash_index.distance(c, phash)) is not None and distance <= thresholds.phash
+            ]
             if not found:
                 return
             results = await embed_images(
-                self._embedder, [replace(w.decoded, pixels=cut) for w, _, cut in found if w.decoded is not None]
+                self._embedder, [replace(w.decoded, pixels=cut) for w, _, cut, _ in found if w.decoded is not None]
             )
             embedded = [
-                (w, c, cut, r) for (w, c, cut), r in zip(found, results, strict=True) if isinstance(r, np.ndarray)
+                (w, c, cut, d, r) for (w, c, cut, d), r in zip(found, results, strict=True) if isinstance(r, np.ndarray)
             ]
             if not embedded:
                 return
@@ -263,12 +271,11 @@ class SecondLook:
             neighbours = await self._embedding.neighbours(
                 np.stack([r for *_, r in embedded]), [w.image_id for w, *_ in embedded]
             )
-            for (work, candidate, cut, _), near in zip(embedded, neighbours, strict=True):
+            for (work, candidate, cut, distance, _), near in zip(embedded, neighbours, strict=True):
                 if _framed_agrees(work, thresholds):
                     continue  # an earlier candidate's cut agreed already
                 match = next((n for n in near if n.image_id == candidate), None)
-                distance = self._phash_index.distance(candidate, phash64(cut))
-                if match is not None and distance is not None and agrees_twice(match.similarity, distance, thresholds):
+                if match is not None and agrees_twice(match.similarity, distance, thresholds):
                     work.framed = FramedPart(cut, [match], phash_distances={candidate: distance})
 
     async def _settle(self, parts: Sequence[Looked]) -> None:
@@ -298,9 +305,13 @@ class SecondLook:
         )
 
 
-def _cut_where_found(pixels: Image.Image, sketch: np.ndarray) -> Image.Image | None:
+def _cut_where_found(pixels: Image.Image, sketch: np.ndarray) -> tuple[Image.Image, int] | None:
+    """The part of the image where the sketch was found, and its pHash."""
     found = locate(pixels, sketch)
-    return _crop(pixels, found[1]) if found is not None and found[0] >= MIN_CORRELATION else None
+    if found is None or found[0] < MIN_CORRELATION:
+        return None
+    cut = _crop(pixels, found[1])
+    return cut, phash64(cut)
 
 
 def _framed_agrees(work: ImageWork, thresholds: Thresholds) -> bool:

@@ -95,9 +95,9 @@ class EmbedderSettings(BaseModel):
     # On the CPU: ONNX Runtime on the same weights, the same vectors, 1.2-1.5x faster than PyTorch here. A GPU
     # always runs PyTorch (the ONNX Runtime installed is the CPU build).
     runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
-    # ONNX Runtime runs the network quantised to 8 bits (app/adapters/lite0_int8.py): about 1.8x faster here, other
-    # vectors (model name ...-int8: a database indexed by the float model refuses to start on it until re-embedded
-    # or set back to float32). PyTorch computes float32.
+    # ONNX Runtime runs the network quantised to 8 bits, 7-bit weights (app/adapters/lite0_int8.py): about 1.8x
+    # faster with AVX-512 VNNI, a little slower with AVX2 alone, the same vectors on both; other vectors than float32
+    # (model name ...-int8w7: a database indexed by another model refuses to start on it). PyTorch computes float32.
     precision: Literal["int8", "float32"] = "int8"
     # dashscope
     api_key: SecretStr | None = None

@@ -21,8 +21,9 @@ log = logging.getLogger(__name__)
 SHIPPED_DEFAULTS: dict[str, dict[str, float]] = {
     # With pairwise verification: above 0.95 a duplicate unverified; 0.60-0.95 is verified (docs/design.md §1.7).
     "efficientnet-lite0-gem3-224": {"phash": 5, "duplicate": 0.95, "review": 0.60},
-    # The same network in 8 bits (app/adapters/lite0_int8.py): the same values held on dev and extra (README).
-    "efficientnet-lite0-gem3-224-int8": {"phash": 5, "duplicate": 0.95, "review": 0.60},
+    # The same network in 8 bits (app/adapters/lite0_int8.py): the same values held on dev and extra (README), with
+    # 8-bit weights and with the 7-bit ones that every CPU computes alike.
+    "efficientnet-lite0-gem3-224-int8w7": {"phash": 5, "duplicate": 0.95, "review": 0.60},
 }
 # For an embedder without measured defaults (DashScope): the old scripts' vector_threshold.
 FALLBACK_DEFAULTS: dict[str, float] = {"phash": 5, "duplicate": 0.94, "review": 0.85}

@@ -38,7 +38,7 @@ async def test_check_copy_of_accepted_image_is_duplicate_matched_to_it(
         body = copy.json()
         assert body["verdict"] == "duplicate", body
         assert body["matched_image_id"] == first.json()["image_id"]
-        assert body["model"] == "efficientnet-lite0-gem3-224-int8"  # the CPU default: the 8-bit graph
+        assert body["model"] == "efficientnet-lite0-gem3-224-int8w7"  # the CPU default: the 8-bit graph, 7-bit weights
 
 
 async def test_check_different_photo_is_unique(make_settings: Callable[..., Settings]) -> None:

@@ -100,6 +100,8 @@ def plan(
     decisions: list[tuple[ImageWork, Decision]] = []
     pending = Pending()
     accepted_earlier: list[ImageWork] = []
+    # accepted earlier in this pass, but with a verification still due: they may yet turn out duplicates
+    provisional: set[int] = set()
     for work in sorted(works, key=lambda w: w.order_key):
         with Stopwatch([work], "decide"):
             if work.image_id in originals:
@@ -113,8 +115,13 @@ def plan(
             candidates = candidates_of(work, recent, accepted_earlier)
             outcomes = {c: v.outcome for c, v in work.verified.items()}
             outcomes |= {c: Verified.PERSON for c in work.same_as}  # a person's "the same picture" holds
+            late: list[int] = []
             if work.decoded is not None:
                 late = unverified_before_settled(candidates, outcomes, policy.thresholds)
+                # An image that only a provisional acceptance settles (an identical later copy of it, say) has its
+                # other candidates verified now too: else each such copy waits a round, past the last round.
+                firm = [c for c in candidates if c.image_id not in provisional]
+                late += [c for c in unverified_before_settled(firm, outcomes, policy.thresholds) if c not in late]
                 pending.to_verify += [(work, c) for c in late]
             work.candidates = [
                 replace(c, verified=outcomes[c.image_id]) if c.image_id in outcomes else c for c in candidates
@@ -124,6 +131,8 @@ def plan(
         work.decision = decision
         if work.enters_index:
             accepted_earlier.append(work)
+            if late and work.image_id is not None:
+                provisional.add(work.image_id)
             if work.thumbnail is None and work.decoded is not None:
                 pending.to_thumbnail.append(work)
     if last_round:

@@ -25,7 +25,7 @@ import numpy as np
 
 RANGES_FILE = Path(__file__).with_name("lite0_int8_ranges.json")
 # In the model's name: the weights' bits. 8-bit weights (the suffix "-int8", before 2026-12-05) gave other vectors
-# on CPUs without VNNI; an index embedded with them is refused at start, and re-embedded (README, Configuration).
+# on CPUs without VNNI; an index embedded with them is refused at start (README, Configuration).
 MODEL_SUFFIX = "-int8w7"
 
 

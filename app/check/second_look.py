@@ -250,13 +250,14 @@ class SecondLook:
             )
             # the cut must agree by its pHash as well as by its embedding: the pHash is by far the cheaper, so
             # only the cuts it lets through are embedded (most located look-alikes are not)
-            found = [
-                (w, c, cut, distance)
-                for (w, c), located in zip(due, cuts, strict=True)
-                if located is not None
-                for cut, phash in [located]
-                if (distance := self._phash_index.distance(c, phash)) is not None and distance <= thresholds.phash
-            ]
+            found = []
+            for (work, candidate), located in zip(due, cuts, strict=True):
+                if located is None:
+                    continue
+                cut, phash = located
+                distance = self._phash_index.distance(candidate, phash)
+                if distance is not None and distance <= thresholds.phash:
+                    found.append((work, candidate, cut, distance))
             if not found:
                 return
             results = await embed_images(

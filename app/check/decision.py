@@ -120,8 +120,9 @@ def plan(
                 late = unverified_before_settled(candidates, outcomes, policy.thresholds)
                 # An image that only a provisional acceptance settles (an identical later copy of it, say) has its
                 # other candidates verified now too: else each such copy waits a round, past the last round.
-                firm = [c for c in candidates if c.image_id not in provisional]
-                late += [c for c in unverified_before_settled(firm, outcomes, policy.thresholds) if c not in late]
+                if provisional:
+                    firm = [c for c in candidates if c.image_id not in provisional]
+                    late += [c for c in unverified_before_settled(firm, outcomes, policy.thresholds) if c not in late]
                 pending.to_verify += [(work, c) for c in late]
             work.candidates = [
                 replace(c, verified=outcomes[c.image_id]) if c.image_id in outcomes else c for c in candidates

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from app.adapters.efficientnet_lite import classifier_from_weights, load_lite0_features
 from app.adapters.lite0_int8 import load_ranges
@@ -65,7 +66,7 @@ async def test_int8_embedder_stays_close_to_the_float_one_and_keeps_copies_apart
     eights = LocalCnnEmbedder(batch_size=4, precision="int8")
     try:
         assert eights.model_name == "efficientnet-lite0-gem3-224-int8w7" and eights.runtime == "onnxruntime"
-        pixels = [photo("b0575"), resized(photo("b0575"), 0.4), flipped(photo("b0575")), photo("b0587"), photo("b0420")]
+        pixels = copies_and_others()
         exact, quantised = floats.embed_pixels(pixels), eights.embed_pixels(pixels)
         assert quantised.shape == (5, 1280) and np.allclose(np.linalg.norm(quantised, axis=1), 1.0, atol=1e-5)
         # really quantised (other vectors), yet close to the float ones
@@ -112,11 +113,7 @@ def test_onnx_runtime_folds_the_same_padding_into_the_convolutions(int8: bool) -
     import onnx
     import onnxruntime
 
-    from app.adapters.lite0_int8 import int8_graph
-    from app.adapters.lite0_runners import GemPooledLite0, export_onnx
-
-    graph = export_onnx(GemPooledLite0(load_lite0_features(weights_path())), 224)
-    graph = int8_graph(graph, 224) if int8 else graph
+    graph = exported_graph(int8)
     options = onnxruntime.SessionOptions()
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC
     with tempfile.TemporaryDirectory() as tmp:
@@ -132,14 +129,10 @@ def test_the_int8_kernels_compute_what_the_quantised_graph_means_on_this_cpu() -
     # the AVX2 kernels (no VNNI) saturate their 16-bit pair sums: cosine 0.73 on an AMD EPYC. 7-bit weights cannot.
     import onnxruntime
 
-    from app.adapters.lite0_int8 import int8_graph
-    from app.adapters.lite0_runners import GemPooledLite0, export_onnx
     from app.adapters.local_cnn_embedder import preprocess_batch
 
-    graph = int8_graph(export_onnx(GemPooledLite0(load_lite0_features(weights_path())), 224), 224)
-    pixels = preprocess_batch(
-        [photo("b0575"), resized(photo("b0575"), 0.4), flipped(photo("b0575")), photo("b0587"), photo("b0420")], 224
-    )
+    graph = exported_graph(int8=True)
+    pixels = preprocess_batch(copies_and_others(), 224)
 
     def vectors(level: onnxruntime.GraphOptimizationLevel) -> np.ndarray:
         options = onnxruntime.SessionOptions()
@@ -151,3 +144,17 @@ def test_the_int8_kernels_compute_what_the_quantised_graph_means_on_this_cpu() -
     meaning = vectors(onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL)
     kernels = vectors(onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL)
     assert np.all(np.sum(meaning * kernels, axis=1) > 0.998)
+
+
+def copies_and_others() -> list[Image.Image]:
+    """A photo, two copies of it (smaller, mirrored) and two other photos."""
+    return [photo("b0575"), resized(photo("b0575"), 0.4), flipped(photo("b0575")), photo("b0587"), photo("b0420")]
+
+
+def exported_graph(int8: bool) -> bytes:
+    """The graph ONNX Runtime runs for the embedder: the exported float one, or it quantised."""
+    from app.adapters.lite0_int8 import int8_graph
+    from app.adapters.lite0_runners import GemPooledLite0, export_onnx
+
+    graph = export_onnx(GemPooledLite0(load_lite0_features(weights_path())), 224)
+    return int8_graph(graph, 224) if int8 else graph

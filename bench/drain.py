@@ -16,6 +16,7 @@ import asyncio
 import functools
 import os
 import random
+import resource
 import subprocess
 import sys
 import tempfile
@@ -169,7 +170,7 @@ async def run(args: argparse.Namespace) -> None:
         finally:
             service.terminate()
             service.wait(60)
-            server.shutdown()
+        server.shutdown()
         rows = await _outcomes_then_drop(admin, database)
     image_of_base = {b: r.image_id for (_, b, original), r in zip(order, rows, strict=True) if original}
     found = sum(
@@ -212,6 +213,7 @@ async def run_protocol(args: argparse.Namespace) -> None:
                     for i, q in enumerate(corpus.queries, start=first_query)
                 ],
             )
+        cpu_before = _children_cpu_s()
         done = subprocess.run(
             [sys.executable, "-m", "app", "worker", "--once", "--no-register"],
             env=env,
@@ -219,6 +221,7 @@ async def run_protocol(args: argparse.Namespace) -> None:
             capture_output=True,
             text=True,
         )
+        worker_cpu = _children_cpu_s() - cpu_before
         server.shutdown()
         rows = await _outcomes_then_drop(admin, database)
     base_of = {r.image_id: b for (b, _), r in zip(corpus.indexed, rows, strict=False)}
@@ -230,12 +233,19 @@ async def run_protocol(args: argparse.Namespace) -> None:
         for q, r, f in zip(corpus.queries, answers, flagged, strict=True)
     ]
     print(f"scheduler, worker --once --no-register: {done.stdout.strip().splitlines()[-1]}")
+    # the worker's own CPU (start-up included), comparable with bench.run's service CPU per query
+    print(f"worker CPU {worker_cpu / len(answers) * 1000:.0f} ms per row")
     print(
         f"recall {sum(right) / sum(positives):.3f}, precision {sum(right) / max(1, sum(flagged)):.4f}, "
         f"distractors marked duplicate {sum(f for f, p in zip(flagged, positives, strict=True) if not p)}, "
         f"review rate {sum(r.verdict == 'review' for r in answers) / len(answers):.3f}, "
         f"unanswered {sum(r.verdict is None for r in answers)}"
     )
+
+
+def _children_cpu_s() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:

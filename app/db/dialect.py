@@ -29,10 +29,13 @@ def new_id(result: Result[Any]) -> int:
     return int(key[0])
 
 
-def insert_unless_present(session: AsyncSession, table: sa.Table, key: str, values: dict[str, Any]) -> sa.Executable:
-    """An INSERT that does nothing when a row with the same unique `key` exists (its rowcount says which)."""
+def insert_unless_present(
+    session: AsyncSession, table: sa.Table, key: str, values: dict[str, Any] | list[dict[str, Any]]
+) -> sa.Executable:
+    """An INSERT of one row or several that skips each row whose unique `key` exists already (the rowcount says
+    how many were inserted)."""
     if is_mysql(session):
         # INSERT IGNORE, not ON DUPLICATE KEY UPDATE: with the FOUND_ROWS flag SQLAlchemy sets, a no-op update
         # also counts 1, and two workers would both think the row theirs.
-        return mysql_insert(table).values(**values).prefix_with("IGNORE")
-    return sqlite_insert(table).values(**values).on_conflict_do_nothing(index_elements=[key])
+        return mysql_insert(table).values(values).prefix_with("IGNORE")
+    return sqlite_insert(table).values(values).on_conflict_do_nothing(index_elements=[key])

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.dialect import dml, insert_unless_present, is_mysql, new_id
+from app.db.dialect import dml, insert_unless_present, is_mysql
 from app.db.lease_holders import HOLDER_CHARS
 from app.db.tables import Tables
 from app.domain.records import ClaimedRow, QueueCounts
@@ -77,7 +77,8 @@ class SqlQueueRepository:
     ) -> list[ClaimedRow]:
         """Lease up to `limit` waiting rows, oldest first: fresh drafts, then `recalc` rows that are due; rows a
         dead holder left leased count as free. The lease carries a token of this claim's own (its holder's name
-        first), which every write-back must show."""
+        first), which every write-back must show. A few statements per claim, whatever its size: rows another
+        worker leased a moment before are simply not among those that come back with this token."""
         now = self._clock.now()
         until = now + timedelta(seconds=lease_seconds)
         token = f"{holder}.{secrets.token_hex(7)}"
@@ -87,34 +88,53 @@ class SqlQueueRepository:
                 break
             candidates = self._candidates(similarity, now, limit - len(claimed), take_back)
             rows = (await self._session.execute(candidates)).all()
-            for source_id, url, image_id, attempts in rows:
-                row = await self._lease(int(source_id), url, image_id, until, now, token, take_back)
-                if row is not None:
-                    claimed.append(ClaimedRow(int(source_id), row, int(attempts or 0), token))
+            if not rows:
+                continue
+            await self._lease([(int(s), url, image_id) for s, url, image_id, _ in rows], until, now, token, take_back)
+            ours = await self._leased_with(token, [int(s) for s, *_ in rows])
+            claimed += [
+                ClaimedRow(int(source_id), ours[int(source_id)], int(attempts or 0), token)
+                for source_id, _, _, attempts in rows
+                if int(source_id) in ours
+            ]
         return claimed
 
     async def _lease(
         self,
-        source_id: int,
-        url: str,
-        image_id: int | None,
+        rows: Sequence[tuple[int, str, int | None]],
         until: datetime,
         now: datetime,
         token: str,
         take_back: Collection[str],
-    ) -> int | None:
+    ) -> None:
+        """Lease these candidates (source id, url, our image id if any) unless another worker did a moment ago."""
         i = self._i
-        lease = {"lease_until": until, "lease_token": token, "state": "leased", "source_url": url, "updated_at": now}
-        if image_id is None:
+        lease = {"lease_until": until, "lease_token": token, "state": "leased", "updated_at": now}
+        fresh = [
+            {**lease, "source_url": url, "source_id": source_id, "created_at": now}
+            for source_id, url, image_id in rows
+            if image_id is None
+        ]
+        if fresh:
             # Insert unless another worker created the row a moment ago (then it is theirs): no savepoint,
             # which a deadlock would take away with the transaction.
-            values = {**lease, "source_id": source_id, "created_at": now}
-            result = await self._session.execute(insert_unless_present(self._session, i, "source_id", values))
-            return new_id(result) if dml(result).rowcount == 1 else None
-        result = await self._session.execute(
-            sa.update(i).where(i.c.image_id == image_id, self._lease_free(now, take_back)).values(**lease)
+            await self._session.execute(insert_unless_present(self._session, i, "source_id", fresh))
+        known = {image_id: url for _, url, image_id in rows if image_id is not None}
+        if known:
+            # the URL may have changed upstream since the last attempt: each row gets its own
+            await self._session.execute(
+                sa.update(i)
+                .where(i.c.image_id.in_(list(known)), self._lease_free(now, take_back))
+                .values(**lease, source_url=sa.case(known, value=i.c.image_id))
+            )
+
+    async def _leased_with(self, token: str, source_ids: Sequence[int]) -> dict[int, int]:
+        """source id -> our image id, of these rows that carry this lease token (a claim's own)."""
+        i = self._i
+        rows = await self._session.execute(
+            sa.select(i.c.source_id, i.c.image_id).where(i.c.source_id.in_(list(source_ids)), i.c.lease_token == token)
         )
-        return image_id if dml(result).rowcount == 1 else None
+        return {int(source_id): int(image_id) for source_id, image_id in rows}
 
     async def renew(self, claimed: Sequence[ClaimedRow], lease_seconds: float) -> int:
         """Extend the leases this claim still holds; returns how many it still holds."""
@@ -141,27 +161,61 @@ class SqlQueueRepository:
 
     def _verdict_values(self, verdict: str, score: float | None) -> dict[Any, Any]:
         """A verdict's status values upstream (and its score, where a score column is configured)."""
-        names = self._names
-        status = {"duplicate": names.status_duplicate, "unique": names.status_unique, "review": names.status_review}
-        values: dict[Any, Any] = {self._q.c.status: status[verdict]}
+        values: dict[Any, Any] = {self._q.c.status: self._status_of()[verdict]}
         if self._score_column is not None and score is not None:
             values[self._score_column] = round(float(score), 6)
         return values
 
-    async def finish(self, claimed: ClaimedRow) -> bool:
-        """Write the stored verdict's status values upstream, both in one statement; False (nothing written) when
-        the lease was lost meanwhile (it ran out and another worker took the row). The verdict is read after the
-        fence's update has locked our image row, so a demotion by another process is either seen here or,
-        committed after, rewrites what this writes."""
-        if not await self._release(claimed, state="done"):
-            return False
-        i = self._i
-        verdict, score = (
-            await self._session.execute(sa.select(i.c.verdict, i.c.similarity).where(i.c.image_id == claimed.image_id))
-        ).one()
-        values = {**self._verdict_values(str(verdict), score), self._q.c.similarity: self._names.similarity_done}
-        await self._session.execute(sa.update(self._q).where(self._q.c.id == claimed.source_id).values(values))
-        return True
+    def _status_of(self) -> dict[str, str]:
+        names = self._names
+        return {"duplicate": names.status_duplicate, "unique": names.status_unique, "review": names.status_review}
+
+    async def finish(self, claimed: Sequence[ClaimedRow]) -> set[int]:
+        """Write each row's stored verdict as status values upstream; the source ids written. A row whose lease
+        was lost meanwhile (it ran out and another worker took it) gets nothing. The fence is the first
+        statement (it takes the write lock, SQLite, or locks the rows still held, InnoDB), and the verdicts are
+        read after it: a demotion by another process is either seen here or, committed after, rewrites what
+        this writes. Four statements for a batch (five when a lease was lost), not three per row."""
+        written: set[int] = set()
+        for token in dict.fromkeys(c.lease_token for c in claimed):
+            written |= await self._finish_held(token, [c.image_id for c in claimed if c.lease_token == token])
+        return written
+
+    async def _finish_held(self, token: str, ids: list[int]) -> set[int]:
+        i, q, now = self._i, self._q, self._clock.now()
+        fenced = await self._session.execute(
+            sa.update(i).where(i.c.image_id.in_(ids), i.c.lease_token == token).values(updated_at=now)
+        )
+        if (dml(fenced).rowcount or 0) < len(ids):  # some lease was lost: which, the token says
+            held = [
+                int(r)
+                for (r,) in await self._session.execute(
+                    sa.select(i.c.image_id).where(i.c.image_id.in_(ids), i.c.lease_token == token)
+                )
+            ]
+        else:
+            held = ids
+        if not held:
+            return set()
+        await self._session.execute(
+            sa.update(i)
+            .where(i.c.image_id.in_(held))
+            .values(lease_until=None, lease_token=None, state="done", updated_at=now)
+        )
+        stored = await self._session.execute(
+            sa.select(i.c.source_id, i.c.verdict, i.c.similarity).where(i.c.image_id.in_(held))
+        )
+        verdicts = {int(source_id): (str(verdict), score) for source_id, verdict, score in stored}
+        status = self._status_of()
+        changes: dict[Any, Any] = {
+            q.c.status: sa.case({s: status[v] for s, (v, _) in verdicts.items()}, value=q.c.id),
+            q.c.similarity: self._names.similarity_done,
+        }
+        scores = {s: round(float(score), 6) for s, (_, score) in verdicts.items() if score is not None}
+        if self._score_column is not None and scores:
+            changes[self._score_column] = sa.case(scores, value=q.c.id, else_=self._score_column)
+        await self._session.execute(sa.update(q).where(q.c.id.in_(list(verdicts))).values(changes))
+        return set(verdicts)
 
     async def rewrite(self, source_id: int, verdict: str, score: float | None) -> bool:
         q, names = self._q, self._names

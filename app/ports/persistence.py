@@ -126,10 +126,10 @@ class QueueRepository(Protocol):
         """Extend the leases one claim still holds; how many it still holds."""
         ...
 
-    async def finish(self, claimed: ClaimedRow) -> bool:
-        """The row's stored verdict, as status values upstream (the stored one: it may have changed since the
-        check, when a later upload turned out to be the original's copy). False, and nothing written, when the
-        claim no longer holds the lease."""
+    async def finish(self, claimed: Sequence[ClaimedRow]) -> set[int]:
+        """Each row's stored verdict, as status values upstream (the stored one: it may have changed since the
+        check, when a later upload turned out to be the original's copy); the source ids written. A row whose
+        lease the claim no longer holds gets nothing."""
         ...
 
     async def rewrite(self, source_id: int, verdict: str, score: float | None) -> bool:

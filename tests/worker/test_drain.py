@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+import sqlalchemy as sa
+
 from app.composition import build_container
-from app.config.settings import FetchSettings, Settings, WorkerSettings
+from app.config.settings import FetchSettings, QueueSettings, Settings, WorkerSettings
+from app.db.engine import make_engine
 from app.entrypoints.worker.drain import drain_once
 from app.entrypoints.worker.scheduler import run_scheduler
 from testkit.image_server import ImageServer
@@ -88,3 +91,37 @@ async def test_drain_one_malformed_row_fails_alone_and_its_batch_is_decided(
             "invalid_request",
             1,
         )
+
+
+async def test_a_configured_score_column_receives_each_rows_stored_similarity(
+    make_settings: Callable[..., Settings], server: ImageServer
+) -> None:
+    plain = queue_settings(make_settings, server)
+    planted = await plant_queue(plain, server, DISTINCT_BASES[:4], copies=2)
+    engine = make_engine(plain.database_url)
+    async with engine.begin() as connection:  # the upstream table has such a column of its own
+        await connection.execute(sa.text("ALTER TABLE images ADD COLUMN score FLOAT"))
+    settings = plain.model_copy(update={"queue": QueueSettings(score_column="score")})
+    async with build_container(settings) as container:
+        while await drain_once(container):
+            pass
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                sa.text(
+                    "SELECT q.id, q.status, q.score, i.verdict, i.similarity "
+                    "FROM images q JOIN image i ON i.source_id = q.id"
+                )
+            )
+        ).all()
+    await engine.dispose()
+    assert len(rows) == len(planted)
+    status = {"duplicate": "similarity", "unique": "tag_extension", "review": "review"}
+    assert {r.status for r in rows} >= {"similarity", "tag_extension"}
+    for row in rows:
+        assert row.status == status[row.verdict], row
+        if row.similarity is None:
+            assert row.score is None, row
+        else:
+            assert abs(row.score - row.similarity) < 1e-5, row
+    assert sum(r.score is not None for r in rows) >= len(planted) // 2  # the copies' similarities, at least

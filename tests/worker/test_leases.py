@@ -92,3 +92,28 @@ async def test_a_batch_that_lost_its_lease_writes_nothing_back(
     rows = await outcomes(settings)
     assert rows == finished  # the second worker's outcome stands, untouched
     assert_consistent(rows)
+
+
+async def test_a_batch_that_lost_one_lease_writes_back_the_rows_it_still_holds(
+    make_settings: Callable[..., Settings], server: ImageServer
+) -> None:
+    settings = settings_for(make_settings, server, lease_seconds=300)
+    planted = await plant_queue(settings, server, DISTINCT_BASES[:3], copies=0)
+    async with two_workers_one_stalled(settings) as (first, second, stale, gate):
+        taken = min(await outcomes(settings))  # the first row's lease alone runs out
+        engine = make_engine(settings.database_url)
+        async with engine.begin() as connection:
+            await connection.execute(
+                sa.text("UPDATE image SET lease_until = '2000-01-01 00:00:00' WHERE source_id = :id"), {"id": taken}
+            )
+        await engine.dispose()
+        assert await drain_once(second, register=False) == 1  # the second takes that one row and finishes it
+        taken_over = (await outcomes(settings))[taken]
+        gate.set()
+        assert await stale == len(planted)
+        assert dict(first.metrics.queue_outcomes) == {"unique": len(planted) - 1}  # the rows it still held
+        assert dict(second.metrics.queue_outcomes) == {"unique": 1}
+    rows = await outcomes(settings)
+    assert rows[taken] == taken_over  # the second worker's outcome stands, untouched
+    assert all(r["similarity"] == "done" and r["lease_until"] is None for r in rows.values()), rows
+    assert_consistent(rows)

@@ -78,10 +78,16 @@ async def drain_once(
             async with container.units() as uow:
                 now = uow.clock.now()
                 due = now + timedelta(seconds=breaker.wait_s()) if waiting else None
+                rows = list(zip(claimed, outcomes, strict=True))
+                finished = await uow.queue.finish([row for row, outcome in rows if outcome.verdict is not None])
                 stale = [
                     row.source_id
-                    for row, outcome in zip(claimed, outcomes, strict=True)
-                    if not await _write_back(container, uow.queue, row, outcome, now, due)
+                    for row, outcome in rows
+                    if not (
+                        _finished(container, row, outcome, finished)
+                        if outcome.verdict is not None
+                        else await _write_back_failure(container, uow.queue, row, outcome, now, due)
+                    )
                 ]
                 await uow.commit()
         except AppError:
@@ -147,7 +153,22 @@ def new_breaker(container: Container) -> BackendBreaker:
     return BackendBreaker(container.metrics, worker.breaker_base_seconds, worker.breaker_max_seconds)
 
 
-async def _write_back(
+def _finished(container: Container, row: ClaimedRow, outcome: CheckOutcome, finished: set[int]) -> bool:
+    """Note a verdict written upstream; False when the row's lease was lost before (nothing written)."""
+    if row.source_id not in finished or outcome.verdict is None:
+        return False
+    container.metrics.observe_queue_outcome(outcome.verdict.label.value)
+    log.info(
+        "source_id=%d image_id=%d verdict=%s matched=%s",
+        row.source_id,
+        row.image_id,
+        outcome.verdict.label.value,
+        outcome.verdict.matched_image_id,
+    )
+    return True
+
+
+async def _write_back_failure(
     container: Container,
     queue: QueueRepository,
     row: ClaimedRow,
@@ -155,21 +176,9 @@ async def _write_back(
     now: datetime,
     backend_back_at: datetime | None = None,
 ) -> bool:
-    """The outcome's values, if this claim still holds the row's lease; False when it wrote nothing.
+    """The failure's values, if this claim still holds the row's lease; False when it wrote nothing.
     `backend_back_at`: a backend is down, the row waits until then without spending an attempt."""
     worker, metrics = container.settings.worker, container.metrics
-    if outcome.verdict is not None:
-        if not await queue.finish(row):
-            return False
-        metrics.observe_queue_outcome(outcome.verdict.label.value)
-        log.info(
-            "source_id=%d image_id=%d verdict=%s matched=%s",
-            row.source_id,
-            row.image_id,
-            outcome.verdict.label.value,
-            outcome.verdict.matched_image_id,
-        )
-        return True
     error = outcome.error or AppError("no verdict and no error")
     if backend_back_at is not None:
         if not await queue.fail(row, error.code, error.message, row.attempts, backend_back_at):

@@ -37,7 +37,8 @@ class Intake:
         self._decoder = functools.partial(decode_image, max_pixels=max_pixels, max_decoded_bytes=max_decoded_bytes)
 
     async def run(self, works: Sequence[ImageWork]) -> None:
-        await asyncio.gather(*(self._take_in(w) for w in works))
+        await self._sources([w for w in works if isinstance(w.item.ref, SourceRef)])
+        await asyncio.gather(*(self._take_in(w) for w in alive(works)))
         await self._give_ids([w for w in alive(works) if w.persist and w.image_id is None])
 
     async def _take_in(self, work: ImageWork) -> None:
@@ -46,8 +47,7 @@ class Intake:
             match ref:
                 case StoredImageRef(image_id):
                     await self._stored(work, image_id)
-                case SourceRef(source_id):
-                    await self._source(work, source_id)
+                case SourceRef():  # its row was looked up with the batch's others
                     await self._fetch_and_decode(work)
                 case UrlRef(url):
                     work.url = url
@@ -60,15 +60,26 @@ class Intake:
             log.exception("taking in image %d failed", work.position)
             work.fail(CheckFailed(f"taking in the image failed: {type(exc).__name__}: {exc}"))
 
-    async def _source(self, work: ImageWork, source_id: int) -> None:
-        async with self._units() as uow:
-            url = await uow.queue.url_of(source_id)
-            existing = await uow.images.get_by_source(source_id)
-        if url is None:
-            raise SourceNotFound(f"no row {source_id} in the queue table")
-        work.source_id, work.url = source_id, url
-        if existing is not None:
-            work.image_id, work.was_accepted = existing.image_id, existing.accepted
+    async def _sources(self, works: Sequence[ImageWork]) -> None:
+        """The URL of each upstream row, and our row for it if we have one: for a whole batch at once."""
+        ids = [w.item.ref.source_id for w in works if isinstance(w.item.ref, SourceRef)]
+        if not ids:
+            return
+        try:
+            async with self._units() as uow:
+                urls = await uow.queue.urls_of(ids)
+                existing = await uow.images.get_by_sources(ids)
+        except AppError as exc:
+            for work in works:
+                work.fail(exc)
+            return
+        for work, source_id in zip(works, ids, strict=True):
+            if source_id not in urls:
+                work.fail(SourceNotFound(f"no row {source_id} in the queue table"))
+                continue
+            work.source_id, work.url = source_id, urls[source_id]
+            if (row := existing.get(source_id)) is not None:
+                work.image_id, work.was_accepted = row.image_id, row.accepted
 
     async def _stored(self, work: ImageWork, image_id: int) -> None:
         """Re-check an image we hold: from its stored hashes and embedding, fetched again only if they are

@@ -43,6 +43,12 @@ class SqlImageRepository:
         )
         return image_row(row) if row else None
 
+    async def get_by_sources(self, source_ids: Sequence[int]) -> dict[int, ImageRow]:
+        if not source_ids:
+            return {}
+        query = sa.select(self._t).where(self._t.c.source_id.in_(list(source_ids)))
+        return {r["source_id"]: image_row(r) for r in (await self._session.execute(query)).mappings()}
+
     async def get_many(self, image_ids: Sequence[int]) -> dict[int, ImageRow]:
         if not image_ids:
             return {}

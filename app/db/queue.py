@@ -34,6 +34,13 @@ class SqlQueueRepository:
         row = await self._session.execute(sa.select(self._q.c.url).where(self._q.c.id == source_id))
         return row.scalar_one_or_none()
 
+    async def urls_of(self, source_ids: Sequence[int]) -> dict[int, str]:
+        if not source_ids:
+            return {}
+        q = self._q
+        rows = await self._session.execute(sa.select(q.c.id, q.c.url).where(q.c.id.in_(list(source_ids))))
+        return {int(source_id): url for source_id, url in rows if url is not None}
+
     def _lease_free(self, now: datetime, take_back: Collection[str]) -> sa.ColumnElement[bool]:
         """Not leased, run out, or held by a process that died."""
         i = self._i

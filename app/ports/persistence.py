@@ -33,6 +33,10 @@ class ImageRepository(Protocol):
 
     async def get_by_source(self, source_id: int) -> ImageRow | None: ...
 
+    async def get_by_sources(self, source_ids: Sequence[int]) -> dict[int, ImageRow]:
+        """Our rows of these upstream rows, by source id (those that have one)."""
+        ...
+
     async def get_many(self, image_ids: Sequence[int]) -> dict[int, ImageRow]: ...
 
     async def create(self, source_url: str | None = None, source_id: int | None = None) -> int: ...
@@ -111,6 +115,10 @@ class QueueRepository(Protocol):
     bookkeeping in our side table: leases, attempts, errors."""
 
     async def url_of(self, source_id: int) -> str | None: ...
+
+    async def urls_of(self, source_ids: Sequence[int]) -> dict[int, str]:
+        """The image URL of each of these upstream rows that exists and has one, by its id."""
+        ...
 
     async def claim(
         self, limit: int, lease_seconds: float, holder: str, take_back: Collection[str] = ()

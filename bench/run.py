@@ -215,16 +215,19 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Phase, Phase]:
 def write_queries(
     path: Path, queries: list[Query], results: list[tuple[dict[str, Any], float]], base_of: dict[str, str]
 ) -> None:
-    """Per query, for calibration and inspection."""
+    """Per query, for calibration and inspection; its latency at the client and the service's own stages."""
     with open(path, "w") as handle:
         handle.write(
-            "file,base_id,transform,expected_duplicate,verdict,decided_by,similarity,matched_image_id,matched_base\n"
+            "file,base_id,transform,expected_duplicate,verdict,decided_by,similarity,matched_image_id,matched_base,"
+            "latency_ms,service_ms\n"
         )
-        for q, (b, _) in zip(queries, results, strict=True):
+        for q, (b, latency) in zip(queries, results, strict=True):
+            stages = b.get("timings_ms") or {}
             handle.write(
                 f"{q.path.name},{q.base_id},{q.transform},{int(q.expected_duplicate)},{b.get('verdict')},"
                 f"{b.get('decided_by')},{b.get('similarity')},{b.get('matched_image_id')},"
-                f"{base_of.get(str(b.get('matched_image_id')), '')}\n"
+                f"{base_of.get(str(b.get('matched_image_id')), '')},{latency * 1000:.1f},"
+                f"{stages.get('total', sum(stages.values())):.1f}\n"
             )
 
 

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 
+import pytest
 import sqlalchemy as sa
 
 from app.composition import Container, build_container
@@ -72,48 +73,33 @@ async def test_a_long_batch_renews_its_leases_so_no_one_else_takes_its_rows(
     assert_consistent(rows)
 
 
-async def test_a_batch_that_lost_its_lease_writes_nothing_back(
-    make_settings: Callable[..., Settings], server: ImageServer
+@pytest.mark.parametrize("lost", ["all", "one"])
+async def test_a_batch_that_lost_leases_writes_back_only_the_rows_it_still_holds(
+    make_settings: Callable[..., Settings], server: ImageServer, lost: str
 ) -> None:
     settings = settings_for(make_settings, server, lease_seconds=300)
     planted = await plant_queue(settings, server, DISTINCT_BASES[:3], copies=0)
     async with two_workers_one_stalled(settings) as (first, second, stale, gate):
-        # the first worker's leases run out (as after a long stall): the clock is moved past them
-        engine = make_engine(settings.database_url)
-        async with engine.begin() as connection:
-            await connection.execute(sa.text("UPDATE image SET lease_until = '2000-01-01 00:00:00'"))
-        await engine.dispose()
-        assert await drain_once(second, register=False) == len(planted)  # the second takes them and finishes
-        finished = await outcomes(settings)
-        gate.set()
-        assert await stale == len(planted)  # it checked them, but
-        assert dict(first.metrics.queue_outcomes) == {}  # wrote none of them back
-        assert dict(second.metrics.queue_outcomes) == {"unique": len(planted)}
-    rows = await outcomes(settings)
-    assert rows == finished  # the second worker's outcome stands, untouched
-    assert_consistent(rows)
-
-
-async def test_a_batch_that_lost_one_lease_writes_back_the_rows_it_still_holds(
-    make_settings: Callable[..., Settings], server: ImageServer
-) -> None:
-    settings = settings_for(make_settings, server, lease_seconds=300)
-    planted = await plant_queue(settings, server, DISTINCT_BASES[:3], copies=0)
-    async with two_workers_one_stalled(settings) as (first, second, stale, gate):
-        taken = min(await outcomes(settings))  # the first row's lease alone runs out
+        # the first worker's leases (or the first row's alone) run out, as after a long stall: the clock is moved
+        # past them
+        taken = sorted(await outcomes(settings))[: len(planted) if lost == "all" else 1]
         engine = make_engine(settings.database_url)
         async with engine.begin() as connection:
             await connection.execute(
-                sa.text("UPDATE image SET lease_until = '2000-01-01 00:00:00' WHERE source_id = :id"), {"id": taken}
+                sa.text("UPDATE image SET lease_until = '2000-01-01 00:00:00' WHERE source_id IN :ids").bindparams(
+                    sa.bindparam("ids", expanding=True)
+                ),
+                {"ids": taken},
             )
         await engine.dispose()
-        assert await drain_once(second, register=False) == 1  # the second takes that one row and finishes it
-        taken_over = (await outcomes(settings))[taken]
+        assert await drain_once(second, register=False) == len(taken)  # the second takes them and finishes
+        taken_over = {source_id: row for source_id, row in (await outcomes(settings)).items() if source_id in taken}
         gate.set()
-        assert await stale == len(planted)
-        assert dict(first.metrics.queue_outcomes) == {"unique": len(planted) - 1}  # the rows it still held
-        assert dict(second.metrics.queue_outcomes) == {"unique": 1}
+        assert await stale == len(planted)  # the first checked them all, but wrote back only those it held
+        held = len(planted) - len(taken)
+        assert dict(first.metrics.queue_outcomes) == ({"unique": held} if held else {})
+        assert dict(second.metrics.queue_outcomes) == {"unique": len(taken)}
     rows = await outcomes(settings)
-    assert rows[taken] == taken_over  # the second worker's outcome stands, untouched
+    assert {source_id: rows[source_id] for source_id in taken} == taken_over  # the second's outcome stands
     assert all(r["similarity"] == "done" and r["lease_until"] is None for r in rows.values()), rows
     assert_consistent(rows)

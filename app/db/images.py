@@ -38,10 +38,7 @@ class SqlImageRepository:
         return image_row(row) if row else None
 
     async def get_by_source(self, source_id: int) -> ImageRow | None:
-        row = (
-            (await self._session.execute(sa.select(self._t).where(self._t.c.source_id == source_id))).mappings().first()
-        )
-        return image_row(row) if row else None
+        return (await self.get_by_sources([source_id])).get(source_id)
 
     async def get_by_sources(self, source_ids: Sequence[int]) -> dict[int, ImageRow]:
         if not source_ids:

@@ -31,8 +31,7 @@ class SqlQueueRepository:
         self._score_column = self._q.c.score if tables.queue_settings.score_column else None
 
     async def url_of(self, source_id: int) -> str | None:
-        row = await self._session.execute(sa.select(self._q.c.url).where(self._q.c.id == source_id))
-        return row.scalar_one_or_none()
+        return (await self.urls_of([source_id])).get(source_id)
 
     async def urls_of(self, source_ids: Sequence[int]) -> dict[int, str]:
         if not source_ids:

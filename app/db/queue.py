@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,12 @@ from app.db.lease_holders import HOLDER_CHARS
 from app.db.tables import Tables
 from app.domain.records import ClaimedRow, QueueCounts
 from app.ports.persistence import Clock
+
+
+@dataclass(frozen=True)
+class OwnLeases:
+    holder: str
+    in_hand: Collection[str]
 
 
 class SqlQueueRepository:
@@ -40,12 +47,17 @@ class SqlQueueRepository:
         rows = await self._session.execute(sa.select(q.c.id, q.c.url).where(q.c.id.in_(list(source_ids))))
         return {int(source_id): url for source_id, url in rows if url is not None}
 
-    def _lease_free(self, now: datetime, take_back: Collection[str]) -> sa.ColumnElement[bool]:
-        """Not leased, run out, or held by a process that died."""
+    def _lease_free(self, now: datetime, take_back: Collection[str], own: OwnLeases | None) -> sa.ColumnElement[bool]:
+        """Not leased, run out, held by a process that died, or (`own`) held by this process under a claim it no
+        longer has in hand."""
         i = self._i
+        holder = sa.func.substr(i.c.lease_token, 1, HOLDER_CHARS)
         free = [i.c.lease_until.is_(None), i.c.lease_until < now]
         if take_back:
-            free.append(sa.func.substr(i.c.lease_token, 1, HOLDER_CHARS).in_(list(take_back)))
+            free.append(holder.in_(list(take_back)))
+        if own is not None:
+            mine = holder == own.holder
+            free.append(sa.and_(mine, i.c.lease_token.not_in(list(own.in_hand))) if own.in_hand else mine)
         return sa.or_(*free)
 
     async def lease_holders(self) -> set[str]:
@@ -57,9 +69,11 @@ class SqlQueueRepository:
         )
         return {str(h) for (h,) in rows if h}
 
-    def _candidates(self, similarity: str, now: datetime, limit: int, take_back: Collection[str]) -> sa.Select[Any]:
+    def _candidates(
+        self, similarity: str, now: datetime, limit: int, take_back: Collection[str], own: OwnLeases | None
+    ) -> sa.Select[Any]:
         q, i = self._q, self._i
-        lease_free = self._lease_free(now, take_back)
+        lease_free = self._lease_free(now, take_back, own)
         due = sa.or_(i.c.next_attempt_at.is_(None), i.c.next_attempt_at <= now)
         query = (
             sa.select(q.c.id, q.c.url, i.c.image_id, i.c.attempts)
@@ -79,12 +93,20 @@ class SqlQueueRepository:
         return query
 
     async def claim(
-        self, limit: int, lease_seconds: float, holder: str, take_back: Collection[str] = ()
+        self,
+        limit: int,
+        lease_seconds: float,
+        holder: str,
+        take_back: Collection[str] = (),
+        in_hand: Collection[str] | None = None,
     ) -> list[ClaimedRow]:
         """Lease up to `limit` waiting rows, oldest first: fresh drafts, then `recalc` rows that are due; rows a
         dead holder left leased count as free. The lease carries a token of this claim's own (its holder's name
         first), which every write-back must show. A few statements per claim, whatever its size: rows another
-        worker leased a moment before are simply not among those that come back with this token."""
+        worker leased a moment before are simply not among those that come back with this token. `in_hand`: the
+        tokens of this holder's claims still in hand; its other leases count as free (a claim whose commit's
+        answer was lost, the database gone in between, left them leased under a token nobody holds)."""
+        own = OwnLeases(holder, in_hand) if in_hand is not None else None
         now = self._clock.now()
         until = now + timedelta(seconds=lease_seconds)
         token = f"{holder}.{secrets.token_hex(7)}"
@@ -92,11 +114,13 @@ class SqlQueueRepository:
         for similarity in (self._names.similarity_waiting, self._names.similarity_recalc):
             if len(claimed) >= limit:
                 break
-            candidates = self._candidates(similarity, now, limit - len(claimed), take_back)
+            candidates = self._candidates(similarity, now, limit - len(claimed), take_back, own)
             rows = (await self._session.execute(candidates)).all()
             if not rows:
                 continue
-            await self._lease([(int(s), url, image_id) for s, url, image_id, _ in rows], until, now, token, take_back)
+            await self._lease(
+                [(int(s), url, image_id) for s, url, image_id, _ in rows], until, now, token, take_back, own
+            )
             ours = await self._leased_with(token, [int(s) for s, *_ in rows])
             claimed += [
                 ClaimedRow(int(source_id), ours[int(source_id)], int(attempts or 0), token)
@@ -112,6 +136,7 @@ class SqlQueueRepository:
         now: datetime,
         token: str,
         take_back: Collection[str],
+        own: OwnLeases | None,
     ) -> None:
         """Lease these candidates (source id, url, our image id if any) unless another worker did a moment ago."""
         i = self._i
@@ -130,7 +155,7 @@ class SqlQueueRepository:
             # the URL may have changed upstream since the last attempt: each row gets its own
             await self._session.execute(
                 sa.update(i)
-                .where(i.c.image_id.in_(list(known)), self._lease_free(now, take_back))
+                .where(i.c.image_id.in_(list(known)), self._lease_free(now, take_back, own))
                 .values(**lease, source_url=sa.case(known, value=i.c.image_id))
             )
 

@@ -121,9 +121,15 @@ class QueueRepository(Protocol):
         ...
 
     async def claim(
-        self, limit: int, lease_seconds: float, holder: str, take_back: Collection[str] = ()
+        self,
+        limit: int,
+        lease_seconds: float,
+        holder: str,
+        take_back: Collection[str] = (),
+        in_hand: Collection[str] | None = None,
     ) -> list[ClaimedRow]:
-        """Lease rows for `holder`, oldest first; rows leased by the `take_back` holders (dead) count as free."""
+        """Lease rows for `holder`, oldest first; rows leased by the `take_back` holders (dead) count as free, and
+        with `in_hand` (the tokens of `holder`'s claims still in hand) so do `holder`'s other leases."""
         ...
 
     async def lease_holders(self) -> set[str]:

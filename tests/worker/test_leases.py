@@ -103,3 +103,32 @@ async def test_a_batch_that_lost_leases_writes_back_only_the_rows_it_still_holds
     assert {source_id: rows[source_id] for source_id in taken} == taken_over  # the second's outcome stands
     assert all(r["similarity"] == "done" and r["lease_until"] is None for r in rows.values()), rows
     assert_consistent(rows)
+
+
+async def test_leases_of_a_claim_whose_answer_was_lost_are_taken_back_by_the_same_process(
+    make_settings: Callable[..., Settings], server: ImageServer
+) -> None:
+    """The database commits a claim and goes away before the worker hears of it: the rows are leased to this
+    process under a token no batch holds. The next claim takes them back at once, not after the lease (300 s),
+    and never a batch still in hand."""
+    settings = settings_for(make_settings, server, lease_seconds=300)
+    planted = await plant_queue(settings, server, DISTINCT_BASES[:3], copies=0)
+    async with build_container(settings, writes_index=False) as container:
+        async with container.units() as uow:  # the lost claim
+            lost = await uow.queue.claim(len(planted), 300, container.holders.me)
+            await uow.commit()
+        assert len(lost) == len(planted)
+        order, gate = ClaimOrder(), asyncio.Event()
+        order.last_done = gate  # the batch stays in hand until the gate opens
+        in_hand = asyncio.create_task(drain_once(container, register=False, order=order))
+        await wait_for(lambda rows: all(r["lease_until"] is not None for r in rows.values()), settings)
+        for _ in range(100):  # the batch in hand has taken them back
+            if order.in_hand and not ({c.lease_token for c in lost} & set(order.in_hand)):
+                break
+            await asyncio.sleep(0.05)
+        assert await drain_once(container, register=False, order=order) == 0  # never the batch in hand
+        gate.set()
+        assert await in_hand == len(planted)
+    rows = await outcomes(settings)
+    assert all(r["similarity"] == "done" and r["lease_until"] is None for r in rows.values()), rows
+    assert_consistent(rows)

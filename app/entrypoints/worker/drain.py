@@ -36,6 +36,9 @@ class ClaimOrder:
         # Rows whose write-back failed with the database (down, restarting): still leased to this process, which
         # nobody else takes back. Released first thing once the database answers again.
         self.unreleased: list[ClaimedRow] = []
+        # The lease tokens of the batches in hand. This process's leases under any other token are nobody's: a
+        # claim whose commit reached the database while its answer was lost (the database went away) made them.
+        self.in_hand: set[str] = set()
 
 
 async def drain_once(
@@ -45,14 +48,18 @@ async def drain_once(
     order: ClaimOrder | None = None,
     breaker: BackendBreaker | None = None,
 ) -> int:
-    """Process one batch; returns how many rows it claimed (0: nothing due, or a backend is known to be down)."""
+    """Process one batch; returns how many rows it claimed (0: nothing due, or a backend is known to be down).
+    Callers that drain concurrently in one process share one `order`; with it, this process's leases that no
+    batch in hand holds are taken back."""
+    in_hand = order.in_hand if order is not None else None
     order = order or ClaimOrder()
     breaker = breaker or new_breaker(container)
     if breaker.blocks():
         return 0
     async with order.claiming:
         await _release_unreleased(container, order)
-        claimed = await _claim(container)
+        claimed = await _claim(container, in_hand)
+        order.in_hand.update({c.lease_token for c in claimed})
         container.metrics.observe_poll()
         previous, done = order.last_done, asyncio.Event()
         order.last_done = done
@@ -97,6 +104,7 @@ async def drain_once(
             log.warning("lost the leases of %d rows before writing back, wrote nothing for them: %s", len(stale), stale)
         return len(claimed)
     finally:
+        order.in_hand.difference_update({c.lease_token for c in claimed})
         done.set()
 
 
@@ -121,13 +129,19 @@ async def _release_unreleased(container: Container, order: ClaimOrder) -> None:
     wait=wait_random_exponential(multiplier=0.05, max=1.0),
     reraise=True,
 )
-async def _claim(container: Container) -> list[ClaimedRow]:
+async def _claim(container: Container, in_hand: set[str] | None) -> list[ClaimedRow]:
     """One claim transaction; a deadlock or lock timeout between workers is retried from the start."""
     worker = container.settings.worker
     async with container.units() as uow:
         # the leases of a process that died are taken back at once, in row order, before newer rows
         dead = await container.holders.dead(await uow.queue.lease_holders())
-        claimed = await uow.queue.claim(worker.batch_size, worker.lease_seconds, container.holders.me, dead)
+        claimed = await uow.queue.claim(
+            worker.batch_size,
+            worker.lease_seconds,
+            container.holders.me,
+            dead,
+            in_hand=None if in_hand is None else set(in_hand),
+        )
         await uow.commit()
     return claimed
 

@@ -64,8 +64,9 @@ class WordIndex:
         self._counts = np.zeros(size, np.int64)
         self._row_of: dict[int, int] = {}
         self._ids: list[int] = []
-        self._norms: list[float] = []
-        self._alive: list[bool] = []
+        # per row, grown by doubling: a search divides and masks all rows at once, so no list is converted per call
+        self._norms = np.ones(64, np.float64)
+        self._alive = np.zeros(64, bool)
 
     def __len__(self) -> int:
         return len(self._row_of)
@@ -78,10 +79,13 @@ class WordIndex:
         if len(words) == 0:
             return
         row = len(self._ids)
+        if row == len(self._norms):
+            self._norms = np.resize(self._norms, 2 * row)
+            self._alive = np.resize(self._alive, 2 * row)
         self._ids.append(image_id)
-        self._alive.append(True)
         weights = self._vocabulary.idf[words]
-        self._norms.append(float(np.sqrt(np.dot(weights, weights))) or 1.0)
+        self._norms[row] = float(np.sqrt(np.dot(weights, weights))) or 1.0
+        self._alive[row] = True
         self._row_of[image_id] = row
         for word in words.tolist():
             count = int(self._counts[word])
@@ -103,16 +107,26 @@ class WordIndex:
             return []
         weights = self._vocabulary.idf[words]
         query_norm = float(np.sqrt(np.dot(weights, weights))) or 1.0
-        rows = np.concatenate([self._postings[w][: self._counts[w]] for w in words.tolist()])
-        votes = np.repeat(weights * weights, self._counts[words])
-        scores = np.bincount(rows, weights=votes, minlength=len(self._ids)).astype(np.float64)
-        scores /= np.asarray(self._norms) * query_norm
-        scores[~np.asarray(self._alive)] = 0.0
+        counts = self._counts[words]
+        rows = np.concatenate([self._postings[w][:c] for w, c in zip(words.tolist(), counts.tolist(), strict=True)])
+        votes = np.repeat(weights * weights, counts)
+        size = len(self._ids)
+        scores = np.bincount(rows, weights=votes, minlength=size).astype(np.float64, copy=False)
+        scores /= self._norms[:size] * query_norm
+        scores[~self._alive[:size]] = 0.0
         found: list[tuple[int, float]] = []
-        for row in np.argsort(-scores, kind="stable").tolist():
+        for row in _best_rows(scores, limit + (len(exclude) if exclude else 0)).tolist():
             if scores[row] <= 0.0 or len(found) == limit:
                 break
             image_id = self._ids[row]
             if not exclude or image_id not in exclude:
                 found.append((image_id, round(float(scores[row]), 4)))
         return found
+
+
+def _best_rows(scores: np.ndarray, wanted: int) -> np.ndarray:
+    """The rows of the `wanted` highest positive scores (and any tied with the last), highest first, ties by row:
+    what a stable sort of every row would put first, without sorting every row of a large index."""
+    kth = np.partition(scores, len(scores) - wanted)[len(scores) - wanted] if wanted < len(scores) else 0.0
+    rows = np.flatnonzero(scores >= kth) if kth > 0.0 else np.flatnonzero(scores > 0.0)  # none shared: not found
+    return rows[np.argsort(-scores[rows], kind="stable")]

@@ -65,6 +65,36 @@ def test_the_index_forgets_and_replaces() -> None:
     assert 3 not in index
 
 
+def test_a_large_index_ranks_as_a_full_sort_would() -> None:
+    """A few thousand images, hundreds tied (the same words), some removed, some excluded: the best few are the
+    head of the ranking of every row (a stable sort of all of them), though only the best rows are sorted."""
+    rng = np.random.default_rng(7)
+    size = 64
+    idf = rng.uniform(0.5, 3.0, size).astype(np.float32)
+    index = WordIndex(Vocabulary(np.eye(size, 128, dtype=np.float32), idf))
+    kept: dict[int, set[int]] = {}
+    for image_id in range(1, 3001):
+        words = np.unique(rng.integers(0, size, 3 if image_id % 3 else 6)).astype(np.uint16)
+        if image_id % 10 == 0:
+            words = np.array([1, 2, 3], np.uint16)  # 300 images tied exactly
+        index.add(image_id, words)
+        kept[image_id] = set(words.tolist())
+    for image_id in range(5, 3001, 97):
+        index.remove(image_id)
+        del kept[image_id]
+    for query, limit, exclude in [
+        (np.array([1, 2, 3], np.uint16), 5, set()),
+        (np.array([1, 2, 3], np.uint16), 3, {10, 20, 30, 40}),
+        (np.unique(rng.integers(0, size, 8)).astype(np.uint16), 10, {1, 2, 3}),
+    ]:
+        everything = index.search(query, len(kept), exclude)
+        assert {i for i, _ in everything} == {i for i, w in kept.items() if w & set(query.tolist())} - exclude
+        assert [s for _, s in everything] == sorted((s for _, s in everything), reverse=True)
+        assert index.search(query, limit, exclude) == everything[:limit]
+    tied = [i for i, _ in index.search(np.array([1, 2, 3], np.uint16), 5)]
+    assert tied == sorted(tied) and all(i % 10 == 0 for i in tied)  # equal scores: the earlier added first
+
+
 def test_the_page_around_a_photo_finds_the_photo(vocabulary: Vocabulary) -> None:
     """Real photos: the picture's keypoints survive the frame, so its words pick it among look-alikes."""
     bases = ["b0420", "b0587", "b0348", "b0349", "b0441"]

@@ -194,7 +194,7 @@ class SqlQueueRepository:
         """A verdict's status values upstream (and its score, where a score column is configured)."""
         values: dict[Any, Any] = {self._q.c.status: self._status_of()[verdict]}
         if self._score_column is not None and score is not None:
-            values[self._score_column] = round(float(score), 6)
+            values[self._score_column] = _upstream_score(score)
         return values
 
     def _status_of(self) -> dict[str, str]:
@@ -242,7 +242,7 @@ class SqlQueueRepository:
             q.c.status: sa.case({s: status[v] for s, (v, _) in verdicts.items()}, value=q.c.id),
             q.c.similarity: self._names.similarity_done,
         }
-        scores = {s: round(float(score), 6) for s, (_, score) in verdicts.items() if score is not None}
+        scores = {s: _upstream_score(score) for s, (_, score) in verdicts.items() if score is not None}
         if self._score_column is not None and scores:
             changes[self._score_column] = sa.case(scores, value=q.c.id, else_=self._score_column)
         await self._session.execute(sa.update(q).where(q.c.id.in_(list(verdicts))).values(changes))
@@ -365,3 +365,8 @@ class SqlQueueRepository:
             oldest_waiting=waiting[1],
             failures_by_reason=failures,
         )
+
+
+def _upstream_score(score: float) -> float:
+    """A similarity as the upstream score column receives it, on every path that writes one."""
+    return round(float(score), 6)

@@ -71,7 +71,9 @@ def build_embedder(settings: Settings) -> Embedder:
             e = settings.embedder
             # Concurrent requests share the model's batches (the cloud embedder has its own concurrency).
             return CoalescingEmbedder(
-                LocalCnnEmbedder(e.image_size, e.batch_size, e.threads, e.device, e.runtime, e.precision)
+                LocalCnnEmbedder(
+                    e.image_size, e.batch_size, e.threads, e.device, e.runtime, e.precision, settings.graph_cache_dir
+                )
             )
         case "dashscope":
             from app.adapters.dashscope_embedder import DashScopeEmbedder

@@ -11,6 +11,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO / "tests" / "data" / "photos"
+# The embedder's graph, built once for every test and benchmark of a checkout (app/adapters/graph_cache.py)
+GRAPH_CACHE = REPO / ".cache" / "graphs"
 
 
 def photo(base_id: str) -> Image.Image:

@@ -96,6 +96,7 @@ def app_env(settings: Settings, **extra: str) -> dict[str, str]:
     env.update(
         {
             "APP_DATA_DIR": str(settings.data_dir),
+            "APP_EMBEDDER__GRAPH_CACHE_DIR": str(settings.graph_cache_dir),
             "APP_DB__URL": settings.database_url,
             "APP_FETCH__CDN_BASE": settings.fetch.cdn_base or "",
             "APP_FETCH__ALLOW_PRIVATE_HOSTS": '["127.0.0.1"]',

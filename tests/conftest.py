@@ -14,6 +14,7 @@ from testkit.cloud.dashscope_fake import DashScopeFake
 from testkit.cloud.dashvector_fake import DashVectorFake
 from testkit.cloud.settings import LOCAL_POLICY, cloud_embedder, cloud_index
 from testkit.image_server import ImageServer, image_server
+from testkit.images import GRAPH_CACHE
 
 MARIADB_SERVER = "mysql+asyncmy://root@127.0.0.1:3306"
 
@@ -48,12 +49,16 @@ def make_settings(tmp_path: Path, database_url: str) -> Callable[..., Settings]:
         values: dict[str, Any] = {
             "data_dir": tmp_path / "data",
             "db": DbSettings(url=database_url),
-            "fetch": FetchSettings(allowed_hosts=["127.0.0.1"], allow_private_hosts=["127.0.0.1"]),
+            "fetch": FetchSettings(allowed_hosts=["127.0.0.1"], allow_private_hosts=["127.0.0.1"], allowed_ports=["*"]),
             # The scheduler runs only in the tests that are about it.
             "worker": WorkerSettings(enabled=False),
         }
         values.update(overrides)
-        return Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        settings = Settings(_env_file=None, **values)  # type: ignore[call-arg]
+        if settings.embedder.graph_cache_dir is None:  # one graph for the whole run, not one per data folder
+            embedder = settings.embedder.model_copy(update={"graph_cache_dir": GRAPH_CACHE})
+            settings = settings.model_copy(update={"embedder": embedder})
+        return settings
 
     return make
 

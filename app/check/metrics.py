@@ -65,11 +65,9 @@ class Metrics:
         self.review_oldest_seconds = Gauge(
             "imgdedup_review_oldest_seconds", "Age of the oldest review verdict", registry=self.registry
         )
+        # all reviewers together: a key's name is no label of an endpoint anyone may scrape
         self._review_decisions = Gauge(
-            "imgdedup_review_decisions_last_hour",
-            "Review decisions in the last hour, by reviewer",
-            ["reviewer"],
-            registry=self.registry,
+            "imgdedup_review_decisions_last_hour", "Review decisions in the last hour", registry=self.registry
         )
         self._review_agreement = Gauge(
             "imgdedup_review_machine_agreement",
@@ -120,10 +118,8 @@ class Metrics:
             self._restored.inc(count)
             self.originals_restored += count
 
-    def observe_reviewers(self, last_hour: dict[str, int], agreement: float | None) -> None:
-        self._review_decisions.clear()
-        for reviewer, count in last_hour.items():
-            self._review_decisions.labels(reviewer).set(count)
+    def observe_reviews(self, last_hour: int, agreement: float | None) -> None:
+        self._review_decisions.set(last_hour)
         if agreement is not None:
             self._review_agreement.set(agreement)
 

@@ -46,6 +46,9 @@ class FetchSettings(BaseModel):
     allowed_hosts: list[str] = Field(default_factory=list)
     # Hosts that may resolve to private/loopback/link-local addresses (tests, local deployments).
     allow_private_hosts: list[str] = Field(default_factory=list)
+    # Ports URLs may name, besides the cdn_base's own; "*" allows any. An allowed host is a web server, not its
+    # neighbours on other ports (a Redis on the CDN's machine).
+    allowed_ports: list[int | Literal["*"]] = Field(default_factory=lambda: [80, 443])
     max_bytes: int = 20 * 1024 * 1024
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 10.0
@@ -99,6 +102,9 @@ class EmbedderSettings(BaseModel):
     # faster with AVX-512 VNNI, a little slower with AVX2 alone, the same vectors on both; other vectors than float32
     # (model name ...-int8w7: a database indexed by another model refuses to start on it). PyTorch computes float32.
     precision: Literal["int8", "float32"] = "int8"
+    # Where ONNX Runtime's graph is kept between starts, keyed by what it is made of (None: `cache` in the data
+    # folder). Several data folders on one machine may share one.
+    graph_cache_dir: Path | None = None
     # dashscope
     api_key: SecretStr | None = None
     model: str = "multimodal-embedding-v1"
@@ -266,8 +272,17 @@ class ApiSettings(BaseModel):
     # folder; several processes behind one address need the same one), valid this long, HTTPS-only if set.
     session_secret: SecretStr | None = None
     session_hours: float = Field(12, gt=0)
-    secure_cookies: bool = False
+    # Secure (HTTPS only, the __Host- name) unless said otherwise; None: Secure unless the service listens on
+    # loopback alone, where the page is reached as http://127.0.0.1 and no network lies between.
+    secure_cookies: bool | None = None
     max_upload_bytes: int = 20 * 1024 * 1024
+    # The body of any other request (JSON, the review page's forms): read only after the key is checked, and small.
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)
+    # Swagger UI at /docs loads its script from a CDN, on the origin of the review page: off unless asked for.
+    # /openapi.json is always served.
+    docs: bool = False
+    # How often the gauges /metrics serves are read from the database (in the background, not per scrape).
+    metrics_refresh_seconds: float = Field(15.0, gt=0)
     # Checks one process works on at once through the API; more are answered 429 with Retry-After at once,
     # instead of queueing their uploads in memory.
     max_checks_in_flight: int = Field(32, ge=1)
@@ -283,6 +298,10 @@ class Settings(BaseSettings):
     port: int = 8000
     log_level: str = "INFO"
     log_file: Path | None = None
+    # text, or one JSON object a line (with each record's fields: an access line's method, path, status, ms)
+    log_format: Literal["text", "json"] = "text"
+    # one line per request (method, path without its query, status, milliseconds, client address)
+    access_log: bool = False
     db: DbSettings = Field(default_factory=DbSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
     fetch: FetchSettings = Field(default_factory=FetchSettings)
@@ -315,6 +334,16 @@ class Settings(BaseSettings):
     @property
     def database_url(self) -> str:
         return self.db.url or f"sqlite+aiosqlite:///{self.data_dir / 'imgdedup.db'}"
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.api.secure_cookies is not None:
+            return self.api.secure_cookies
+        return not (self.host == "localhost" or self.host.startswith("127.") or self.host == "::1")
+
+    @property
+    def graph_cache_dir(self) -> Path:
+        return self.embedder.graph_cache_dir or self.data_dir / "cache"
 
     @property
     def thresholds_file(self) -> Path:

@@ -129,10 +129,23 @@ class SqlReviewRepository:
             found.setdefault(int(high), {})[int(low)] = bool(same)
         return {image_id: found[image_id] for image_id in wanted if image_id in found}
 
-    async def decided_since(self, since: datetime) -> list[Settled]:
+    async def decisions_by_reviewer_since(self, since: datetime) -> dict[str, int]:
         d = self._d
-        query = sa.select(d).where(d.c.decided_at >= since, d.c.undone_at.is_(None)).order_by(d.c.decision_id)
-        return [_settled(row) for row in (await self._session.execute(query)).mappings()]
+        query = (
+            sa.select(d.c.reviewer, sa.func.count())
+            .where(d.c.decided_at >= since, d.c.undone_at.is_(None))
+            .group_by(d.c.reviewer)
+        )
+        return {str(reviewer): int(n) for reviewer, n in await self._session.execute(query)}
+
+    async def agreement_since(self, since: datetime) -> tuple[int, int]:
+        """(decisions in force since then, those that agreed with the machine's best guess), counted by the
+        database, never loaded."""
+        d = self._d
+        agreed = sa.func.sum(sa.case((d.c.choice == d.c.machine_guess, 1), else_=0))
+        query = sa.select(sa.func.count(), agreed).where(d.c.decided_at >= since, d.c.undone_at.is_(None))
+        total, agreeing = (await self._session.execute(query)).one()
+        return int(total), int(agreeing or 0)
 
     async def labelled_similarities(self) -> list[tuple[float, bool]]:
         """(cosine to the candidate, a person said duplicate) of every decision in force: what calibration fits."""

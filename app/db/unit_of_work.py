@@ -3,6 +3,7 @@ rows with. Driver errors leave it as domain errors, so nothing above `app/db` kn
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Self
@@ -18,6 +19,8 @@ from app.db.reviews import SqlReviewRepository
 from app.db.tables import Tables
 from app.domain.errors import DatabaseUnavailable, TransientConflict
 from app.ports.persistence import Clock
+
+log = logging.getLogger(__name__)
 
 
 class SystemClock:
@@ -73,5 +76,7 @@ class SqlUnitsOfWork:
 
 def _domain_error(exc: SQLAlchemyError) -> DatabaseUnavailable:
     if is_transient_conflict(exc):
-        return TransientConflict(f"a lock conflict with another process: {type(exc).__name__}: {exc}")
+        # The statement and its parameters stay in the log (at DEBUG); an answer says what happened, not the SQL.
+        log.debug("lock conflict: %s", exc)
+        return TransientConflict(f"a lock conflict with another process ({type(exc).__name__}): try again")
     return DatabaseUnavailable(f"the database failed: {type(exc).__name__}")

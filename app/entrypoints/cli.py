@@ -23,19 +23,8 @@ from app.config.settings import Settings
 from app.domain.errors import AppError, ConfigurationError, InvalidRequest
 from app.entrypoints.calibrate_cli import add_calibrate_command
 from app.entrypoints.keys_cli import add_keys_command
+from app.entrypoints.logs import configure_logging
 from app.entrypoints.review_cli import add_review_commands
-
-
-def _configure_logging(settings: Settings) -> None:
-    handlers: list[logging.Handler] = [logging.StreamHandler()]
-    if settings.log_file:
-        Path(settings.log_file).parent.mkdir(parents=True, exist_ok=True)
-        handlers.append(logging.FileHandler(settings.log_file))
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", handlers=handlers
-    )
-    for noisy in ("alembic", "faiss.loader", "httpx", "asyncmy"):
-        logging.getLogger(noisy).setLevel(logging.ERROR if noisy == "asyncmy" else logging.WARNING)
 
 
 async def _bind_policy(settings: Settings) -> None:
@@ -65,7 +54,15 @@ def _serve(settings: Settings, args: argparse.Namespace) -> None:
 
     settings = settings.model_copy(update={"host": args.host or settings.host, "port": args.port or settings.port})
     asyncio.run(_bind_policy(settings))
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level=settings.log_level.lower())
+    # uvicorn's own access log off: the app writes its own, structured and switchable (APP_ACCESS_LOG)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,
+        server_header=False,
+    )
 
 
 async def _worker(settings: Settings, args: argparse.Namespace) -> None:
@@ -298,7 +295,7 @@ def main(argv: list[str] | None = None) -> int:
             message = str(exc)
         print(f"configuration error: {message}", file=sys.stderr)
         return 2
-    _configure_logging(settings)
+    configure_logging(settings)
     try:
         result = args.handler(settings, args)
         if asyncio.iscoroutine(result):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import timedelta
 from typing import Any
 
@@ -22,8 +21,8 @@ async def collect_database_stats(units: UnitsOfWork, names: QueueSettings) -> di
         last_hour = await uow.images.checked_since(now - timedelta(hours=1))
         accepted = await uow.images.accepted_count()
         in_review, oldest_review = await uow.images.review_backlog()
-        last_hour_decisions = await uow.reviews.decided_since(now - timedelta(hours=1))
-        month_decisions = await uow.reviews.decided_since(now - timedelta(days=30))
+        by_reviewer = await uow.reviews.decisions_by_reviewer_since(now - timedelta(hours=1))
+        month, agreed = await uow.reviews.agreement_since(now - timedelta(days=30))
     return {
         "queue": {
             "by_status": [
@@ -45,14 +44,10 @@ async def collect_database_stats(units: UnitsOfWork, names: QueueSettings) -> di
         "review": {
             "backlog": in_review,
             "oldest_seconds": round((now - oldest_review).total_seconds(), 1) if oldest_review else 0.0,
-            "decisions_last_hour": dict(Counter(d.reviewer for d in last_hour_decisions)),
+            "decisions_last_hour": by_reviewer,
             # how often people agreed with the machine's best guess (the side of the grey band's middle)
-            "agreed_with_machine_30d": (
-                round(sum(d.choice == d.machine_guess for d in month_decisions) / len(month_decisions), 4)
-                if month_decisions
-                else None
-            ),
-            "decisions_30d": len(month_decisions),
+            "agreed_with_machine_30d": round(agreed / month, 4) if month else None,
+            "decisions_30d": month,
         },
     }
 
@@ -72,7 +67,9 @@ async def collect_stats(
     metrics.index_size.set(index_size)
     metrics.review_backlog.set(stats["review"]["backlog"])
     metrics.review_oldest_seconds.set(stats["review"]["oldest_seconds"])
-    metrics.observe_reviewers(stats["review"]["decisions_last_hour"], stats["review"]["agreed_with_machine_30d"])
+    metrics.observe_reviews(
+        sum(stats["review"]["decisions_last_hour"].values()), stats["review"]["agreed_with_machine_30d"]
+    )
     return {
         **stats,
         "this_process": {

@@ -20,6 +20,7 @@ import httpx
 import numpy as np
 
 from app.adapters.local_cnn_embedder import LocalCnnEmbedder
+from testkit.images import GRAPH_CACHE
 from app.vision.decode import decode_image
 from testkit.cloud.http_server import DROP, FakeHttpServer, Request, Response
 
@@ -43,7 +44,7 @@ class DashScopeFake:
         self.slow_s = 0.0  # a slow answer for faults of kind "slow"
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
-        self._embedder = LocalCnnEmbedder(batch_size=8, threads=1)
+        self._embedder = LocalCnnEmbedder(batch_size=8, threads=1, graph_cache=GRAPH_CACHE)
         basis, _ = np.linalg.qr(np.random.default_rng(seed).normal(size=(1280, 1280)))
         self._projection = {dim: basis[:, :dim].T.astype(np.float32) for dim in set(MODELS.values())}
         self._server = FakeHttpServer(self._handle)

@@ -11,6 +11,7 @@ import pytest
 
 from app.adapters.dashscope_embedder import DashScopeEmbedder
 from app.adapters.local_cnn_embedder import LocalCnnEmbedder
+from testkit.images import GRAPH_CACHE
 from app.ports.backends import Embedder
 from app.vision.decode import decode_image
 from testkit.cloud.dashscope_fake import DashScopeFake
@@ -22,7 +23,7 @@ from testkit.images import flipped, jpeg, photo, resized
 async def embedder(request: pytest.FixtureRequest) -> AsyncIterator[Embedder]:
     adapter: Embedder
     if request.param == "local_cnn":
-        adapter = LocalCnnEmbedder(batch_size=2, threads=1)
+        adapter = LocalCnnEmbedder(batch_size=2, threads=1, graph_cache=GRAPH_CACHE)
     else:
         fake: DashScopeFake = request.getfixturevalue("dashscope")
         adapter = DashScopeEmbedder(cloud_embedder(fake))

@@ -53,7 +53,8 @@ def serving(context: ssl.SSLContext | None) -> Iterator[tuple[int, list[str]]]:
 
 
 def settings(*hosts: str, **overrides: object) -> FetchSettings:
-    return FetchSettings(allowed_hosts=list(hosts), allow_private_hosts=list(hosts), **overrides)  # type: ignore[arg-type]
+    values: dict[str, object] = {"allowed_ports": ["*"], **overrides}  # the test servers listen on any port
+    return FetchSettings(allowed_hosts=list(hosts), allow_private_hosts=list(hosts), **values)  # type: ignore[arg-type]
 
 
 async def everything_is_loopback(host: str, port: int) -> list[str]:
@@ -106,7 +107,8 @@ async def test_fetch_dns_that_changes_between_check_and_connect_reaches_nothing_
 
     with serving(None) as (port, requests):
         fetcher = HttpImageFetcher(
-            FetchSettings(allowed_hosts=["rebind.test"], connect_timeout_s=0.5, total_timeout_s=3), rebinding
+            FetchSettings(allowed_hosts=["rebind.test"], allowed_ports=["*"], connect_timeout_s=0.5, total_timeout_s=3),
+            rebinding,
         )
         try:
             with pytest.raises(FetchFailed):  # it connected to the address it checked, which answers nothing here

@@ -15,7 +15,7 @@ from app.adapters.efficientnet_lite import classifier_from_weights, load_lite0_f
 from app.adapters.lite0_int8 import load_ranges
 from app.adapters.local_cnn_embedder import LocalCnnEmbedder, Runtime, preprocess, weights_path
 from app.vision.decode import decode_image
-from testkit.images import REPO, flipped, jpeg, photo, resized
+from testkit.images import GRAPH_CACHE, REPO, flipped, jpeg, photo, resized
 
 GOLDEN = REPO / "tests" / "data" / "golden_lite0_gem3_224.npz"
 
@@ -41,7 +41,7 @@ async def test_local_cnn_embedder_matches_golden_vectors(runtime: Runtime) -> No
 
 
 async def test_local_cnn_embedder_batches_agree_and_copies_are_near() -> None:
-    embedder = LocalCnnEmbedder(batch_size=2)
+    embedder = LocalCnnEmbedder(batch_size=2, graph_cache=GRAPH_CACHE)
     try:
         pixels = [
             photo("b0575"),
@@ -62,8 +62,8 @@ async def test_local_cnn_embedder_batches_agree_and_copies_are_near() -> None:
 
 
 async def test_int8_embedder_stays_close_to_the_float_one_and_keeps_copies_apart_from_others() -> None:
-    floats = LocalCnnEmbedder(batch_size=4)
-    eights = LocalCnnEmbedder(batch_size=4, precision="int8")
+    floats = LocalCnnEmbedder(batch_size=4, graph_cache=GRAPH_CACHE)
+    eights = LocalCnnEmbedder(batch_size=4, precision="int8", graph_cache=GRAPH_CACHE)
     try:
         assert eights.model_name == "efficientnet-lite0-gem3-224-int8w7" and eights.runtime == "onnxruntime"
         pixels = copies_and_others()
@@ -153,8 +153,7 @@ def copies_and_others() -> list[Image.Image]:
 
 def exported_graph(int8: bool) -> bytes:
     """The graph ONNX Runtime runs for the embedder: the exported float one, or it quantised."""
-    from app.adapters.lite0_int8 import int8_graph
-    from app.adapters.lite0_runners import GemPooledLite0, export_onnx
+    from app.adapters.graph_cache import GraphCache
+    from app.adapters.lite0_graph import lite0_graph
 
-    graph = export_onnx(GemPooledLite0(load_lite0_features(weights_path())), 224)
-    return int8_graph(graph, 224) if int8 else graph
+    return lite0_graph(Path(weights_path()), 224, int8, GraphCache(GRAPH_CACHE))

@@ -30,6 +30,7 @@ def strict_settings(make_settings: Callable[..., Settings]) -> Settings:
         fetch=FetchSettings(
             allowed_hosts=["127.0.0.1", "localhost", "10.1.2.3"],
             allow_private_hosts=[],
+            allowed_ports=["*"],
             max_bytes=300_000,
             read_timeout_s=1.0,
             total_timeout_s=2.0,
@@ -81,6 +82,7 @@ async def test_errors_for_bad_images_and_hosts(make_settings: Callable[..., Sett
         fetch=FetchSettings(
             allowed_hosts=["127.0.0.1"],
             allow_private_hosts=["127.0.0.1"],
+            allowed_ports=["*"],
             max_bytes=300_000,
             read_timeout_s=1.0,
             total_timeout_s=2.0,

@@ -82,6 +82,7 @@ def settings(make_settings: Callable[..., Settings], server: ImageServer) -> Set
             cdn_base=server.url("/cdn/"),
             allowed_hosts=["*"],
             allow_private_hosts=["127.0.0.1"],
+            allowed_ports=["*"],
             total_timeout_s=2.0,
             read_timeout_s=1.0,
         ),
@@ -131,7 +132,9 @@ async def test_checks_in_flight_beyond_the_limit_are_refused_with_retry_after(
 ) -> None:
     settings = make_settings(
         api=ApiSettings(max_checks_in_flight=1),
-        fetch=FetchSettings(allowed_hosts=["127.0.0.1"], allow_private_hosts=["127.0.0.1"], total_timeout_s=5),
+        fetch=FetchSettings(
+            allowed_hosts=["127.0.0.1"], allow_private_hosts=["127.0.0.1"], allowed_ports=["*"], total_timeout_s=5
+        ),
     )
     server.files["/slow-body"] = jpeg(photo("b0575"))
     async with running_app(settings) as (_, client):

@@ -45,7 +45,9 @@ async def test_hostile_load_gets_json_answers_and_stays_under_its_memory_bound(
     make_settings: Callable[..., Settings], server: ImageServer
 ) -> None:
     gzip_bomb()  # made before the clock runs
-    settings = make_settings(fetch=FetchSettings(allowed_hosts=["127.0.0.1"], allow_private_hosts=["127.0.0.1"]))
+    settings = make_settings(
+        fetch=FetchSettings(allowed_hosts=["127.0.0.1"], allow_private_hosts=["127.0.0.1"], allowed_ports=["*"])
+    )
     port = free_port()
     env = app_env(
         settings,

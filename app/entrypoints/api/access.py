@@ -17,7 +17,7 @@ from aiolimiter import AsyncLimiter
 
 from app.config.settings import ApiSettings
 from app.domain.access import LOCAL_CALLER, ApiKey, Caller, hash_key
-from app.domain.errors import RateLimited, Unauthorized
+from app.domain.errors import Forbidden, RateLimited, Unauthorized
 from app.ports.persistence import UnitsOfWork
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -50,14 +50,20 @@ class KeyRing:
                     self._read_at = time.monotonic()
         return self._keys
 
-    async def caller(self, authorization: str | None) -> Caller:
-        """The caller of a request with this Authorization header (None: no header)."""
+    async def caller(self, authorization: str | None, keyless_refusal: str | None) -> Caller:
+        """The caller of a request with this Authorization header (None: no header); `keyless_refusal` says why the
+        request may not be taken for this machine's own (None: it may)."""
         keys = await self._current()
         # Open only while no key exists and none is presented: a key that is presented is always checked, so a
         # revoked one never works.
         if not keys and authorization is None:
-            if self._open_when_empty:
+            if self._open_when_empty and keyless_refusal is None:
                 return LOCAL_CALLER
+            if self._open_when_empty:
+                raise Forbidden(
+                    f"no API keys exist, so the service answers only this machine's own requests, and this one is "
+                    f"not: {keyless_refusal}"
+                )
             raise Unauthorized(
                 "no API keys exist and the service listens beyond loopback: add one with `python -m app keys add`",
                 headers=_CHALLENGE,
@@ -104,7 +110,7 @@ class Access:
         self.keys = KeyRing(units, settings.keys_refresh_seconds, open_when_empty)
         self.rates = RateLimits(settings.rate_limit_per_minute)
 
-    async def caller(self, authorization: str | None) -> Caller:
-        caller = await self.keys.caller(authorization)
+    async def caller(self, authorization: str | None, keyless_refusal: str | None) -> Caller:
+        caller = await self.keys.caller(authorization, keyless_refusal)
         await self.rates.admit(caller)
         return caller

@@ -15,9 +15,12 @@ from app.composition import Container, build_container
 from app.config.settings import Settings
 from app.entrypoints.api.access import Access, binds_loopback_only
 from app.entrypoints.api.errors import install_error_handlers
-from app.entrypoints.api.limits import BodySizeLimit, InFlightLimit
+from app.entrypoints.api.deps import get_caller
+from app.entrypoints.api.front_door import FrontDoor
+from app.entrypoints.api.limits import InFlightLimit
+from app.entrypoints.api.access_log import AccessLog
 from app.entrypoints.api.routes import admin, check, health, images, review_page, reviews, stats
-from app.entrypoints.api.session import session_secret
+from app.entrypoints.api.session import session_cookie_name, session_secret
 from app.entrypoints.worker.scheduler import run_scheduler
 
 
@@ -59,6 +62,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 if settings.worker.enabled
                 else None
             )
+            gauges = asyncio.create_task(stats.refresh_gauges(container, stop), name="gauges")
             try:
                 yield {
                     "container": container,
@@ -68,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 }
             finally:
                 stop.set()  # the batch in hand is finished and written back before the container closes
+                await gauges
                 if scheduler is not None:
                     await scheduler
 
@@ -77,20 +82,32 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Image de-duplication review service: is this image a copy of one already accepted?",
         lifespan=lifespan,
         generate_unique_id_function=_operation_id,
+        docs_url="/docs" if settings.api.docs else None,
+        redoc_url=None,
     )
     if binds_loopback_only(settings.host):
         app.openapi = _keys_optional_in_schema(app)  # type: ignore[method-assign]
     install_error_handlers(app)
-    app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_upload_bytes + 64 * 1024)
     # The review page's sign-in: a signed cookie, never sent cross-site, out of reach of scripts.
     app.add_middleware(
         SessionMiddleware,
         secret_key=session_secret(settings),
-        session_cookie="imgdedup_review",
+        session_cookie=session_cookie_name(settings.secure_cookies),
         max_age=int(settings.api.session_hours * 3600),
         same_site="strict",
-        https_only=settings.api.secure_cookies,
+        https_only=settings.secure_cookies,
     )
+    # Outermost: the caller and the body's size are settled before anything reads the body.
+    app.add_middleware(
+        FrontDoor,
+        api=app,
+        caller_dependency=get_caller,
+        max_upload_bytes=settings.api.max_upload_bytes + 64 * 1024,  # the file and its multipart framing
+        max_body_bytes=settings.api.max_body_bytes,
+        upload_paths=frozenset({"/check"}),
+    )
+    if settings.access_log:
+        app.add_middleware(AccessLog)
     app.include_router(check.router)
     app.include_router(images.router)
     app.include_router(stats.router)

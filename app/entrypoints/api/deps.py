@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.composition import Container
 from app.domain.access import Caller, Scope
 from app.entrypoints.api.access import Access
+from app.entrypoints.api.front_door import keyless_refusal
 from app.entrypoints.api.limits import InFlightLimit
 
 
@@ -35,10 +36,12 @@ _bearer = HTTPBearer(auto_error=False, description="An API key: `python -m app k
 
 
 async def get_caller(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Caller:
-    # The raw header, not HTTPBearer's reading: any Authorization that is sent (another scheme, an empty
-    # key) is a credential to check, never taken for no credential at all.
-    access: Access = request.state.access
-    return await access.caller(request.headers.get("authorization"))
+    """The caller the front door authenticated before the body was read (app/entrypoints/api/front_door.py)."""
+    caller: Caller | None = getattr(request.state, "caller", None)
+    if caller is None:  # not reached through the front door: check the raw header here, the same way
+        access: Access = request.state.access
+        caller = await access.caller(request.headers.get("authorization"), keyless_refusal(request.scope))
+    return caller
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

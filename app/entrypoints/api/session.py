@@ -3,23 +3,51 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
 
 from app.config.settings import Settings
+from app.domain.errors import ConfigurationError
+
+# A secret shorter than this is not one this service made or would accept
+_MIN_SECRET = 32
+
+
+def session_cookie_name(secure: bool) -> str:
+    # __Host-: the browser keeps it for this host alone, path /, and only if it came over HTTPS
+    return "__Host-imgdedup_review" if secure else "imgdedup_review"
 
 
 def session_secret(settings: Settings) -> str:
-    if settings.api.session_secret is not None and settings.api.session_secret.get_secret_value():
-        return settings.api.session_secret.get_secret_value()
-    path = settings.data_dir / "session.key"
-    if not path.exists():
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except FileExistsError:  # another process made it a moment ago
-            pass
-        else:
-            with os.fdopen(descriptor, "w") as handle:
-                handle.write(secrets.token_urlsafe(48))
-    return path.read_text().strip()
+    configured = settings.api.session_secret
+    if configured is not None and configured.get_secret_value():
+        secret = configured.get_secret_value()
+        where = "APP_API__SESSION_SECRET"
+    else:
+        path = settings.data_dir / "session.key"
+        if not path.exists():
+            _create_whole(path, secrets.token_urlsafe(48))
+        secret = path.read_text().strip()
+        where = str(path)
+    if len(secret) < _MIN_SECRET:
+        raise ConfigurationError(f"the session secret in {where} is shorter than {_MIN_SECRET} characters")
+    return secret
+
+
+def _create_whole(path: os.PathLike[str] | str, secret: str) -> None:
+    """Written under another name, then linked into place: the file exists whole or not at all, and of two
+    processes starting at once the first link wins and both read its secret."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=".session.", dir=directory)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(secret)
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):  # another process linked its own a moment ago
+            os.link(temporary, path)
+    finally:
+        os.unlink(temporary)

@@ -18,7 +18,7 @@ class RecalcRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None = Field(
-        None, description="Only these upstream row ids", max_length=100_000
+        None, description="Only these upstream row ids", max_length=40_000
     )
     # strict: an RFC 3339 string, not a number read as a Unix time
     created_from: datetime | None = Field(None, strict=True, description="Rows created at or after this time (UTC)")

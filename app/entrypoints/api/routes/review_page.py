@@ -117,7 +117,7 @@ async def sign_in(request: Request, key: Annotated[str, Form()], csrf: Annotated
     _checked_csrf(request, csrf)
     access: Access = request.state.access
     try:
-        caller = await access.caller(f"Bearer {key.strip()}")
+        caller = await access.caller(f"Bearer {key.strip()}", None)
         caller.require(Scope.REVIEW)
         if caller.local:
             raise Unauthorized("no API keys exist: add one with the review scope (python -m app keys add ...)")

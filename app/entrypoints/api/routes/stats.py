@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
 from typing import Any
 
 from fastapi import APIRouter
@@ -14,6 +17,7 @@ from app.entrypoints.api.schemas import ErrorResponse
 from app.ops.stats import collect_stats
 
 router = APIRouter(tags=["stats"])
+log = logging.getLogger(__name__)
 
 
 async def _collect(container: Container) -> dict[str, Any]:
@@ -39,5 +43,18 @@ async def stats(container: ContainerDep, _: ReaderDep) -> dict[str, Any]:
 
 @router.get("/metrics", summary="Prometheus metrics", response_class=Response)
 async def metrics(container: ContainerDep) -> Response:
-    await _collect(container)  # refreshes the gauges
+    # Open to any scraper, so it only renders: the gauges the database feeds are refreshed in the background.
     return Response(generate_latest(container.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def refresh_gauges(container: Container, stop: asyncio.Event) -> None:
+    """The database's gauges (queue depth, review backlog, index size) every `metrics_refresh_seconds`, whatever
+    the number of scrapes: their cost is bounded by the interval, not by who asks."""
+    every = container.settings.api.metrics_refresh_seconds
+    while not stop.is_set():
+        try:
+            await _collect(container)
+        except Exception as exc:  # a database away for a moment: the gauges keep their last values
+            log.warning("refreshing the metrics' gauges failed: %s", type(exc).__name__)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)

@@ -1,0 +1,162 @@
+"""What every request meets before a route reads its body: its caller authenticated (for the routes that take a
+key), its body capped by route, and the headers that keep the pages out of other sites' frames.
+
+FastAPI parses a body before it runs the dependencies that check the key, so a route's own dependency would let
+anyone make the service read and parse megabytes first; here a request without a valid key costs one dict lookup.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from urllib.parse import urlsplit
+
+from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
+from starlette.routing import Match
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.domain.errors import AppError, UploadTooLarge
+from app.entrypoints.api.access import Access
+from app.entrypoints.api.errors import error_body
+
+_EVERYWHERE = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+]
+# The review page: its own inline script and styles, its own images, forms to itself, never in a frame.
+_PAGE_POLICY = (
+    b"default-src 'none'; img-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
+    b"form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+_API_POLICY = b"default-src 'none'; frame-ancestors 'none'"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_and_port(authority: str) -> tuple[str, str]:
+    parsed = urlsplit(f"//{authority}")
+    try:
+        port = str(parsed.port or "")
+    except ValueError:
+        port = "?"
+    return (parsed.hostname or ""), port
+
+
+def keyless_refusal(scope: Scope) -> str | None:
+    """Why a request may not be served as this machine's own without a key, or None when it may: it came over
+    loopback, names a loopback host (a DNS-rebinding page names its own), and is not a request a web page of
+    another origin made the browser send."""
+    client, server = scope.get("client"), scope.get("server")
+    if client and not _is_loopback(str(client[0])) or server and not _is_loopback(str(server[0])):
+        return "it did not come over loopback"
+    headers = {name: value.decode("latin-1") for name, value in scope["headers"]}
+    host = headers.get("host")
+    if host is not None and not _is_loopback(_host_and_port(host)[0]):
+        return "its Host header does not name this machine"
+    site = headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return f"a web page of another origin sent it (Sec-Fetch-Site: {site})"
+    origin = headers.get("origin")
+    if origin is not None:
+        parsed = urlsplit(origin)
+        if host is None or parsed.netloc.lower() != host.lower() or not _is_loopback(parsed.hostname or ""):
+            return "a web page of another origin sent it (Origin)"
+    return None
+
+
+def _takes_key(dependant: Dependant, marker: Callable[..., object]) -> bool:
+    return any(d.call is marker or _takes_key(d, marker) for d in dependant.dependencies)
+
+
+class FrontDoor:
+    def __init__(
+        self,
+        app: ASGIApp,
+        api: FastAPI,
+        caller_dependency: Callable[..., object],
+        max_upload_bytes: int,
+        max_body_bytes: int,
+        upload_paths: frozenset[str],
+    ) -> None:
+        self.app = app
+        self._api = api
+        self._marker = caller_dependency
+        self._keyed: list[APIRoute] | None = None
+        self._max_upload = max_upload_bytes
+        self._max_body = max_body_bytes
+        self._upload_paths = upload_paths
+
+    def _takes_a_key(self, scope: Scope) -> bool:
+        if self._keyed is None:  # the routes are all included by the first request
+            self._keyed = [
+                r for r in self._api.routes if isinstance(r, APIRoute) and _takes_key(r.dependant, self._marker)
+            ]
+        return any(route.matches(scope)[0] is Match.FULL for route in self._keyed)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        send = _with_security_headers(send, scope["path"])
+        state = scope.setdefault("state", {})
+        refusal = keyless_refusal(scope)
+        state["keyless_refusal"] = refusal
+        access: Access | None = state.get("access")
+        if access is not None and self._takes_a_key(scope):
+            authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
+            try:
+                state["caller"] = await access.caller(
+                    None if authorization is None else authorization.decode("latin-1"), refusal
+                )
+            except AppError as exc:
+                await JSONResponse(error_body(exc.code, exc.message), exc.status_code, exc.headers)(
+                    scope, receive, send
+                )
+                return
+        limit = self._max_upload if scope["path"] in self._upload_paths else self._max_body
+        declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            message = f"the request body is {int(declared)} bytes; at most {limit} are accepted here"
+            await JSONResponse(error_body("upload_too_large", message), 413)(scope, receive, send)
+            return
+        await self.app(scope, _counting(receive, limit), send)
+
+
+def _counting(receive: Receive, limit: int) -> Receive:
+    """A body that streams past its limit (chunked, no Content-Length) stops the route reading it."""
+    seen = 0
+
+    async def counting_receive() -> Message:
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                # Raised inside the route's body parsing, so the one error handler renders it.
+                raise UploadTooLarge(f"the request body exceeds {limit} bytes")
+        return message
+
+    return counting_receive
+
+
+def _with_security_headers(send: Send, path: str) -> Send:
+    policy = _PAGE_POLICY if path == "/review" or path.startswith("/review/") else _API_POLICY
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"content-security-policy"]
+            message["headers"] = [*headers, *_EVERYWHERE, (b"content-security-policy", policy)]
+        await send(message)
+
+    return sending

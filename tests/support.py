@@ -18,11 +18,14 @@ from testkit.images import REPO
 
 
 @contextlib.asynccontextmanager
-async def running_app(settings: Settings) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+async def running_app(
+    settings: Settings, client_address: tuple[str, int] = ("127.0.0.1", 123), base_url: str = "http://127.0.0.1"
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """The app on its lifespan, and a client that reaches it from `client_address` (the peer the app sees)."""
     app = create_app(settings)
     async with LifespanManager(app, startup_timeout=120, shutdown_timeout=60) as manager:
-        transport = httpx.ASGITransport(app=manager.app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+        transport = httpx.ASGITransport(app=manager.app, client=client_address)
+        async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield app, client
 
 

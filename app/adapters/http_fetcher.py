@@ -28,7 +28,7 @@ import httpcore
 import httpx
 
 from app.config.settings import FetchSettings
-from app.domain.errors import FetchFailed, FetchTimeout, ImageTooLarge, InvalidImage, InvalidRequest, UrlRefused
+from app.domain.errors import FetchFailed, FetchTimeout, ImageTooLarge, InvalidImage, UrlRefused
 from app.ports.backends import FetchedImage
 from app.vision.decode import looks_like_image
 
@@ -72,9 +72,10 @@ def shown(url: str) -> str:
 
 
 def _checked_parts(url: str) -> tuple[str, str, int]:
-    """(scheme, host, port) of a URL, or InvalidRequest saying what is wrong with it."""
+    """(scheme, host, port) of a URL, or UrlRefused saying what is wrong with it: the schema allows any text, so
+    a URL that cannot be parsed is refused for what it says, like one whose host is not allowed."""
     if any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
-        raise InvalidRequest("the image URL contains a control character")
+        raise UrlRefused("the image URL contains a control character")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -85,7 +86,7 @@ def _checked_parts(url: str) -> tuple[str, str, int]:
                 raise ValueError(f"the host {host!r} has an empty label or one longer than 63 characters")
             host.encode("idna")
     except (ValueError, UnicodeError) as exc:
-        raise InvalidRequest(f"the image URL is not valid: {exc}") from exc
+        raise UrlRefused(f"the image URL is not valid: {exc}") from exc
     return parts.scheme, host.lower(), port or (443 if parts.scheme == "https" else 80)
 
 
@@ -239,7 +240,7 @@ class HttpImageFetcher:
         except httpx.TimeoutException as exc:
             raise FetchTimeout(f"fetching {shown(target)} timed out: {type(exc).__name__}") from exc
         except httpx.InvalidURL as exc:
-            raise InvalidRequest(f"the image URL is not valid: {exc}") from exc
+            raise UrlRefused(f"the image URL is not valid: {exc}") from exc
         except httpx.HTTPError as exc:
             reason = str(exc).replace(target, shown(target))[:300]  # the library's words, without the URL's token
             raise FetchFailed(f"fetching {shown(target)} failed: {type(exc).__name__}: {reason}") from exc

@@ -142,6 +142,15 @@ class Tables:
             sa.Column("same", sa.Boolean, nullable=False),
             sa.Column("decision_id", sa.BigInteger, nullable=False),
         )
+        # The review page's sign-ins: the SHA-256 of the token its cookie holds, whose key, until when.
+        self.review_sign_in = sa.Table(
+            "review_sign_in",
+            self.metadata,
+            sa.Column("token_hash", sa.String(64), primary_key=True),
+            sa.Column("key_name", sa.String(64), nullable=False),
+            sa.Column("created_at", Timestamp, nullable=False),
+            sa.Column("expires_at", Timestamp, nullable=False, index=True),
+        )
         self.api_key = sa.Table(
             "api_key",
             self.metadata,

@@ -16,6 +16,7 @@ from app.db.errors import is_transient_conflict
 from app.db.images import SqlImageRepository
 from app.db.queue import SqlQueueRepository
 from app.db.reviews import SqlReviewRepository
+from app.db.sign_ins import SqlSignInRepository
 from app.db.tables import Tables
 from app.domain.errors import DatabaseUnavailable, TransientConflict
 from app.ports.persistence import Clock
@@ -41,6 +42,7 @@ class SqlUnitOfWork:
         self.queue = SqlQueueRepository(self._session, self._tables, self.clock)
         self.keys = SqlApiKeyRepository(self._session, self._tables, self.clock)
         self.reviews = SqlReviewRepository(self._session, self._tables, self.clock)
+        self.sign_ins = SqlSignInRepository(self._session, self._tables, self.clock)
         return self
 
     async def commit(self) -> None:

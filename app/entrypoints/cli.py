@@ -15,7 +15,6 @@ import signal
 import sys
 import time
 from datetime import datetime
-from pathlib import Path
 
 from pydantic import ValidationError
 

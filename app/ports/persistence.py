@@ -214,6 +214,18 @@ class ReviewRepository(Protocol):
     async def preview(self, image_id: int) -> bytes | None: ...
 
 
+class SignInRepository(Protocol):
+    """The review page's sign-ins, by the SHA-256 of the token the cookie holds."""
+
+    async def open(self, token_hash: str, key_name: str, expires_at: datetime) -> None: ...
+
+    async def key_of(self, token_hash: str) -> str | None:
+        """The key a sign-in that has not expired was made with."""
+        ...
+
+    async def close(self, token_hash: str) -> None: ...
+
+
 class ApiKeyRepository(Protocol):
     """API keys: stored by the SHA-256 of the key, never the key."""
 
@@ -253,6 +265,9 @@ class UnitOfWork(Protocol):
 
     @property
     def reviews(self) -> ReviewRepository: ...
+
+    @property
+    def sign_ins(self) -> SignInRepository: ...
 
     @property
     def clock(self) -> Clock: ...

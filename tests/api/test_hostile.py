@@ -4,13 +4,15 @@ process stays small, and the service goes on answering."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import io
 import resource
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy as sa
 from PIL import Image
 
 from app.config.settings import ApiSettings, FetchSettings, Settings
@@ -50,13 +52,19 @@ def huge_flat_png(side: int = 6300) -> bytes:
 
 # (what, JSON body or upload bytes, expected status, expected code)
 URLS = [
-    ("a port out of range", "http://127.0.0.1:99999/x.jpg", 422, "invalid_request"),
-    ("a DNS label over 63 characters", "http://" + "a" * 64 + ".example.com/x.jpg", 422, "invalid_request"),
-    ("an empty DNS label", "http://a..example.com/x.jpg", 422, "invalid_request"),
-    ("a control character in a CDN path", "photos/a\x01b.jpg", 422, "invalid_request"),
-    ("an unclosed IPv6 literal", "http://[::1/x.jpg", 422, "invalid_request"),
+    # text the schema allows that is no URL: refused for what it says, never a 422 on a schema-valid body
+    ("a port out of range", "http://127.0.0.1:99999/x.jpg", 400, "url_refused"),
+    ("a DNS label over 63 characters", "http://" + "a" * 64 + ".example.com/x.jpg", 400, "url_refused"),
+    ("an empty DNS label", "http://a..example.com/x.jpg", 400, "url_refused"),
+    ("a control character in a CDN path", "photos/a\x01b.jpg", 400, "url_refused"),
+    ("an unclosed IPv6 literal", "http://[::1/x.jpg", 400, "url_refused"),
     ("a NAT64 address", "http://[64:ff9b::7f00:1]/x.jpg", 400, "url_refused"),
     ("a 6to4 address", "http://[2002:7f00:1::1]/x.jpg", 400, "url_refused"),
+    # Python counts these as global: each embeds or reaches something internal
+    ("an IPv4-compatible loopback", "http://[::7f00:1]/x.jpg", 400, "url_refused"),
+    ("an IPv4-translated loopback", "http://[::ffff:0:7f00:1]/x.jpg", 400, "url_refused"),
+    ("a site-local address", "http://[fec0::1]/x.jpg", 400, "url_refused"),
+    ("a multicast address", "http://[ff02::1]/x.jpg", 400, "url_refused"),
 ]
 
 UPLOADS = [
@@ -191,3 +199,148 @@ async def test_json_needs_its_content_type(settings: Settings) -> None:
             "/check", content=b'{"image_url": ""}', headers={"content-type": "application/json; charset=utf-8"}
         )
         assert ok.status_code != 415
+
+
+# ---- the front door: what a request without a valid key, or from a web page, costs and gets -----------------
+class CountingBody:
+    """A request body that streams 20 MiB in 64 kB chunks and counts how much of it the service pulled."""
+
+    def __init__(self, prefix: bytes, total: int = 20 * 1024 * 1024, chunk: int = 64 * 1024) -> None:
+        self.prefix, self.total, self.chunk, self.pulled = prefix, total, chunk, 0
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        yield self.prefix
+        self.pulled += len(self.prefix)
+        while self.pulled < self.total:
+            self.pulled += self.chunk
+            yield b"1," * (self.chunk // 2)
+
+
+# (what, path, body prefix, content type): each without a key, while keys exist
+UNAUTHENTICATED_BODIES = [
+    ("a 20 MiB JSON array to /recalc", "/recalc", b'{"source_ids": [', "application/json"),
+    ("a 20 MiB decision to /reviews/{id}", "/reviews/1", b'{"decision": "duplicate", "of": [', "application/json"),
+    ("a 20 MiB body to /reviews/undo", "/reviews/undo", b"[", "application/json"),
+    ("a 20 MiB upload to /check", "/check", b"--x\r\nContent-Disposition: form-data; name=file\r\n\r\n",
+     "multipart/form-data; boundary=x"),
+]  # fmt: skip
+
+
+async def test_a_request_without_a_valid_key_is_refused_before_its_body_is_read(
+    make_settings: Callable[..., Settings],
+) -> None:
+    settings = make_settings()
+    await grant(settings, "ops", "admin,review,register")
+    async with running_app(settings) as (_, client):
+        for what, path, prefix, content_type in UNAUTHENTICATED_BODIES:
+            for headers in ({}, {"Authorization": "Bearer imgd_not-a-key"}):
+                stream = CountingBody(prefix)
+                response = await client.post(path, content=stream, headers={"content-type": content_type, **headers})
+                assert (response.status_code, body(response)["code"]) == (401, "unauthorized"), (what, headers)
+                assert stream.pulled == 0, f"{what}: {stream.pulled} bytes read before the key was checked"
+
+
+async def test_bodies_other_than_uploads_are_capped_small(make_settings: Callable[..., Settings]) -> None:
+    async with running_app(make_settings()) as (_, client):  # keyless: this machine's own caller
+        stream = CountingBody(b'{"source_ids": [')
+        response = await client.post("/recalc", content=stream, headers={"content-type": "application/json"})
+        assert (response.status_code, body(response)["code"]) == (413, "upload_too_large")
+        assert stream.pulled <= 1024 * 1024 + 2 * 64 * 1024  # stopped at the 1 MiB cap, not at 20 MiB
+        declared = await client.post(
+            "/reviews/undo", content=b"[" + b"1," * 600_000 + b"1]", headers={"content-type": "application/json"}
+        )
+        assert (declared.status_code, body(declared)["code"]) == (413, "upload_too_large")
+
+
+# (what, headers, client address): keyless mode must refuse each, since a web page or a network peer sent it
+NOT_THIS_MACHINES_OWN = [
+    ("a DNS-rebinding page (its own Host)", {"host": "evil.example"}, ("127.0.0.1", 5000)),
+    ("a cross-site form post", {"sec-fetch-site": "cross-site", "origin": "http://evil.example"}, ("127.0.0.1", 5000)),
+    ("another local site's page", {"sec-fetch-site": "same-site", "origin": "http://localhost:3000"},
+     ("127.0.0.1", 5000)),
+    ("an Origin of another site, no fetch metadata", {"origin": "http://evil.example"}, ("127.0.0.1", 5000)),
+    ("a sandboxed page (Origin: null)", {"origin": "null"}, ("127.0.0.1", 5000)),
+    ("a peer on the network (the app bound to 0.0.0.0 by another launcher)", {}, ("192.0.2.7", 5000)),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("what", "headers", "peer"), NOT_THIS_MACHINES_OWN, ids=[c[0] for c in NOT_THIS_MACHINES_OWN])
+async def test_keyless_mode_serves_this_machines_own_requests_only(
+    make_settings: Callable[..., Settings], what: str, headers: dict[str, str], peer: tuple[str, int]
+) -> None:
+    settings = make_settings()
+    async with running_app(settings, client_address=peer) as (_, client):
+        for method, path, kwargs in (
+            ("POST", "/check", {"files": {"file": ("a.jpg", jpeg(photo("b0575")), "image/jpeg")}}),
+            ("POST", "/recalc", {}),
+            ("POST", "/reviews/undo", {}),
+            ("GET", "/stats", {}),
+        ):
+            response = await client.request(method, path, headers=headers, **kwargs)
+            assert (response.status_code, body(response)["code"]) == (403, "forbidden"), (what, path, response.text)
+            assert "only this machine's own requests" in body(response)["message"]
+        assert (await client.get("/healthz", headers=headers)).status_code == 200  # open routes stay open
+    # the same request from this machine's own page (same origin) or a tool (no Origin) is served
+    async with running_app(settings, base_url="http://127.0.0.1:8000") as (_, client):
+        same_origin = {"origin": "http://127.0.0.1:8000", "sec-fetch-site": "same-origin"}
+        assert (await client.get("/stats", headers=same_origin)).status_code == 200
+        assert (await client.post("/recalc")).json() == {"requeued": 0}
+
+
+async def test_every_answer_keeps_the_pages_out_of_frames(make_settings: Callable[..., Settings]) -> None:
+    async with running_app(make_settings()) as (_, client):
+        for response in (
+            await client.get("/review"),
+            await client.post("/check", json={}),
+            await client.get("/healthz"),
+        ):
+            assert response.headers["x-frame-options"] == "DENY"
+            assert "frame-ancestors 'none'" in response.headers["content-security-policy"]
+            assert response.headers["x-content-type-options"] == "nosniff"
+        page = await client.get("/review")
+        assert "default-src 'none'" in page.headers["content-security-policy"]  # nothing from another origin
+        assert (await client.get("/docs")).status_code == 404  # Swagger's CDN script stays off this origin
+    async with running_app(make_settings(api=ApiSettings(docs=True))) as (_, client):
+        assert (await client.get("/docs")).status_code == 200
+
+
+async def test_a_url_token_never_comes_back_in_an_error(settings: Settings, server: ImageServer) -> None:
+    async with running_app(settings) as (_, client):
+        for url in (server.url("/missing.jpg?token=s3cr3t-signature"), server.url("/slow?s=5&token=s3cr3t-signature")):
+            response = await client.post("/check", json={"image_url": url})
+            assert response.status_code in (502, 504), response.text
+            assert "s3cr3t" not in response.text and "/missing.jpg" in response.text or "/slow" in response.text
+
+
+async def test_an_allowed_host_is_a_web_server_not_its_other_ports(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(fetch=FetchSettings(allowed_hosts=["cdn.internal"], allow_private_hosts=["cdn.internal"]))
+    async with running_app(settings) as (_, client):
+        for url in ("http://cdn.internal:6379/x.jpg", "http://cdn.internal:22/x.jpg", "https://cdn.internal:8443/x"):
+            response = await client.post("/check", json={"image_url": url})
+            assert (response.status_code, body(response)["code"]) == (400, "url_refused"), url
+            assert "allowed_ports" in body(response)["message"]
+
+
+async def test_metrics_scrapes_cost_no_query_and_name_no_reviewer(make_settings: Callable[..., Settings]) -> None:
+    # Statements are counted in the scrape's own context: the gauges' background refresh runs in another task.
+    scraping: contextvars.ContextVar[bool] = contextvars.ContextVar("scraping", default=False)
+    statements: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if scraping.get():
+            statements.append(statement)
+
+    settings = make_settings()
+    await grant(settings, "alice-the-reviewer", "review")
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", count)
+    try:
+        async with running_app(settings) as (_, client):
+            scraping.set(True)
+            for _ in range(20):
+                metrics = await client.get("/metrics")
+                assert metrics.status_code == 200 and "imgdedup_queue_depth" in metrics.text
+            assert statements == []
+            assert "alice" not in metrics.text
+            scraping.set(False)
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)

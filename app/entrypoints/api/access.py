@@ -78,9 +78,9 @@ class KeyRing:
             raise Unauthorized("the API key is not valid (unknown or revoked)", headers=_CHALLENGE)
         return Caller.of(key)
 
-    async def caller_by_hash(self, key_hash: str) -> Caller | None:
-        """The caller a signed session names by its key's hash, while that key is still valid."""
-        key = (await self._current()).get(key_hash)
+    async def caller_named(self, name: str) -> Caller | None:
+        """The caller a review sign-in names, while its key is still valid."""
+        key = next((k for k in (await self._current()).values() if k.name == name), None)
         return Caller.of(key) if key else None
 
 

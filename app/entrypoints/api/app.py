@@ -14,11 +14,10 @@ from starlette.middleware.sessions import SessionMiddleware
 from app.composition import Container, build_container
 from app.config.settings import Settings
 from app.entrypoints.api.access import Access, binds_loopback_only
+from app.entrypoints.api.access_log import AccessLog
 from app.entrypoints.api.errors import install_error_handlers
-from app.entrypoints.api.deps import get_caller
 from app.entrypoints.api.front_door import FrontDoor
 from app.entrypoints.api.limits import InFlightLimit
-from app.entrypoints.api.access_log import AccessLog
 from app.entrypoints.api.routes import admin, check, health, images, review_page, reviews, stats
 from app.entrypoints.api.session import session_cookie_name, session_secret
 from app.entrypoints.worker.scheduler import run_scheduler
@@ -100,8 +99,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: the caller and the body's size are settled before anything reads the body.
     app.add_middleware(
         FrontDoor,
-        api=app,
-        caller_dependency=get_caller,
         max_upload_bytes=settings.api.max_upload_bytes + 64 * 1024,  # the file and its multipart framing
         max_body_bytes=settings.api.max_body_bytes,
         upload_paths=frozenset({"/check"}),

@@ -9,8 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from app.domain.models import Verdict
 
-# Ids are BIGINT: anything larger is the caller's mistake, not a database overflow.
-MAX_ID = 2**63 - 1
+# Ids are BIGINT: anything larger is the caller's mistake, not a database overflow. The OpenAPI document carries
+# bounds as JSON numbers that clients read as doubles, so the bound is the largest double within BIGINT
+# (2^63 - 1 itself would be read as 2^63, a value the schema would then allow and the service refuse).
+MAX_ID = 2**63 - 1024
 
 
 class CheckRequest(BaseModel):

@@ -6,12 +6,22 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.entrypoints.api.deps import AdminDep, ContainerDep
 from app.entrypoints.api.schemas import MAX_ID, ErrorResponse
 
 router = APIRouter(tags=["admin"])
+
+
+def _text_only(value: object) -> object:
+    """A JSON body gives times as strings: a number is not read as a Unix time."""
+    if not isinstance(value, str | datetime):
+        raise ValueError("a time is an RFC 3339 string, such as 2026-12-01T00:00:00Z")
+    return value
+
+
+Rfc3339 = Annotated[datetime, BeforeValidator(_text_only)]
 
 
 class RecalcRequest(BaseModel):
@@ -20,9 +30,8 @@ class RecalcRequest(BaseModel):
     source_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] | None = Field(
         None, description="Only these upstream row ids", max_length=40_000
     )
-    # strict: an RFC 3339 string, not a number read as a Unix time
-    created_from: datetime | None = Field(None, strict=True, description="Rows created at or after this time (UTC)")
-    created_to: datetime | None = Field(None, strict=True, description="Rows created before this time (UTC)")
+    created_from: Rfc3339 | None = Field(None, description="Rows created at or after this time (RFC 3339)")
+    created_to: Rfc3339 | None = Field(None, description="Rows created before this time (RFC 3339)")
     include_done: bool = Field(False, strict=True, description="Also re-run rows that already have a verdict")
 
 

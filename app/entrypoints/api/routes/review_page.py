@@ -1,35 +1,38 @@
 """The review page (`/review`): server-rendered, keyboard first, no assets from anywhere else.
 
-Reviewers sign in with an API key that has the `review` scope; the page then keeps a signed session cookie
-(SameSite=Strict, HttpOnly) naming the key, checked again on every request (a revoked key signs its sessions
-out), and every form carries the session's CSRF token.
+Reviewers sign in with an API key that has the `review` scope; the page then keeps a signed cookie (SameSite=Strict,
+HttpOnly, Secure beyond loopback) holding a random sign-in token, whose SHA-256 the database maps to the key's name
+until it expires or the reviewer signs out. The key is checked again on every request (a revoked key signs its
+reviewers out) and held to its rate, and every form carries the cookie's CSRF token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import secrets
 from datetime import timedelta
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
 from app.check.reviews import ReviewItem
-from app.composition import verify_policy
-from app.domain.access import Caller, Scope, hash_key
-from app.domain.errors import AppError, Forbidden, ImageNotFound, Unauthorized
+from app.composition import Container, verify_policy
+from app.domain.access import Caller, Scope
+from app.domain.errors import AppError, Forbidden, ImageNotFound, InvalidRequest, Unauthorized
 from app.domain.review import Choice
 from app.entrypoints.api.access import Access
 from app.entrypoints.api.deps import ContainerDep
+from app.entrypoints.api.schemas import MAX_ID
 from app.vision.overlay import matches_overlay
 from app.vision.verify import VerifyPolicy
 
 router = APIRouter(tags=["review page"], include_in_schema=False)
-templates = Jinja2Templates(directory=Path(__file__).parent.parent / "templates")
+templates = Jinja2Templates(directory=FilePath(__file__).parent.parent / "templates")
 
 
 def _csrf(request: Request) -> str:
@@ -40,20 +43,30 @@ def _csrf(request: Request) -> str:
 
 
 def _checked_csrf(request: Request, given: str) -> None:
-    if not secrets.compare_digest(given.encode(), str(request.session.get("csrf", "")).encode()):
+    expected = str(request.session.get("csrf", ""))
+    # an empty token on both sides is no match: a cookie-less forged form must not pass
+    if not expected or not given or not secrets.compare_digest(given.encode(), expected.encode()):
         raise Forbidden("the form is stale or not from this page (CSRF token): reload and try again")
 
 
-async def _reviewer(request: Request) -> Caller | None:
-    """The signed-in reviewer, if the key the session names is still valid and may review."""
-    key_hash = request.session.get("key_hash")
-    if not key_hash:
+def _token_hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def _reviewer(request: Request, container: Container) -> Caller | None:
+    """The signed-in reviewer: the sign-in the cookie names has not ended, and its key is valid and may review.
+    Each request counts against the key's rate, as the API's do."""
+    token = request.session.get("sign_in")
+    if not token:
         return None
+    async with container.units() as uow:
+        name = await uow.sign_ins.key_of(_token_hash(str(token)))
     access: Access = request.state.access
-    caller = await access.keys.caller_by_hash(str(key_hash))
+    caller = await access.keys.caller_named(name) if name else None
     if caller is None or not caller.can(Scope.REVIEW):
-        request.session.pop("key_hash", None)
+        request.session.pop("sign_in", None)
         return None
+    await access.rates.admit(caller)
     return caller
 
 
@@ -78,10 +91,10 @@ async def review_page(
     decided_by: str | None = None,
     source: str | None = None,
 ) -> Response:
-    reviewer = await _reviewer(request)
+    reviewer = await _reviewer(request, container)
     if reviewer is None:
         return templates.TemplateResponse(request, "sign_in.html", {"csrf": _csrf(request), "message": None})
-    hours = _number(older_than_hours)
+    hours = _hours(older_than_hours)
     filters = _filters(hours, decided_by, source)
     async with container.units() as uow:
         now = uow.clock.now()
@@ -113,7 +126,9 @@ async def review_page(
 
 
 @router.post("/review/sign-in")
-async def sign_in(request: Request, key: Annotated[str, Form()], csrf: Annotated[str, Form()]) -> Response:
+async def sign_in(
+    request: Request, container: ContainerDep, key: Annotated[str, Form()], csrf: Annotated[str, Form()]
+) -> Response:
     _checked_csrf(request, csrf)
     access: Access = request.state.access
     try:
@@ -124,15 +139,24 @@ async def sign_in(request: Request, key: Annotated[str, Form()], csrf: Annotated
     except AppError as exc:
         context = {"csrf": _csrf(request), "message": exc.message}
         return templates.TemplateResponse(request, "sign_in.html", context, status_code=exc.status_code)
+    token = secrets.token_urlsafe(32)
+    async with container.units() as uow:
+        expires = uow.clock.now() + timedelta(hours=container.settings.api.session_hours)
+        await uow.sign_ins.open(_token_hash(token), caller.name, expires)
+        await uow.commit()
     request.session.clear()
-    request.session["key_hash"] = hash_key(key.strip())
+    request.session["sign_in"] = token
     _csrf(request)  # a new token for the signed-in session
     return RedirectResponse("/review", status_code=303)
 
 
 @router.post("/review/sign-out")
-async def sign_out(request: Request, csrf: Annotated[str, Form()]) -> Response:
+async def sign_out(request: Request, container: ContainerDep, csrf: Annotated[str, Form()]) -> Response:
     _checked_csrf(request, csrf)
+    if token := request.session.get("sign_in"):  # ended for good: a copy of the cookie no longer signs anyone in
+        async with container.units() as uow:
+            await uow.sign_ins.close(_token_hash(str(token)))
+            await uow.commit()
     request.session.clear()
     return RedirectResponse("/review", status_code=303)
 
@@ -148,10 +172,10 @@ async def decide(
     of: Annotated[str, Form()] = "",
     filters: Annotated[str, Form()] = "",
 ) -> Response:
-    reviewer = await _signed_in(request)
+    reviewer = await _signed_in(request, container)
     _checked_csrf(request, csrf)
     try:
-        await container.reviews.decide(image_id, decision, int(of) if of.strip() else None, version, reviewer.name)
+        await container.reviews.decide(image_id, decision, _image_id(of), version, reviewer.name)
     except AppError as exc:
         request.session["message"] = exc.message
         return RedirectResponse(f"/review?{filters}&at={image_id}", status_code=303)
@@ -162,7 +186,7 @@ async def decide(
 async def undo(
     request: Request, container: ContainerDep, csrf: Annotated[str, Form()], filters: Annotated[str, Form()] = ""
 ) -> Response:
-    reviewer = await _signed_in(request)
+    reviewer = await _signed_in(request, container)
     _checked_csrf(request, csrf)
     try:
         restored = await container.reviews.undo(reviewer.name)
@@ -174,8 +198,10 @@ async def undo(
 
 
 @router.get("/review/preview/{image_id}.jpg")
-async def preview(request: Request, container: ContainerDep, image_id: int) -> Response:
-    await _signed_in(request)
+async def preview(
+    request: Request, container: ContainerDep, image_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+) -> Response:
+    await _signed_in(request, container)
     async with container.units() as uow:
         # images accepted before previews were kept have their grey verification thumbnail only
         jpeg = await uow.reviews.preview(image_id) or (await uow.images.thumbnails([image_id])).get(image_id)
@@ -185,9 +211,11 @@ async def preview(request: Request, container: ContainerDep, image_id: int) -> R
 
 
 @router.get("/review/matches/{image_id}.jpg")
-async def matches(request: Request, container: ContainerDep, image_id: int) -> Response:
+async def matches(
+    request: Request, container: ContainerDep, image_id: Annotated[int, Path(ge=1, le=MAX_ID)]
+) -> Response:
     """The image and its best candidate with their matched keypoints drawn between them."""
-    await _signed_in(request)
+    await _signed_in(request, container)
     async with container.units() as uow:
         row = await uow.images.get(image_id)
         candidate = row.matched_image_id if row else None
@@ -200,18 +228,29 @@ async def matches(request: Request, container: ContainerDep, image_id: int) -> R
     return Response(jpeg, media_type="image/jpeg", headers={"X-Matches": str(count), "Cache-Control": "private"})
 
 
-async def _signed_in(request: Request) -> Caller:
-    reviewer = await _reviewer(request)
+async def _signed_in(request: Request, container: Container) -> Caller:
+    reviewer = await _reviewer(request, container)
     if reviewer is None:
         raise Unauthorized("sign in on /review first")
     return reviewer
 
 
-def _number(text: str | None) -> float | None:
+def _hours(text: str | None) -> float | None:
+    """The age filter: a finite number of hours within ten years, or no filter."""
     try:
-        return float(text) if text else None
+        hours = float(text) if text else None
     except ValueError:
         return None
+    return hours if hours is not None and 0 < hours <= 10 * 365 * 24 else None
+
+
+def _image_id(text: str) -> int | None:
+    """The form's `of`: an image id, or empty for the candidate the verdict names."""
+    if not text.strip():
+        return None
+    if not text.strip().isdigit() or not 1 <= int(text) <= MAX_ID:
+        raise InvalidRequest(f"of must be an image id, not {text[:40]!r}")
+    return int(text)
 
 
 def _evidence(item: ReviewItem | None) -> dict[str, Any] | None:

@@ -58,7 +58,7 @@ async def test_errors_for_bad_requests(strict_settings: Settings, server: ImageS
         assert_error(
             await client.post("/check", data={"register": "true"}, files={"other": ("x", b"1")}), 422, "invalid_request"
         )
-        assert_error(await client.post("/check", files={"file": ("a.jpg", b"", "image/jpeg")}), 422, "invalid_request")
+        assert_error(await client.post("/check", files={"file": ("a.jpg", b"", "image/jpeg")}), 422, "invalid_image")
 
 
 async def test_errors_for_refused_urls(strict_settings: Settings, server: ImageServer) -> None:

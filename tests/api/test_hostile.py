@@ -68,7 +68,7 @@ URLS = [
 ]
 
 UPLOADS = [
-    ("zero bytes", b"", 422, "invalid_request"),
+    ("zero bytes", b"", 422, "invalid_image"),
     ("a truncated JPEG", jpeg(photo("b0575"))[:2000], 422, "invalid_image"),
     ("a TIFF header (no TIFF decoder is allowed)", b"II*\x00" + b"\x00" * 200, 422, "invalid_image"),
     ("an IM header", b"id=ImageMagick\n" + b"\x00" * 200, 422, "invalid_image"),
@@ -344,3 +344,19 @@ async def test_metrics_scrapes_cost_no_query_and_name_no_reviewer(make_settings:
             scraping.set(False)
     finally:
         sa.event.remove(sa.engine.Engine, "before_cursor_execute", count)
+
+
+def test_the_session_secret_is_whole_or_refused(make_settings: Callable[..., Settings]) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from app.domain.errors import ConfigurationError
+    from app.entrypoints.api.session import session_secret
+
+    settings = make_settings()
+    with ThreadPoolExecutor(8) as pool:  # processes starting at once all read the one secret made first
+        secrets_read = set(pool.map(lambda _: session_secret(settings), range(32)))
+    assert len(secrets_read) == 1 and len(secrets_read.pop()) >= 32
+    assert list(settings.data_dir.glob(".session.*")) == []  # no half-written file left behind
+    (settings.data_dir / "session.key").write_text("")  # what a crash between create and write once left
+    with pytest.raises(ConfigurationError, match="shorter than 32"):
+        session_secret(settings)

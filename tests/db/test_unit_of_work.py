@@ -3,6 +3,7 @@ the repositories keep what the service relies on."""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator, Callable
 
 import numpy as np
@@ -10,7 +11,7 @@ import pytest
 
 from app.composition import Database, open_database
 from app.config.settings import DbSettings, Settings
-from app.domain.errors import DatabaseUnavailable
+from app.domain.errors import DatabaseUnavailable, TransientConflict
 from app.domain.records import VerdictRecord
 
 
@@ -64,3 +65,18 @@ async def test_unit_of_work_turns_driver_errors_into_domain_errors(make_settings
             async with unreachable.units() as uow:
                 await uow.images.get(1)
         assert await unreachable.ready() is False
+
+
+def test_a_lock_conflict_says_what_happened_not_the_sql() -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from app.db.unit_of_work import _domain_error
+
+    conflict = OperationalError(
+        "UPDATE image SET last_error=? WHERE source_url=?",
+        ("x", "https://cdn.example/a.jpg?token=s3cr3t"),
+        sqlite3.OperationalError("database is locked"),
+    )
+    error = _domain_error(conflict)
+    assert isinstance(error, TransientConflict) and error.status_code == 503
+    assert "UPDATE" not in error.message and "s3cr3t" not in error.message and "lock conflict" in error.message

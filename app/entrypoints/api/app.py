@@ -33,16 +33,33 @@ def _operation_id(route: APIRoute) -> str:
     return f"{route.tags[0]}-{route.name}" if route.tags else route.name
 
 
-def _keys_optional_in_schema(app: FastAPI) -> Callable[[], dict[str, Any]]:
-    """On loopback a service without keys takes calls without one: the schema says a key is one of two options."""
+def _integral_bounds(node: object) -> None:
+    """FastAPI's OpenAPI model holds bounds as floats: an integer's bound goes back to an integer, so a client
+    reads the exact bound the service enforces (2^63 - 1024 as a float prints as 9.223372036854775e18)."""
+    if isinstance(node, dict):
+        if node.get("type") == "integer":
+            for bound in ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+                if isinstance(node.get(bound), float) and node[bound].is_integer():
+                    node[bound] = int(node[bound])
+        for value in node.values():
+            _integral_bounds(value)
+    elif isinstance(node, list):
+        for value in node:
+            _integral_bounds(value)
+
+
+def _schema(app: FastAPI, keys_optional: bool) -> Callable[[], dict[str, Any]]:
+    """The OpenAPI document, with integral bounds; on loopback a service without keys takes calls without one, so
+    there the schema says a key is one of two options."""
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = generate()
+            _integral_bounds(schema)
             for operations in schema["paths"].values():
                 for operation in operations.values():
-                    if "security" in operation:
+                    if "security" in operation and keys_optional:
                         operation["security"].append({})
         return app.openapi_schema or generate()
 
@@ -84,8 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if settings.api.docs else None,
         redoc_url=None,
     )
-    if binds_loopback_only(settings.host):
-        app.openapi = _keys_optional_in_schema(app)  # type: ignore[method-assign]
+    app.openapi = _schema(app, keys_optional=binds_loopback_only(settings.host))  # type: ignore[method-assign]
     install_error_handlers(app)
     # The review page's sign-in: a signed cookie, never sent cross-site, out of reach of scripts.
     app.add_middleware(

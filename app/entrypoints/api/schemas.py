@@ -15,12 +15,26 @@ from app.domain.models import Verdict
 MAX_ID = 2**63 - 1024
 
 
+def whole_number(value: object) -> object:
+    """A JSON integer, as JSON Schema counts them (7 and 7.0 alike), never a string or a boolean."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError("a whole number is expected")
+    return value
+
+
 class CheckRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         populate_by_name=True,
         # The rule the validator below enforces, said in the schema too, so clients (and fuzzers) know it.
-        json_schema_extra={"oneOf": [{"required": [name]} for name in ("image_url", "image_id", "source_id")]},
+        json_schema_extra={
+            "oneOf": [
+                {"required": [name], "properties": {name: {"not": {"type": "null"}}}}
+                for name in ("image_url", "image_id", "source_id")
+            ]
+        },
     )
 
     image_url: str | None = Field(

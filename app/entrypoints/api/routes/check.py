@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from app.domain.access import Scope
-from app.domain.errors import AppError, InvalidRequest, UnsupportedMediaType, UploadTooLarge
+from app.domain.errors import AppError, InvalidImage, InvalidRequest, UnsupportedMediaType, UploadTooLarge
 from app.domain.models import CheckItem, ImageRef, SourceRef, StoredImageRef, UploadRef, UrlRef
 from app.entrypoints.api.deps import CheckerDep, CheckSlotDep, ContainerDep
 from app.entrypoints.api.schemas import CheckRequest, CheckResponse, ErrorResponse
@@ -46,6 +46,7 @@ _OPENAPI_BODY = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {"type": "string", "format": "binary"},
                         "register": {"type": "boolean", "default": True},
@@ -125,5 +126,5 @@ async def _upload_item(request: Request, max_bytes: int) -> CheckItem:
     if len(data) > max_bytes:
         raise UploadTooLarge(f"the uploaded file exceeds {max_bytes} bytes")
     if not data:
-        raise InvalidRequest("the uploaded file is empty")
+        raise InvalidImage("the uploaded file is empty: zero bytes are no image")
     return CheckItem(ref=UploadRef(data, upload.filename), register=register_field in _TRUE)

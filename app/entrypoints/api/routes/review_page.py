@@ -127,7 +127,7 @@ async def review_page(
 
 @router.post("/review/sign-in")
 async def sign_in(
-    request: Request, container: ContainerDep, key: Annotated[str, Form()], csrf: Annotated[str, Form()]
+    request: Request, container: ContainerDep, key: Annotated[str, Form()], csrf: Annotated[str, Form()] = ""
 ) -> Response:
     _checked_csrf(request, csrf)
     access: Access = request.state.access
@@ -151,7 +151,7 @@ async def sign_in(
 
 
 @router.post("/review/sign-out")
-async def sign_out(request: Request, container: ContainerDep, csrf: Annotated[str, Form()]) -> Response:
+async def sign_out(request: Request, container: ContainerDep, csrf: Annotated[str, Form()] = "") -> Response:
     _checked_csrf(request, csrf)
     if token := request.session.get("sign_in"):  # ended for good: a copy of the cookie no longer signs anyone in
         async with container.units() as uow:
@@ -165,10 +165,10 @@ async def sign_out(request: Request, container: ContainerDep, csrf: Annotated[st
 async def decide(
     request: Request,
     container: ContainerDep,
-    csrf: Annotated[str, Form()],
     image_id: Annotated[int, Form()],
     decision: Annotated[Choice, Form()],
     version: Annotated[int, Form()],
+    csrf: Annotated[str, Form()] = "",
     of: Annotated[str, Form()] = "",
     filters: Annotated[str, Form()] = "",
 ) -> Response:
@@ -184,7 +184,7 @@ async def decide(
 
 @router.post("/review/undo")
 async def undo(
-    request: Request, container: ContainerDep, csrf: Annotated[str, Form()], filters: Annotated[str, Form()] = ""
+    request: Request, container: ContainerDep, csrf: Annotated[str, Form()] = "", filters: Annotated[str, Form()] = ""
 ) -> Response:
     reviewer = await _signed_in(request, container)
     _checked_csrf(request, csrf)

@@ -6,13 +6,13 @@ from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from app.check.reviews import ReviewItem
 from app.domain.review import Choice
 from app.entrypoints.api.deps import ContainerDep, ReviewerDep
 from app.entrypoints.api.routes.images import image_response, utc
-from app.entrypoints.api.schemas import MAX_ID, ErrorResponse, ImageResponse
+from app.entrypoints.api.schemas import MAX_ID, ErrorResponse, ImageResponse, whole_number
 
 router = APIRouter(tags=["reviews"])
 
@@ -46,7 +46,9 @@ class DecisionRequest(BaseModel):
 
     decision: Choice
     of: int | None = Field(None, ge=1, le=MAX_ID, description="The candidate (default: the one the verdict names)")
-    version: int = Field(ge=0, le=2**31 - 1, strict=True, description="The version the decision was made on")
+    version: Annotated[int, BeforeValidator(whole_number)] = Field(
+        ge=0, le=2**31 - 1, description="The version the decision was made on"
+    )
 
 
 def _review(item: ReviewItem) -> ReviewResponse:

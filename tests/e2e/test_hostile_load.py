@@ -55,6 +55,7 @@ async def test_hostile_load_gets_json_answers_and_stays_under_its_memory_bound(
         APP_FETCH__TOTAL_TIMEOUT_S="2",
         APP_FETCH__READ_TIMEOUT_S="1",
         APP_FETCH__ALLOWED_HOSTS='["127.0.0.1"]',
+        APP_FETCH__ALLOWED_PORTS=f"[{server.port}]",
         APP_API__MAX_UPLOAD_BYTES=str(2 * 1024 * 1024),
         APP_API__MAX_CHECKS_IN_FLIGHT="32",
     )

@@ -88,7 +88,7 @@ async def test_drain_one_malformed_row_fails_alone_and_its_batch_is_decided(
     for i in bad:  # failed for good at once (a logical error), with its reason, and only these
         assert (found[i]["similarity"], found[i]["error_code"], found[i]["attempts"]) == (
             "failed",
-            "invalid_request",
+            "url_refused",
             1,
         )
 

@@ -14,7 +14,7 @@ FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 imgdedup
 COPY --from=build /opt/venv /opt/venv
 WORKDIR /srv/imgdedup
-# The installed package carries its migrations (app/db/migrations): nothing else from the source tree is needed.
+# The installed package carries its migrations (migrations/, as app/db/migrations): nothing else is needed.
 ENV PATH=/opt/venv/bin:$PATH \
     APP_HOST=0.0.0.0 \
     APP_PORT=8000 \

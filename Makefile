@@ -2,19 +2,24 @@
 VENV ?= .venv
 PYTHON ?= python3
 PY := $(VENV)/bin/python
+UV := $(VENV)/bin/uv
 STAMP := $(VENV)/.installed-stamp
+LOCK := requirements.lock
+UV_VERSION := 0.9.30
 # Where a CPU build of torch comes from on a machine that has none on disk, e.g.
 #   make run TORCH_INDEX=https://download.pytorch.org/whl/cpu
 TORCH_INDEX ?=
 
-.PHONY: venv run test lint bench bench-quick bench-padded corpus test-services clean
+.PHONY: venv run test lint lock bench bench-quick bench-padded corpus test-services clean
 
-$(STAMP): pyproject.toml
+# Everything from the lock, by its hashes. torch is the one package the lock leaves out: its CPU build lies on
+# disk on these machines (pip looks there) or comes from TORCH_INDEX; PyPI's own is a multi-GB CUDA build.
+$(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	@# torch first and pinned: anything that depends on torch must find this CPU build already installed.
-	$(PY) -m pip install -q torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
-	$(PY) -m pip install -q -e '.[test,bench]'
+	$(PY) -m pip install -q --no-deps --no-compile torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(PY) -m pip install -q --no-deps --no-compile uv==$(UV_VERSION)
+	$(UV) pip install -q --python $(PY) --no-deps --require-hashes -r $(LOCK)
+	$(UV) pip install -q --python $(PY) --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -25,15 +30,22 @@ run: venv
 test-services:
 	bash scripts/ensure-test-services.sh
 
+# One worker per core and as many again: the suite's served processes and drills wait as much as they compute.
 test: venv test-services
-	$(PY) -m pytest -q -n auto --maxprocesses=4
+	$(PY) -m pytest -q -n 4 --dist worksteal
 
 # ruff (lint and format), mypy (strict on domain, vision, check, ports), the import contracts of the layers
 lint: venv
-	$(VENV)/bin/ruff check app tests testkit bench scripts
-	$(VENV)/bin/ruff format --check app tests testkit bench scripts
+	$(VENV)/bin/ruff check app tests testkit bench scripts migrations
+	$(VENV)/bin/ruff format --check app tests testkit bench scripts migrations
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# After a change to pyproject.toml's dependencies: resolve them again into the lock (Linux x86-64, Python 3.11).
+lock: venv
+	$(UV) pip compile pyproject.toml --extra test --extra bench --generate-hashes --python-version 3.11 \
+		--python-platform x86_64-manylinux_2_28 --no-emit-package torch \
+		$(if $(wildcard /opt/wheels),--find-links /opt/wheels) -o $(LOCK)
 
 # dev and extra side by side, then the dev queries against an index padded with 1k, 5k and all ~20k pictures
 bench: bench-quick bench-padded

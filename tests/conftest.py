@@ -103,3 +103,26 @@ def make_cloud_settings(
         return make_settings(**values)
 
     return make
+
+
+# ---- order ----------------------------------------------------------------------------------------------------
+# The longest tests first (the drills, the served processes, the fuzzer, the browser): with a worker per core the
+# run ends when its last long test does, so none of them should start near the end.
+LONGEST_FIRST = (
+    "tests/e2e/test_database_restart.py",
+    "tests/e2e/test_crash_drill.py",
+    "tests/e2e/test_review_browser.py",
+    "tests/e2e/test_cloud_pipeline.py",
+    "tests/e2e/test_fuzz.py",
+    "tests/worker/test_processes.py",
+    "tests/e2e/",
+    "tests/worker/",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        return next((n for n, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)), len(LONGEST_FIRST))
+
+    items.sort(key=rank)

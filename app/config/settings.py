@@ -40,6 +40,10 @@ class QueueSettings(BaseModel):
     similarity_failed: str = "failed"
 
 
+def _web_ports() -> list[int | Literal["*"]]:
+    return [80, 443]
+
+
 class FetchSettings(BaseModel):
     cdn_base: str | None = None
     # Hosts absolute URLs may point at, besides the cdn_base host; "*" allows any public host.
@@ -48,7 +52,7 @@ class FetchSettings(BaseModel):
     allow_private_hosts: list[str] = Field(default_factory=list)
     # Ports URLs may name, besides the cdn_base's own; "*" allows any. An allowed host is a web server, not its
     # neighbours on other ports (a Redis on the CDN's machine).
-    allowed_ports: list[int | Literal["*"]] = Field(default_factory=lambda: [80, 443])
+    allowed_ports: list[int | Literal["*"]] = Field(default_factory=_web_ports)
     max_bytes: int = 20 * 1024 * 1024
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 10.0

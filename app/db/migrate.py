@@ -1,6 +1,7 @@
 """Apply Alembic migrations in-process, on the service's own engine (works inside a running event loop).
 
-The migrations ship inside the package (`app/db/migrations`), so an installed wheel migrates as a checkout does.
+The migrations live in `migrations/` at the top of a checkout; a wheel carries them inside the package, as
+`app/db/migrations`, so an installed package migrates as a checkout does.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.config.settings import Settings
 
-MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+_INSTALLED = Path(__file__).resolve().parent / "migrations"
+MIGRATIONS = _INSTALLED if _INSTALLED.is_dir() else Path(__file__).resolve().parents[2] / "migrations"
 
 
 def alembic_config(settings: Settings) -> Config:

@@ -20,9 +20,9 @@ import httpx
 import numpy as np
 
 from app.adapters.local_cnn_embedder import LocalCnnEmbedder
-from testkit.images import GRAPH_CACHE
 from app.vision.decode import decode_image
 from testkit.cloud.http_server import DROP, FakeHttpServer, Request, Response
+from testkit.images import GRAPH_CACHE
 
 ROUTE = "/api/v1/services/embeddings/multimodal-embedding/multimodal-embedding"
 MODELS = {"multimodal-embedding-v1": 1024, "tongyi-embedding-vision-plus": 1152, "tongyi-embedding-vision-flash": 768}

@@ -11,12 +11,11 @@ import pytest
 
 from app.adapters.dashscope_embedder import DashScopeEmbedder
 from app.adapters.local_cnn_embedder import LocalCnnEmbedder
-from testkit.images import GRAPH_CACHE
 from app.ports.backends import Embedder
 from app.vision.decode import decode_image
 from testkit.cloud.dashscope_fake import DashScopeFake
 from testkit.cloud.settings import cloud_embedder
-from testkit.images import flipped, jpeg, photo, resized
+from testkit.images import GRAPH_CACHE, flipped, jpeg, photo, resized
 
 
 @pytest.fixture(params=["local_cnn", "dashscope"])

@@ -68,14 +68,14 @@ async def test_faulty_cloud_queue_ends_fully_processed_within_the_rate(
     dashvector: DashVectorFake,
     server: ImageServer,
 ) -> None:
-    rpm = 1500
+    rpm = 3000
     settings = make_cloud_settings(
         embedder=cloud_embedder(dashscope, rate_limit_rpm=rpm, max_attempts=4),
         index=cloud_index(dashvector, max_attempts=8),
         fetch=FetchSettings(cdn_base=server.url("/cdn/"), allow_private_hosts=["127.0.0.1"]),
         worker=WorkerSettings(enabled=False, batch_size=25, retry_base_seconds=0, max_attempts=20),
     )
-    planted = await plant_queue(settings, server, DISTINCT_BASES[:20], copies=4)  # 100 rows
+    planted = await plant_queue(settings, server, DISTINCT_BASES[:15], copies=3)  # 60 rows
     dashscope.fault_rate = 0.3  # 429, 500, non-JSON 502 and dropped connections
     dashvector.fault_rate = 0.1
     async with build_container(settings) as container:
@@ -89,7 +89,7 @@ async def test_faulty_cloud_queue_ends_fully_processed_within_the_rate(
     ]
     # One unique per photo, the rest its duplicates. (An original that failed technically is retried after
     # its copies, so the first of them to be accepted is the unique one.)
-    for base in DISTINCT_BASES[:20]:
+    for base in DISTINCT_BASES[:15]:
         group = [rows[p.source_id] for p in planted if p.base == base]
         [kept] = [r for r in group if r["verdict"] == "unique"]
         assert all(r["matched_image_id"] == kept["image_id"] for r in group if r is not kept), group

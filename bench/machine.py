@@ -1,13 +1,13 @@
 """What the benchmark ran on, and how fast that machine does the service's costliest steps on one thread.
 
-Images/s depend on the machine more than on most changes: the sessions' VMs differed by up to 4x on the same
-code (README, "Speed across machines"). Each report therefore names the CPU, the vector instructions that the int8
-embedder and OpenCV use, and three reference timings measured before the service starts (one thread each, median
-of a few rounds): the shipped embedder per image, a SIFT detection of a 512 px photo as verification makes it,
-and a fixed loop of plain Python (the event loop's and the verification's bookkeeping). Two reports compare
-fairly only when these agree.
+Images/s depend on the machine more than on most changes: the benchmark's VMs differed by up to 4x on the same code
+(docs/benchmark-history.md, "Speed across machines"). Each report therefore names the CPU, the vector instructions
+that the int8 embedder and OpenCV use, and three reference timings measured before the service starts (one thread
+each, median of a few rounds): the shipped embedder per image, a SIFT detection of a 512 px photo as verification
+makes it, and a fixed loop of plain Python (the event loop's and the verification's bookkeeping). Two reports
+compare fairly only when these agree.
 
-python -m bench.machine  (prints them on their own)
+python -m bench.machine (prints them on their own)
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """CoalescingEmbedder: embedding calls that arrive while the embedder is busy share its next batch.
 
 Each `POST /check` is a batch of one; on the CPU a batch of four runs about 1.4 times faster per image than four
-batches of one (measured: 84 vs 58 img/s). Calls that wait for the model anyway are joined, so concurrent
+batches of one. Calls that wait for the model anyway are joined, so concurrent
 requests batch themselves, and an idle service adds no delay: the first call starts at once.
 """
 

@@ -7,7 +7,7 @@ runs about 1.8 times faster than the float one; the ranges were measured once on
 two seconds.
 
 Why 7-bit weights: a CPU without VNNI (AVX2 only) multiplies uint8 activations by int8 weights in 16-bit pairs
-that saturate when the weights use all 8 bits. On such a machine (an AMD EPYC with AVX2, 2026-12-05) the 8-bit
+that saturate when the weights use all 8 bits. On such a machine (EPYC-AVX2 in docs/benchmark.md) the 8-bit
 graph's vectors kept a cosine of only 0.73 with what the quantised graph means (0.9991 with 7-bit weights), so
 one index would have held different vectors under one model name depending on the CPU. With 7-bit weights every
 x86 CPU computes the same integers: the vectors keep a cosine of about 0.97 with the float ones (0.99 for 8 bits
@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 RANGES_FILE = Path(__file__).with_name("lite0_int8_ranges.json")
-# In the model's name: the weights' bits. 8-bit weights (the suffix "-int8", before 2026-12-05) gave other vectors
-# on CPUs without VNNI; an index embedded with them is refused at start (README, Configuration).
+# In the model's name: the weights' bits. 8-bit weights (the earlier suffix "-int8") gave other vectors
+# on CPUs without VNNI; an index embedded with them is refused at start (docs/configuration.md).
 MODEL_SUFFIX = "-int8w7"
 
 

@@ -46,7 +46,7 @@ class FaissVectorIndex:
         self._model_name = model_name
         self._snapshot_dir = snapshot_dir
         # Exact flat search up to this size; beyond it search time grows past the latency budget (see the
-        # README's index-size sweep), so the index becomes IVF at its next snapshot.
+        # docs/benchmark.md's index-size sweep), so the index becomes IVF at its next snapshot.
         self._ivf_min = ivf_min_vectors
         self._lock = asyncio.Lock()
         self._dirty = False

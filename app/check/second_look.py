@@ -193,7 +193,8 @@ class SecondLook:
         """The first `word_parts` fixed parts of an image still unconfirmed, in turn, by their own visual words; a
         part that confirms a match becomes the image's framed part, otherwise the framed part as it was stands. A
         part verified already keeps its detected features. The centre alone by default: the corners' words found
-        2 more of 2,504 extra copies (none on dev) for about a sixth of a framed distractor's CPU (README)."""
+        2 more of 2,504 extra copies (none on dev) for about a sixth of a framed distractor's CPU
+        (docs/benchmark-history.md)."""
         for turn in range(min(self._word_parts, len(SUB_CROPS))):
             due = [(w, boxes[turn]) for w, boxes in fixed if turn < len(boxes) and not w.confirmed]
             if not due:

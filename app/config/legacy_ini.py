@@ -41,12 +41,14 @@ def settings_from_ini(path: Path) -> dict[str, Any]:
 
     if parser.has_section("database") and get("database", "host"):
         user = quote(get("database", "user") or "root", safe="")
-        password = get("database", "password")
-        auth = f"{user}:{quote(password, safe='')}" if password else user
         host, port = get("database", "host"), get("database", "port") or "3306"
-        url = f"mysql+asyncmy://{auth}@{host}:{port}/{get('database', 'database') or ''}"
+        url = f"mysql+asyncmy://{user}@{host}:{port}/{get('database', 'database') or ''}"
         charset = get("database", "charset")
-        values["db"] = {"url": url + (f"?charset={charset}" if charset else "")}
+        # the password apart, as a secret: it never appears in a URL that is logged or shown
+        values["db"] = {
+            "url": url + (f"?charset={charset}" if charset else ""),
+            "password": get("database", "password"),
+        }
     if cdn_base := get("image", "cdn_base"):
         values["fetch"] = {"cdn_base": cdn_base}
     if threshold := get("similarity", "phash_threshold"):

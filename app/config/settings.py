@@ -15,6 +15,8 @@ from app.config.legacy_ini import LegacyIniSource
 class DbSettings(BaseModel):
     # None means: an SQLite file in the data folder.
     url: str | None = None
+    # Kept apart from the URL as a secret (never shown in settings dumps or logs); it fills the URL's password.
+    password: SecretStr | None = None
     echo: bool = False
     auto_migrate: bool = True
 
@@ -73,11 +75,8 @@ class DecodeSettings(BaseModel):
     max_decoded_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
     # The CPU pool for decoding and verification; each task runs OpenCV single-threaded, so that concurrent
     # requests, not one request's internals, share the cores. One thread per core: the pool runs the oldest
-    # check's tasks first (app/oldest_first.py), and a third thread on two cores only took turns with them
-    # (700 + 700 queries, 4 clients, interleaved 2/3/4/2/3 threads: 30.7 / 29.6 / 29.1 / 29.8 / 29.2 images/s,
-    # p99 469 / 556 / 555 / 477 / 553 ms; over all 7,300 queries a draw, 31.6 / 31.9 images/s, p99 510 / 521 ms,
-    # 60 MB less memory). With the first-come pool of before, one thread more had paid (20.4 / 22.1 images/s with
-    # 2 threads, 22.2 / 23.4 with 3).
+    # check's tasks first (app/oldest_first.py), and a thread more than cores only takes turns with them (measured:
+    # docs/benchmark-history.md).
     threads: int = Field(default_factory=_usable_cores, ge=1)
     opencv_threads: int = Field(1, ge=0, description="0: OpenCV's own default (all cores per call)")
     # Verification's descriptor matching is a matrix product: one BLAS thread per task, as for OpenCV (OpenBLAS
@@ -85,7 +84,6 @@ class DecodeSettings(BaseModel):
     blas_threads: int = Field(1, ge=0, description="0: the BLAS library's own default (all cores per call)")
     # The pool's threads yield the cores to the event loop's (Linux): the loop holds the GIL while it runs Python,
     # and a loop thread descheduled while holding it stalls every pool thread that needs it for a moment.
-    # 700 + 700 queries, interleaved: cores 83 -> 85 % busy at nice 5 and 15, 2-5 % more images/s.
     pool_niceness: int = Field(10, ge=0, le=19, description="nice value of the CPU pool's threads (0: as the rest)")
 
 
@@ -95,11 +93,11 @@ class EmbedderSettings(BaseModel):
     image_size: int = 224
     # Small batches run faster on CPU than large ones (cache-bound): 4 measured best on 2 cores.
     batch_size: int = 4
-    # One thread: under concurrent load the CPU pool (decode, verification) needs the other core (22.6 -> 23.2 img/s).
+    # One thread: under concurrent load the CPU pool (decode, verification) needs the other core.
     # (`torch_threads` is its name from before the ONNX Runtime default.)
     threads: int = Field(1, ge=1, validation_alias=AliasChoices("threads", "torch_threads"))
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    # On the CPU: ONNX Runtime on the same weights, the same vectors, 1.2-1.5x faster than PyTorch here. A GPU
+    # On the CPU: ONNX Runtime on the same weights, the same vectors, faster than PyTorch (docs/benchmark.md). A GPU
     # always runs PyTorch (the ONNX Runtime installed is the CPU build).
     runtime: Literal["onnxruntime", "torch"] = "onnxruntime"
     # ONNX Runtime runs the network quantised to 8 bits, 7-bit weights (app/adapters/lite0_int8.py): about 1.8x
@@ -337,7 +335,12 @@ class Settings(BaseSettings):
 
     @property
     def database_url(self) -> str:
-        return self.db.url or f"sqlite+aiosqlite:///{self.data_dir / 'imgdedup.db'}"
+        url = self.db.url or f"sqlite+aiosqlite:///{self.data_dir / 'imgdedup.db'}"
+        if self.db.password is None or not self.db.password.get_secret_value():
+            return url
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).set(password=self.db.password.get_secret_value()).render_as_string(hide_password=False)
 
     @property
     def secure_cookies(self) -> bool:

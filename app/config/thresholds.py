@@ -16,13 +16,14 @@ from app.domain.models import Thresholds
 
 log = logging.getLogger(__name__)
 
-# Measured on the benchmark's dev split (docs/benchmark-protocol.md), see README "Thresholds". Keyed by the
-# embedder's model name, which names the preprocessing too, so a changed recipe never inherits another's thresholds.
+# Measured on the benchmark's dev split (docs/benchmark-protocol.md; docs/how-it-decides.md, "Verification and
+# thresholds"). Keyed by the embedder's model name, which names the preprocessing too, so a changed recipe never
+# inherits another's thresholds.
 SHIPPED_DEFAULTS: dict[str, dict[str, float]] = {
     # With pairwise verification: above 0.95 a duplicate unverified; 0.60-0.95 is verified (docs/design.md §1.7).
     "efficientnet-lite0-gem3-224": {"phash": 5, "duplicate": 0.95, "review": 0.60},
-    # The same network in 8 bits (app/adapters/lite0_int8.py): the same values held on dev and extra (README), with
-    # 8-bit weights and with the 7-bit ones that every CPU computes alike.
+    # The same network in 8 bits (app/adapters/lite0_int8.py): the same values held on dev and extra
+    # (docs/benchmark.md), with 8-bit weights and with the 7-bit ones that every CPU computes alike.
     "efficientnet-lite0-gem3-224-int8w7": {"phash": 5, "duplicate": 0.95, "review": 0.60},
 }
 # For an embedder without measured defaults (DashScope): the old scripts' vector_threshold.

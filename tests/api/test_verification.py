@@ -18,6 +18,10 @@ from testkit.images import PHOTOS, busy_page, cropped, jpeg, meme, photo, resize
 from tests.support import running_app, upload
 
 # A wide verification band, as with the benchmark's calibrated thresholds.
+# Verification is CPU work between the decode and the decision; the database only keeps its thumbnails and words,
+# which tests/check/test_local_retrieval.py and the drains prove on MariaDB too.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
 BAND = PolicySettings(duplicate_threshold=0.95, review_threshold=0.60)
 # A photo whose screenshot (tests.support.screenshot) the whole-image embedding puts below the band.
 SCREENSHOT_BASE = "b0420"
@@ -261,7 +265,8 @@ async def test_a_picture_high_on_a_page_is_found_by_the_parts_words_with_or_with
 ) -> None:
     """A web page (the extra corpus's own draw for this photo) whose photo sits high on the page, among every test
     photo: found with the centre part's words alone (the default) and with the top corners searched in turn too
-    (`part_words_parts` 3). On the extra corpus the corners found 2 of its 2,504 copies more (README)."""
+    (`part_words_parts` 3). On the extra corpus the corners found 2 of its 2,504 copies more
+    (docs/benchmark-history.md)."""
     page, _ = t_webpage(photo("b0447"), random.Random("extra:b0447"))
     settings = make_settings(policy=BAND, verify=VerifySettings(part_words_parts=parts))
     others = sorted(p.stem for p in PHOTOS.glob("b*.jpg") if p.stem != "b0447")

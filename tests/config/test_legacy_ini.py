@@ -9,12 +9,12 @@ import pytest
 from app.composition import legacy_thresholds
 from app.config.legacy_ini import settings_from_ini
 from app.config.settings import Settings
-from tests.support import readme_config_ini
+from tests.support import switch_over_config_ini
 
 
 def test_legacy_ini_maps_every_section(tmp_path: Path) -> None:
     path = tmp_path / "config.ini"
-    path.write_text(readme_config_ini())
+    path.write_text(switch_over_config_ini())
     values = settings_from_ini(path)
     assert values["db"]["url"] == "mysql+asyncmy://root@127.0.0.1:3306/content?charset=utf8mb4"
     assert values["fetch"] == {"cdn_base": "https://cdn.example.com/", "concurrency": "16"}
@@ -36,7 +36,7 @@ def test_legacy_ini_cloud_sections_select_cloud_backends_and_dashscope_threshold
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "config.ini"
-    path.write_text(readme_config_ini())
+    path.write_text(switch_over_config_ini())
     monkeypatch.setenv("APP_CONFIG_INI", str(path))
     settings = Settings()
     assert (settings.embedder.kind, settings.index.kind, settings.index.collection) == (
@@ -70,6 +70,9 @@ def test_legacy_ini_quotes_passwords_and_env_wins(tmp_path: Path, monkeypatch: p
     monkeypatch.setenv("APP_WORKER__BATCH_SIZE", "7")
     settings = Settings()
     assert settings.database_url == "mysql+asyncmy://app:p%40ss%3Aw%2Frd@db.internal:3306/cms"
+    # the password is a secret apart from the URL: no settings dump or log line shows it
+    assert "p@ss" not in repr(settings) and "p@ss" not in str(settings.model_dump()) and settings.db.url
+    assert "p%40ss" not in settings.db.url and "p@ss" not in settings.db.url
     assert settings.worker.batch_size == 7  # the environment overrides config.ini
     assert settings.legacy.config_ini == path.resolve()
     # vector_threshold was tuned for DashScope: the local embedder keeps its own

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from app.composition import build_container
 from app.config.settings import FetchSettings, Settings, WorkerSettings
@@ -106,6 +107,8 @@ async def test_cli_keys_and_the_bind_policy(make_settings: Callable[..., Setting
     assert code == 1 and "no unrevoked key" in err
 
 
+# The review repository runs on both databases in tests/api/test_reviews.py; here the command line around it.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_cli_review_list_decide_undo(make_settings: Callable[..., Settings], server: ImageServer) -> None:
     from tests.api.test_reviews import review_settings
 

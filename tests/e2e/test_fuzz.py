@@ -23,7 +23,7 @@ from tests.support import grant
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 SEED = os.environ.get("FUZZ_SEED", "20261201")
-EXAMPLES = os.environ.get("FUZZ_EXAMPLES", "100")
+EXAMPLES = os.environ.get("FUZZ_EXAMPLES", "50")
 
 
 async def fuzz(settings: Settings, host: str, headers: dict[str, str]) -> str:

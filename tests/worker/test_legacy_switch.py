@@ -1,4 +1,5 @@
-"""The README's old-style config.ini starts the service against MariaDB, and the queue drains."""
+"""The documented old-style config.ini (docs/switching-over.md) starts the service against MariaDB, and the queue
+drains."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from sqlalchemy.engine import make_url
 from app.config.settings import DbSettings, Settings
 from testkit.image_server import ImageServer
 from testkit.queue import DISTINCT_BASES, app_env, outcomes, plant_queue, spawn
-from tests.support import readme_config_ini
+from tests.support import switch_over_config_ini
 
 
 @pytest.mark.mariadb
@@ -25,7 +26,7 @@ async def test_old_config_ini_starts_service_on_mariadb_and_drains_queue(
     make_settings: Callable[..., Settings], server: ImageServer, tmp_path: Path, database_url: str
 ) -> None:
     ini = configparser.ConfigParser(interpolation=None)
-    ini.read_string(readme_config_ini())
+    ini.read_string(switch_over_config_ini())
     ini["database"]["database"] = make_url(database_url).database or ""
     ini["image"]["cdn_base"] = server.url("/cdn/")
     ini["process"]["batch_size"] = "16"

@@ -20,7 +20,7 @@ from PIL import Image
 from app.adapters.graph_cache import GraphCache
 from app.adapters.lite0_graph import GEM_P, HEAD_CHANNELS, OnnxRuntimeLite0, lite0_graph
 from app.adapters.lite0_int8 import MODEL_SUFFIX
-from app.oldest_first import OldestFirstPool
+from app.runtime.oldest_first import OldestFirstPool
 from app.vision.decode import DecodedImage
 
 Runtime = Literal["onnxruntime", "torch"]

@@ -94,6 +94,7 @@ def _look_at_part(data: bytes, decoded: DecodedImage, box: Box, crop: Image.Imag
 class SecondLook:
     def __init__(
         self,
+        *,
         embedder: Embedder,
         embedding: Embedding,
         verifier: Verifier,

@@ -43,7 +43,7 @@ from app.domain.errors import AppError, CheckRaced
 from app.domain.models import CheckItem, Decision, Policy, Thresholds, Verdict
 from app.domain.records import Acceptance
 from app.domain.rules import grey_candidates, outright_duplicate
-from app.oldest_first import checking
+from app.runtime.oldest_first import checking
 from app.ports.backends import Embedder, ImageFetcher, VectorIndex
 from app.ports.persistence import DecisionLock, UnitsOfWork
 from app.vision.local_features import thumbnail_jpeg
@@ -133,16 +133,16 @@ class CheckService:
         )
         self._second_look = (
             SecondLook(
-                embedder,
-                self._embedding,
-                self._verifier,
-                executor,
-                metrics,
-                phash_index,
-                options.sub_crops,
-                self._local if options.part_words else None,
-                options.locate,
-                options.part_words_parts,
+                embedder=embedder,
+                embedding=self._embedding,
+                verifier=self._verifier,
+                executor=executor,
+                metrics=metrics,
+                phash_index=phash_index,
+                sub_crops=options.sub_crops,
+                local=self._local if options.part_words else None,
+                locate=options.locate,
+                word_parts=options.part_words_parts,
             )
             if self._verifier is not None and options.second_look
             else None
@@ -179,7 +179,7 @@ class CheckService:
     ) -> list[CheckOutcome]:
         """`before_decide`, when given, is awaited after the parallel stages and before the decision: the
         scheduler uses it to decide concurrent batches in the order it claimed them."""
-        with checking():  # the CPU pools run the oldest check's work first (app/oldest_first.py)
+        with checking():  # the CPU pools run the oldest check's work first (app/runtime/oldest_first.py)
             return await self._check(items, before_decide)
 
     async def _check(

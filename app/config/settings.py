@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import quote
 from typing import Literal
 
 from pydantic import AliasChoices, BaseModel, Field, SecretStr, field_validator, model_validator
@@ -75,7 +76,7 @@ class DecodeSettings(BaseModel):
     max_decoded_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
     # The CPU pool for decoding and verification; each task runs OpenCV single-threaded, so that concurrent
     # requests, not one request's internals, share the cores. One thread per core: the pool runs the oldest
-    # check's tasks first (app/oldest_first.py), and a thread more than cores only takes turns with them (measured:
+    # check's tasks first (app/runtime/oldest_first.py), and a thread more than cores only takes turns with them (measured:
     # docs/benchmark-history.md).
     threads: int = Field(default_factory=_usable_cores, ge=1)
     opencv_threads: int = Field(1, ge=0, description="0: OpenCV's own default (all cores per call)")
@@ -338,9 +339,12 @@ class Settings(BaseSettings):
         url = self.db.url or f"sqlite+aiosqlite:///{self.data_dir / 'imgdedup.db'}"
         if self.db.password is None or not self.db.password.get_secret_value():
             return url
-        from sqlalchemy.engine import make_url
-
-        return make_url(url).set(password=self.db.password.get_secret_value()).render_as_string(hide_password=False)
+        scheme, _, rest = url.partition("://")
+        authority, slash, path = rest.partition("/")
+        user = authority.rpartition("@")[0].split(":", 1)[0] if "@" in authority else ""
+        host = authority.rpartition("@")[2]
+        password = quote(self.db.password.get_secret_value(), safe="")
+        return f"{scheme}://{user}:{password}@{host}{slash}{path}"
 
     @property
     def secure_cookies(self) -> bool:

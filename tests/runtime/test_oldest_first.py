@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from app.oldest_first import OldestFirstPool, checking, lower_priority
+from app.runtime.oldest_first import OldestFirstPool, checking, lower_priority
 
 
 def _blocked_pool() -> tuple[OldestFirstPool, threading.Event]:

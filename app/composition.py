@@ -24,10 +24,10 @@ from app.db.migrate import upgrade
 from app.db.tables import Tables
 from app.db.unit_of_work import SqlUnitsOfWork
 from app.domain.errors import BackendUnavailable, ConfigurationError
-from app.runtime.oldest_first import OldestFirstPool, lower_priority
 from app.ops.reconcile import load_phash_index, load_word_index, reconcile
 from app.ports.backends import Embedder, ImageFetcher, VectorIndex
 from app.ports.persistence import LeaseHolders, UnitsOfWork
+from app.runtime.oldest_first import OldestFirstPool, lower_priority
 from app.vision.phash import PhashIndex
 from app.vision.verify import VerifyPolicy
 

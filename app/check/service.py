@@ -43,9 +43,9 @@ from app.domain.errors import AppError, CheckRaced
 from app.domain.models import CheckItem, Decision, Policy, Thresholds, Verdict
 from app.domain.records import Acceptance
 from app.domain.rules import grey_candidates, outright_duplicate
-from app.runtime.oldest_first import checking
 from app.ports.backends import Embedder, ImageFetcher, VectorIndex
 from app.ports.persistence import DecisionLock, UnitsOfWork
+from app.runtime.oldest_first import checking
 from app.vision.local_features import thumbnail_jpeg
 from app.vision.phash import PhashIndex
 from app.vision.preview import preview_jpeg

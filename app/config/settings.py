@@ -76,8 +76,8 @@ class DecodeSettings(BaseModel):
     max_decoded_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
     # The CPU pool for decoding and verification; each task runs OpenCV single-threaded, so that concurrent
     # requests, not one request's internals, share the cores. One thread per core: the pool runs the oldest
-    # check's tasks first (app/runtime/oldest_first.py), and a thread more than cores only takes turns with them (measured:
-    # docs/benchmark-history.md).
+    # check's tasks first (app/runtime/oldest_first.py), and a thread more than cores only takes turns with them
+    # (measured: docs/benchmark-history.md).
     threads: int = Field(default_factory=_usable_cores, ge=1)
     opencv_threads: int = Field(1, ge=0, description="0: OpenCV's own default (all cores per call)")
     # Verification's descriptor matching is a matrix product: one BLAS thread per task, as for OpenCV (OpenBLAS

@@ -18,7 +18,7 @@ $(STAMP): $(LOCK) pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --no-deps --no-compile torch==2.13.0 $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(PY) -m pip install -q --no-deps --no-compile uv==$(UV_VERSION)
-	$(UV) pip install -q --python $(PY) --no-deps --require-hashes -r $(LOCK)
+	$(UV) pip install -q --python $(PY) --no-deps --require-hashes --compile-bytecode -r $(LOCK)
 	$(UV) pip install -q --python $(PY) --no-deps --no-build-isolation -e .
 	touch $(STAMP)
 
@@ -31,8 +31,9 @@ test-services:
 	bash scripts/ensure-test-services.sh
 
 # One worker per core and as many again: the suite's served processes and drills wait as much as they compute.
+# The longest tests are collected first (tests/conftest.py) and handed out one by one as workers come free.
 test: venv test-services
-	$(PY) -m pytest -q -n 4 --dist worksteal
+	$(PY) -m pytest -q -n 4 --dist load
 
 # ruff (lint and format), mypy (strict on domain, vision, check, ports), the import contracts of the layers
 lint: venv

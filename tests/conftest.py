@@ -114,10 +114,24 @@ LONGEST_FIRST = (
     "tests/e2e/test_review_browser.py",
     "tests/e2e/test_cloud_pipeline.py",
     "tests/e2e/test_fuzz.py",
+    "tests/e2e/test_cli.py",
     "tests/worker/test_processes.py",
     "tests/e2e/",
     "tests/worker/",
 )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Once per run, before any worker starts: the embedder's graphs, which every served process and test loads
+    from GRAPH_CACHE (built by several workers at once, each would pay the export and the quantisation)."""
+    if hasattr(config, "workerinput"):
+        return
+    from app.adapters.graph_cache import GraphCache
+    from app.adapters.lite0_graph import lite0_graph
+    from app.adapters.local_cnn_embedder import weights_path
+
+    for int8 in (True, False):
+        lite0_graph(Path(weights_path()), 224, int8, GraphCache(GRAPH_CACHE))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

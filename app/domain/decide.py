@@ -38,49 +38,12 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
     )
     review: Candidate | None = None
     for candidate in scored:
-        similarity = candidate.similarity or 0.0
-        if candidate.verified is Verified.PERSON:  # a person said it is the same picture
-            return Decision(
-                VerdictLabel.DUPLICATE, DecidedBy.REVIEW, candidate.image_id, reach(candidate), candidate.phash_distance
-            )
-        if similarity >= limits.duplicate:
-            return Decision(
-                VerdictLabel.DUPLICATE,
-                DecidedBy.VECTOR,
-                candidate.image_id,
-                similarity,
-                candidate.phash_distance,
-            )
-        if framed_part_agrees(candidate, policy):
-            return Decision(
-                VerdictLabel.DUPLICATE,
-                DecidedBy.VECTOR,
-                candidate.image_id,
-                reach(candidate),
-                candidate.crop_phash_distance,
-            )
-        confirmed = candidate.verified is Verified.CONFIRMED
-        if reach(candidate) < limits.review and not (confirmed and candidate.word_similarity is not None):
-            continue
-        if confirmed:
-            return Decision(
-                VerdictLabel.DUPLICATE,
-                DecidedBy.VERIFIED,
-                candidate.image_id,
-                reach(candidate),
-                candidate.phash_distance,
-            )
-        if candidate.verified is not Verified.REJECTED:
-            if limits.settled_duplicate is not None and reach(candidate) >= limits.settled_duplicate:
-                return Decision(
-                    VerdictLabel.DUPLICATE,
-                    DecidedBy.LEARNED,
-                    candidate.image_id,
-                    reach(candidate),
-                    candidate.phash_distance,
-                )
-            if review is None and not (limits.settled_unique is not None and reach(candidate) < limits.settled_unique):
-                review = candidate
+        for route in _ROUTES:
+            decision = route(candidate, policy)
+            if decision is not None:
+                return decision
+        if review is None and _waits_for_review(candidate, limits):
+            review = candidate
 
     if review is not None:
         return Decision(VerdictLabel.REVIEW, DecidedBy.VECTOR, review.image_id, reach(review), review.phash_distance)
@@ -91,6 +54,65 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
         reach(scored[0]) if scored else None,  # a hash-only candidate has no similarity
         nearest_hash.phash_distance if nearest_hash else None,
     )
+
+
+# Each way one candidate makes the image a duplicate, in the order they are tried; the first that holds decides.
+def _by_person(candidate: Candidate, policy: Policy) -> Decision | None:
+    """A person said it is the same picture."""
+    if candidate.verified is not Verified.PERSON:
+        return None
+    return _duplicate(candidate, DecidedBy.REVIEW, reach(candidate))
+
+
+def _by_vector(candidate: Candidate, policy: Policy) -> Decision | None:
+    """The whole image's embedding at the duplicate threshold."""
+    similarity = candidate.similarity or 0.0
+    return _duplicate(candidate, DecidedBy.VECTOR, similarity) if similarity >= policy.thresholds.duplicate else None
+
+
+def _by_framed_part(candidate: Candidate, policy: Policy) -> Decision | None:
+    """The framed part agrees with the candidate twice over (embedding and pHash): no verification needed."""
+    if not framed_part_agrees(candidate, policy):
+        return None
+    return _duplicate(candidate, DecidedBy.VECTOR, reach(candidate), candidate.crop_phash_distance)
+
+
+def _by_verification(candidate: Candidate, policy: Policy) -> Decision | None:
+    """In the grey band (or found by its local features), verification confirmed the pair."""
+    confirmed = _in_band(candidate, policy.thresholds) and candidate.verified is Verified.CONFIRMED
+    return _duplicate(candidate, DecidedBy.VERIFIED, reach(candidate)) if confirmed else None
+
+
+def _by_learned_threshold(candidate: Candidate, policy: Policy) -> Decision | None:
+    """In the grey band, not rejected, and at or above what people's decisions settled as duplicates."""
+    limits = policy.thresholds
+    learned = (
+        _in_band(candidate, limits)
+        and candidate.verified is not Verified.REJECTED
+        and limits.settled_duplicate is not None
+        and reach(candidate) >= limits.settled_duplicate
+    )
+    return _duplicate(candidate, DecidedBy.LEARNED, reach(candidate)) if learned else None
+
+
+_ROUTES = (_by_person, _by_vector, _by_framed_part, _by_verification, _by_learned_threshold)
+
+
+def _in_band(candidate: Candidate, limits: Thresholds) -> bool:
+    """In the grey band by its reach, or below it but confirmed after being found by its local features."""
+    found_by_words = candidate.verified is Verified.CONFIRMED and candidate.word_similarity is not None
+    return reach(candidate) >= limits.review or found_by_words
+
+
+def _waits_for_review(candidate: Candidate, limits: Thresholds) -> bool:
+    """A grey-band candidate nothing settled: not rejected, and not below what people settled as unique."""
+    settled_unique = limits.settled_unique is not None and reach(candidate) < limits.settled_unique
+    return _in_band(candidate, limits) and candidate.verified is not Verified.REJECTED and not settled_unique
+
+
+def _duplicate(candidate: Candidate, by: DecidedBy, similarity: float, phash: int | None = None) -> Decision:
+    distance = candidate.phash_distance if phash is None else phash
+    return Decision(VerdictLabel.DUPLICATE, by, candidate.image_id, similarity, distance)
 
 
 def decide_by_hashes(candidates: Sequence[Candidate], policy: Policy) -> Decision | None:

@@ -1,4 +1,4 @@
-"""`python -m app ...`: see app/entrypoints/cli.py."""
+"""`python -m app ...`: see app/entrypoints/cli/."""
 
 import sys
 

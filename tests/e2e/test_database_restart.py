@@ -59,7 +59,14 @@ async def test_database_restart_mid_drain_loses_nothing(
     planted = await plant_queue(settings, server, DISTINCT_BASES, copies=11)  # 30 photos, 330 copies
     assert len(planted) == 360
     port = free_port()
-    env = app_env(settings, APP_WORKER__ENABLED="true", APP_WORKER__BATCH_SIZE="25", APP_WORKER__IDLE_SECONDS="0.2")
+    # the breaker's first wait at 1 s (5 by default): the same path, without waiting out the default in CI
+    env = app_env(
+        settings,
+        APP_WORKER__ENABLED="true",
+        APP_WORKER__BATCH_SIZE="25",
+        APP_WORKER__IDLE_SECONDS="0.2",
+        APP_WORKER__BREAKER_BASE_SECONDS="1",
+    )
     log = tmp_path / "serve.log"
     service = spawn(["serve", "--port", str(port)], env, log=log)
     try:

@@ -115,9 +115,9 @@ LONGEST_FIRST = (
     "tests/e2e/test_cloud_pipeline.py",
     "tests/e2e/test_fuzz.py",
     "tests/e2e/test_cli.py",
-    "tests/worker/test_processes.py",
+    "tests/entrypoints/worker/test_processes.py",
     "tests/e2e/",
-    "tests/worker/",
+    "tests/entrypoints/worker/",
 )
 
 

@@ -12,7 +12,7 @@ import httpx
 from app.config.settings import Settings
 from app.domain.access import hash_key
 from testkit.image_server import ImageServer
-from tests.api.test_reviews import review_settings, seed
+from tests.entrypoints.api.test_reviews import review_settings, seed
 from tests.support import grant, running_app
 
 

@@ -107,7 +107,8 @@ async def test_cli_keys_and_the_bind_policy(make_settings: Callable[..., Setting
     assert code == 1 and "no unrevoked key" in err
 
 
-# The review repository runs on both databases in tests/entrypoints/api/test_reviews.py; here the command line around it.
+# The review repository runs on both databases in tests/entrypoints/api/test_reviews.py; here the command line
+# around it.
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_cli_review_list_decide_undo(make_settings: Callable[..., Settings], server: ImageServer) -> None:
     from tests.entrypoints.api.test_reviews import review_settings

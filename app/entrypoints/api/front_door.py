@@ -72,7 +72,8 @@ def keyless_refusal(scope: Scope) -> str | None:
 
 # What anyone may ask without a key, since it tells nothing about the images; and the review page, which signs
 # its reviewers in with a key and then knows them by its cookie. Every other path takes a key at the door, so a
-# route added later is closed until it is listed here (tests/entrypoints/api/test_contract.py holds this list to the schema).
+# route added later is closed until it is listed here (tests/entrypoints/api/test_contract.py holds this list to
+# the schema).
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/oauth2-redirect"})
 PAGE_PREFIX = "/review"
 

@@ -4,11 +4,16 @@ WORKDIR /src
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
-# torch first, from the CPU wheel index: PyPI's default build is a multi-GB CUDA one.
-RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
+# torch first, from the CPU wheel index: PyPI's default build is a multi-GB CUDA one. Everything else from the
+# lock, by its hashes, as `make run` and CI install it.
+RUN pip install --no-deps torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+    && pip install --no-deps uv==0.9.30
+COPY requirements.lock ./
+RUN uv pip install --python /opt/venv/bin/python --no-deps --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY app ./app
-RUN pip install .
+COPY migrations ./migrations
+RUN uv pip install --python /opt/venv/bin/python --no-deps --no-build-isolation .
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 imgdedup

@@ -31,9 +31,10 @@ test-services:
 	bash scripts/ensure-test-services.sh
 
 # One worker per core and as many again: the suite's served processes and drills wait as much as they compute.
-# The longest tests are collected first (tests/conftest.py) and handed out one by one as workers come free.
+# The longest tests are collected first (tests/conftest.py) and handed out one by one as workers come free; the
+# fifteen slowest are listed at the end.
 test: venv test-services
-	$(PY) -m pytest -q -n 4 --dist load
+	$(PY) -m pytest -q -n 4 --dist load --durations=15
 
 # ruff (lint and format), mypy (strict on domain, vision, check, ports), the import contracts of the layers
 lint: venv

@@ -73,3 +73,21 @@ def test_compose_monitoring_profile_wires_prometheus_and_grafana() -> None:
     assert "imgdedup:8000" in scrape and "metrics_path: /metrics" in scrape
     datasource = (REPO / "deploy/monitoring/grafana/provisioning/datasources/prometheus.yml").read_text()
     assert "uid: prometheus" in datasource and "http://prometheus:9090" in datasource
+
+
+def test_every_install_comes_from_the_lock_and_the_lock_pins_every_dependency() -> None:
+    import re
+    import tomllib
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    wanted = [*project["dependencies"], *(d for extra in project["optional-dependencies"].values() for d in extra)]
+    names = {re.split(r"[<>=!\[ ;]", d, maxsplit=1)[0].lower().replace("_", "-") for d in wanted}
+    lock = (REPO / "requirements.lock").read_text()
+    pinned = {m.group(1).lower() for m in re.finditer(r"^([A-Za-z0-9_.-]+)==\S+", lock, re.M)}
+    assert names - {"torch"} <= pinned, names - {"torch"} - pinned  # torch: its CPU build, pinned where installed
+    hashed = {m.group(1).lower() for m in re.finditer(r"^([A-Za-z0-9_.-]+)==.*\\\n\s+--hash=sha256:", lock, re.M)}
+    assert hashed == pinned  # every pin carries its hashes
+    for installer in ("Makefile", "Dockerfile"):
+        text = (REPO / installer).read_text()
+        assert "--require-hashes" in text and "requirements.lock" in text.replace("$(LOCK)", "requirements.lock")
+        assert "torch==2.13.0" in text, installer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from pathlib import Path
 from typing import Literal
@@ -347,10 +348,20 @@ class Settings(BaseSettings):
         return f"{scheme}://{user}:{password}@{host}{slash}{path}"
 
     @property
+    def listens_on_loopback_only(self) -> bool:
+        """Whether `host` reaches this machine alone (a name other than localhost, or a wildcard, does not)."""
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    @property
     def secure_cookies(self) -> bool:
         if self.api.secure_cookies is not None:
             return self.api.secure_cookies
-        return not (self.host == "localhost" or self.host.startswith("127.") or self.host == "::1")
+        return not self.listens_on_loopback_only
 
     @property
     def graph_cache_dir(self) -> Path:

@@ -1,7 +1,7 @@
 """Who is calling: the API key in `Authorization: Bearer <key>`, its scopes, and its rate.
 
 With no keys in the database the service is open, but only when it listens on loopback alone (the bind policy
-in `binds_loopback_only`); `serve` refuses any other address without keys. Keys are read again every
+in `Settings.listens_on_loopback_only`); `serve` refuses any other address without keys. Keys are read again every
 `keys_refresh_seconds`, so a key added or revoked by `python -m app keys` takes effect within that time, and
 an unknown key costs no query.
 """
@@ -9,7 +9,6 @@ an unknown key costs no query.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import math
 import time
 
@@ -21,15 +20,6 @@ from app.domain.errors import Forbidden, RateLimited, Unauthorized
 from app.ports.persistence import UnitsOfWork
 
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
-
-
-def binds_loopback_only(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False  # a name, or a wildcard like 0.0.0.0 / ::
 
 
 class KeyRing:

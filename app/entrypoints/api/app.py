@@ -13,7 +13,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from app.composition import Container, build_container
 from app.config.settings import Settings
-from app.entrypoints.api.access import Access, binds_loopback_only
+from app.entrypoints.api.access import Access
 from app.entrypoints.api.access_log import AccessLog
 from app.entrypoints.api.errors import install_error_handlers
 from app.entrypoints.api.front_door import FrontDoor
@@ -84,7 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                     "container": container,
                     "in_flight": InFlightLimit(settings.api.max_checks_in_flight),
                     # open without keys only where nobody but this machine can connect
-                    "access": Access(container.units, settings.api, open_when_empty=binds_loopback_only(settings.host)),
+                    "access": Access(container.units, settings.api, open_when_empty=settings.listens_on_loopback_only),
                 }
             finally:
                 stop.set()  # the batch in hand is finished and written back before the container closes
@@ -101,7 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if settings.api.docs else None,
         redoc_url=None,
     )
-    app.openapi = _schema(app, keys_optional=binds_loopback_only(settings.host))  # type: ignore[method-assign]
+    app.openapi = _schema(app, keys_optional=settings.listens_on_loopback_only)  # type: ignore[method-assign]
     install_error_handlers(app)
     # The review page's sign-in: a signed cookie, never sent cross-site, out of reach of scripts.
     app.add_middleware(

@@ -26,14 +26,13 @@ def add_run_commands(commands: argparse._SubParsersAction) -> None:  # type: ign
 async def _bind_policy(settings: Settings) -> None:
     """Without API keys the service is open, so it may listen on loopback alone."""
     from app.composition import open_database
-    from app.entrypoints.api.access import binds_loopback_only
     from app.ops.keys import any_active_key
 
     async with open_database(settings) as database:
         keys = await any_active_key(database.units)
     if keys:
         return
-    if not binds_loopback_only(settings.host):
+    if not settings.listens_on_loopback_only:
         raise ConfigurationError(
             f"no API keys exist, so the service may listen on loopback only, not {settings.host}: add a key first "
             "(python -m app keys add NAME --scopes check,register,read,admin) or serve on 127.0.0.1"

@@ -100,7 +100,9 @@ class FrontDoor:
             await self.app(scope, receive, send)
             return
         send = _with_security_headers(send, scope["path"])
-        state = scope.setdefault("state", {})
+        # this request's own copy of the lifespan state: what is learnt of its caller is never another request's
+        # (uvicorn copies it per request; not every server does)
+        state = scope["state"] = dict(scope.get("state", {}))
         refusal = keyless_refusal(scope)
         state["keyless_refusal"] = refusal
         access: Access | None = state.get("access")

@@ -3,6 +3,7 @@ key, and the routes that stay open because they tell nothing."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 import httpx
@@ -111,3 +112,14 @@ async def test_access_each_key_has_its_rate(make_settings: Callable[..., Setting
         assert over.headers["retry-after"] == "30"  # one request drains every 60 / 2 seconds
         # another key is not slowed by it, and gets the default rate
         assert [(await client.get("/stats", headers=usual)).status_code for _ in range(4)] == [200, 200, 200, 429]
+
+
+async def test_concurrent_callers_each_keep_their_own_scopes(make_settings: Callable[..., Settings]) -> None:
+    # The front door learns each request's caller before its body is read; under a server that hands every request
+    # the same lifespan state (asgi-lifespan does), one request's caller must never be another's.
+    settings = make_settings(api=ApiSettings(rate_limit_per_minute=10_000))
+    reader = await grant(settings, "dashboard", "read")
+    checker = await grant(settings, "checker", "check")
+    async with running_app(settings) as (_, client):
+        answers = await asyncio.gather(*(client.get("/stats", headers=reader if n % 2 else checker) for n in range(40)))
+    assert [a.status_code for a in answers] == [403, 200] * 20

@@ -168,6 +168,16 @@ class QueueRepository(Protocol):
 
     async def reset_all(self) -> int: ...
 
+    async def settled_unregistered(
+        self,
+        statuses: Sequence[str],
+        created_from: datetime | None,
+        created_to: datetime | None,
+        source_ids: Sequence[int] | None,
+    ) -> list[int]:
+        """Upstream rows others settled that hold no verdict of ours yet, in upstream order (created, then id)."""
+        ...
+
     async def counts(self) -> QueueCounts: ...
 
 

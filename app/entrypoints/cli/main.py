@@ -1,5 +1,5 @@
 """The command line: `python -m app serve | worker | stats | status | recalc | reset-data | reset-vectors |
-reindex | calibrate | keys | review | migrate`.
+reindex | backfill | calibrate | keys | review | migrate`.
 
 Parse arguments, load Settings, hand off to the command's module; every command builds its backends with the
 composition root.
@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from app.config.settings import Settings
 from app.domain.errors import AppError, ConfigurationError, InvalidRequest
+from app.entrypoints.cli.backfill import add_backfill_command
 from app.entrypoints.cli.calibrate import add_calibrate_command
 from app.entrypoints.cli.keys import add_keys_command
 from app.entrypoints.cli.maintenance import add_maintenance_commands
@@ -31,6 +32,7 @@ def _parser() -> argparse.ArgumentParser:
         add_run_commands,
         add_queue_commands,
         add_maintenance_commands,
+        add_backfill_command,
         add_calibrate_command,
         add_keys_command,
         add_review_commands,

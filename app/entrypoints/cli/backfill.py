@@ -1,0 +1,99 @@
+"""`python -m app backfill`: register the history the platform already holds (rows settled before this service),
+in upstream order, resumable, never writing upstream (app/ops/backfill.py)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import signal
+import sys
+from datetime import datetime
+
+from app.config.settings import Settings
+
+
+def add_backfill_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    backfill = commands.add_parser(
+        "backfill", help="register the upstream rows settled before this service (unique and review), oldest first"
+    )
+    backfill.add_argument(
+        "--where-status", help="comma-separated upstream status values (default: the unique and review values)"
+    )
+    backfill.add_argument("--from", dest="created_from", help="created at or after (ISO time, UTC)")
+    backfill.add_argument("--to", dest="created_to", help="created before (ISO time, UTC)")
+    backfill.add_argument("--ids", help="comma-separated upstream row ids")
+    backfill.add_argument("--report", help="write the historic copies found (and the rows that failed) to this CSV")
+    backfill.add_argument("--dry-run", action="store_true", help="count what would be registered, change nothing")
+    backfill.set_defaults(handler=_backfill)
+
+
+def _scope(settings: Settings, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from app.ops.backfill import BackfillScope
+
+    names = settings.queue
+    statuses = (
+        [s.strip() for s in args.where_status.split(",") if s.strip()]
+        if args.where_status
+        else [names.status_unique, names.status_review]
+    )
+    return BackfillScope(
+        statuses=statuses,
+        created_from=datetime.fromisoformat(args.created_from) if args.created_from else None,
+        created_to=datetime.fromisoformat(args.created_to) if args.created_to else None,
+        source_ids=[int(x) for x in args.ids.split(",")] if args.ids else None,
+    )
+
+
+async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from app.composition import build_container, open_database
+    from app.ops.backfill import backfill, pending_rows
+
+    scope = _scope(settings, args)
+    if args.dry_run:
+        async with open_database(settings) as database:
+            rows = await pending_rows(database.units, scope)
+        print(f"{len(rows)} upstream rows would be registered (status {', '.join(scope.statuses)}, not yet ours)")
+        return 0
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # the batches in hand finish, then it stops
+        loop.add_signal_handler(signum, stop.set)
+    async with build_container(settings) as container:
+        rows = await pending_rows(container.units, scope)
+        worker = settings.worker
+        with tqdm(total=len(rows), unit="row", desc="backfill", file=sys.stderr) as bar:
+            result = await backfill(
+                container.service,
+                rows,
+                batch_size=worker.batch_size,
+                concurrency=worker.concurrency,
+                stop=stop,
+                progress=bar.update,
+            )
+    done = result.registered + len(result.copies) + len(result.failed)
+    print(
+        f"registered {result.registered} rows, {len(result.copies)} historic copies recorded as duplicates, "
+        f"{len(result.failed)} failed"
+        + (f"; stopped after {done} of {len(rows)}: run again to resume" if stop.is_set() else "")
+    )
+    if args.report:
+        _write_report(args.report, result)
+    return 0
+
+
+def _write_report(path: str, result) -> None:  # type: ignore[no-untyped-def]
+    with open(path, "w", newline="") as handle:
+        out = csv.writer(handle)
+        out.writerow(["source_id", "image_id", "outcome", "matched_source_id", "matched_image_id", "similarity",
+                      "decided_by", "error"])  # fmt: skip
+        for outcome in result.copies:
+            v = outcome.verdict
+            out.writerow([v.source_id, v.image_id, "copy", v.matched_source_id, v.matched_image_id, v.similarity,
+                          v.decided_by.value, ""])  # fmt: skip
+        for outcome in result.failed:
+            source_id = getattr(outcome.item.ref, "source_id", None)
+            error = outcome.error
+            out.writerow([source_id, "", "failed", "", "", "", "", f"{error.code}: {error.message}" if error else ""])

@@ -52,6 +52,18 @@ class SqlImageRepository:
         rows = (await self._session.execute(sa.select(self._t).where(self._t.c.image_id.in_(image_ids)))).mappings()
         return {r["image_id"]: image_row(r) for r in rows}
 
+    async def copies_of(self, image_id: int, after: int, limit: int) -> list[ImageRow]:
+        """The images recorded as duplicates of this one, or in review with it as their candidate, by id after
+        `after`: one page of what a takedown must find."""
+        t = self._t
+        query = (
+            sa.select(t)
+            .where(t.c.matched_image_id == image_id, t.c.verdict.in_(["duplicate", "review"]), t.c.image_id > after)
+            .order_by(t.c.image_id)
+            .limit(limit)
+        )
+        return [image_row(r) for r in (await self._session.execute(query)).mappings()]
+
     async def create(self, source_url: str | None = None, source_id: int | None = None) -> int:
         now = self._clock.now()
         result = await self._session.execute(

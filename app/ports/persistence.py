@@ -31,6 +31,10 @@ class ImageRepository(Protocol):
 
     async def get(self, image_id: int) -> ImageRow | None: ...
 
+    async def copies_of(self, image_id: int, after: int, limit: int) -> list[ImageRow]:
+        """Images recorded as duplicates of this one, or in review with it as their candidate, by id after `after`."""
+        ...
+
     async def get_by_source(self, source_id: int) -> ImageRow | None: ...
 
     async def get_by_sources(self, source_ids: Sequence[int]) -> dict[int, ImageRow]:

@@ -176,3 +176,29 @@ async def test_check_by_source_id_uses_the_queue_row(
         # checking the same row again reuses its image_id (one id per upstream row)
         again = (await client.post("/check", json={"source_id": 41})).json()
         assert (again["image_id"], again["verdict"]) == (first["image_id"], "unique")
+
+
+async def test_the_copies_of_an_image_are_listed_by_pages(make_settings: Callable[..., Settings]) -> None:
+    async with running_app(make_settings()) as (_, client):
+        original = (await upload(client, jpeg(photo("b0575")))).json()["image_id"]
+        other = (await upload(client, jpeg(photo("b0587")))).json()["image_id"]
+        copies = [
+            (await upload(client, data)).json()
+            for data in (
+                jpeg(resized(photo("b0575"), 0.5), 70),
+                jpeg(flipped(photo("b0575")), 85),
+                jpeg(resized(photo("b0575"), 0.7), 60),
+                jpeg(resized(photo("b0587"), 0.5), 70),  # another picture's copy: not listed
+            )
+        ]
+        assert [c["verdict"] for c in copies] == ["duplicate"] * 4
+        first = (await client.get(f"/images/{original}/copies", params={"limit": 2})).json()
+        assert [c["image_id"] for c in first["copies"]] == [copies[0]["image_id"], copies[1]["image_id"]]
+        rest = (await client.get(f"/images/{original}/copies", params={"after": first["next_after"]})).json()
+        assert [c["image_id"] for c in rest["copies"]] == [copies[2]["image_id"]] and rest["next_after"] is None
+        assert all(c["matched_image_id"] == original for c in first["copies"] + rest["copies"])
+        assert [c["image_id"] for c in (await client.get(f"/images/{other}/copies")).json()["copies"]] == [
+            copies[3]["image_id"]
+        ]
+        missing = await client.get("/images/999/copies")
+        assert (missing.status_code, missing.json()["code"]) == (404, "image_not_found")

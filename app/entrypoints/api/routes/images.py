@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
+from pydantic import BaseModel, Field
 
 from app.domain.errors import ImageNotFound
 from app.domain.records import ImageRow
@@ -59,6 +60,37 @@ async def get_image(
     if row is None:
         raise ImageNotFound(f"no image with image_id {image_id}")
     return image_response(row)
+
+
+class CopiesResponse(BaseModel):
+    image_id: int
+    copies: list[ImageResponse] = Field(description="Duplicates of the image, and review items that name it")
+    next_after: int | None = Field(description="Pass as `after` for the next page; null on the last one")
+
+
+@router.get(
+    "/images/{image_id}/copies",
+    response_model=CopiesResponse,
+    responses=_ERRORS,
+    summary="Every image recorded as a copy of this one (and review items naming it), by pages",
+)
+async def copies(
+    image_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    container: ContainerDep,
+    _: ReaderDep,
+    after: int = Query(0, ge=0, le=MAX_ID, description="The last image_id of the previous page"),
+    limit: int = Query(100, ge=1, le=1000),
+) -> CopiesResponse:
+    async with container.units() as uow:
+        if await uow.images.get(image_id) is None:
+            raise ImageNotFound(f"no image with image_id {image_id}")
+        rows = await uow.images.copies_of(image_id, after, limit + 1)
+    page = rows[:limit]
+    return CopiesResponse(
+        image_id=image_id,
+        copies=[image_response(r) for r in page],
+        next_after=page[-1].image_id if len(rows) > limit else None,
+    )
 
 
 @router.get("/images", response_model=ImageResponse, responses=_ERRORS)

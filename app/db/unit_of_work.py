@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.api_keys import SqlApiKeyRepository
 from app.db.errors import is_transient_conflict
+from app.db.history import SqlHistoryRepository
 from app.db.images import SqlImageRepository
 from app.db.queue import SqlQueueRepository
 from app.db.reviews import SqlReviewRepository
@@ -43,6 +44,7 @@ class SqlUnitOfWork:
         self.keys = SqlApiKeyRepository(self._session, self._tables, self.clock)
         self.reviews = SqlReviewRepository(self._session, self._tables, self.clock)
         self.sign_ins = SqlSignInRepository(self._session, self._tables, self.clock)
+        self.history = SqlHistoryRepository(self._session, self._tables)
         return self
 
     async def commit(self) -> None:

@@ -43,7 +43,7 @@ class BackfillResult:
 
 async def pending_rows(units: UnitsOfWork, scope: BackfillScope) -> list[int]:
     async with units() as uow:
-        return await uow.queue.settled_unregistered(
+        return await uow.history.settled_unregistered(
             scope.statuses, scope.created_from, scope.created_to, scope.source_ids
         )
 

@@ -172,16 +172,6 @@ class QueueRepository(Protocol):
 
     async def reset_all(self) -> int: ...
 
-    async def settled_unregistered(
-        self,
-        statuses: Sequence[str],
-        created_from: datetime | None,
-        created_to: datetime | None,
-        source_ids: Sequence[int] | None,
-    ) -> list[int]:
-        """Upstream rows others settled that hold no verdict of ours yet, in upstream order (created, then id)."""
-        ...
-
     async def counts(self) -> QueueCounts: ...
 
 
@@ -226,6 +216,20 @@ class ReviewRepository(Protocol):
     async def save_preview(self, image_id: int, jpeg: bytes) -> None: ...
 
     async def preview(self, image_id: int) -> bytes | None: ...
+
+
+class HistoryRepository(Protocol):
+    """The upstream rows settled before this service, read by a backfill (never written)."""
+
+    async def settled_unregistered(
+        self,
+        statuses: Sequence[str],
+        created_from: datetime | None,
+        created_to: datetime | None,
+        source_ids: Sequence[int] | None,
+    ) -> list[int]:
+        """Upstream rows others settled that hold no verdict of ours yet, in upstream order (created, then id)."""
+        ...
 
 
 class SignInRepository(Protocol):
@@ -282,6 +286,9 @@ class UnitOfWork(Protocol):
 
     @property
     def sign_ins(self) -> SignInRepository: ...
+
+    @property
+    def history(self) -> HistoryRepository: ...
 
     @property
     def clock(self) -> Clock: ...

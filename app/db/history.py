@@ -1,0 +1,49 @@
+"""SQL behind the HistoryRepository port: the upstream rows settled before this service, which a backfill
+registers (read only: nothing is written upstream)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.db.tables import Tables
+
+
+class SqlHistoryRepository:
+    def __init__(self, session: AsyncSession, tables: Tables) -> None:
+        self._session = session
+        self._q = tables.queue
+        self._i = tables.image
+        self._names = tables.queue_settings
+
+    async def settled_unregistered(
+        self,
+        statuses: Sequence[str],
+        created_from: datetime | None,
+        created_to: datetime | None,
+        source_ids: Sequence[int] | None,
+    ) -> list[int]:
+        """Upstream rows settled before us (these status values, similarity done) that have no verdict of ours yet,
+        in upstream order (created time, then id): what a backfill registers, and what a second run resumes."""
+        q, i, names = self._q, self._i, self._names
+        where: list[sa.ColumnElement[bool]] = [
+            q.c.status.in_(list(statuses)),
+            q.c.similarity == names.similarity_done,
+            i.c.verdict.is_(None),
+        ]
+        if created_from is not None:
+            where.append(q.c.created_at >= created_from)
+        if created_to is not None:
+            where.append(q.c.created_at < created_to)
+        if source_ids is not None:
+            where.append(q.c.id.in_(list(source_ids)))
+        query = (
+            sa.select(q.c.id)
+            .select_from(q.outerjoin(i, i.c.source_id == q.c.id))
+            .where(*where)
+            .order_by(q.c.created_at, q.c.id)
+        )
+        return [int(source_id) for (source_id,) in await self._session.execute(query)]

@@ -36,7 +36,10 @@ test-services:
 test: venv test-services
 	$(PY) -m pytest -q -n 4 --dist load --durations=15
 
-# ruff (lint and format), mypy (strict on domain, vision, check, ports), the import contracts of the layers
+# ruff (lint and format), mypy (strict on domain, vision, check, ports), the import contracts of the layers.
+# mypy's cache lives beside pip's and uv's: it is keyed by the files' contents, so every clone may share it.
+MYPY_CACHE_DIR ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/imgdedup/mypy
+export MYPY_CACHE_DIR
 lint: venv
 	$(VENV)/bin/ruff check app tests testkit bench scripts migrations
 	$(VENV)/bin/ruff format --check app tests testkit bench scripts migrations

@@ -4,6 +4,7 @@ copies made of them with Pillow: what the tests and the benchmark's checks feed 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -11,8 +12,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = REPO / "tests" / "data" / "photos"
-# The embedder's graph, built once for every test and benchmark of a checkout (app/adapters/graph_cache.py)
-GRAPH_CACHE = REPO / ".cache" / "graphs"
+# The embedder's graph, built once for every test and benchmark run on this machine: the cache names each graph by
+# the digest of everything it is made of and checks it on load (app/adapters/graph_cache.py), so clones share it.
+GRAPH_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "imgdedup" / "graphs"
 
 
 def photo(base_id: str) -> Image.Image:

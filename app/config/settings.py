@@ -14,6 +14,17 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from app.config.legacy_ini import LegacyIniSource
 
 
+def is_loopback_host(host: str) -> bool:
+    """Whether a host reaches this machine alone: localhost or a loopback address (an IPv6 one with or without its
+    brackets); any other name, or a wildcard like 0.0.0.0, does not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class DbSettings(BaseModel):
     # None means: an SQLite file in the data folder.
     url: str | None = None
@@ -349,13 +360,7 @@ class Settings(BaseSettings):
 
     @property
     def listens_on_loopback_only(self) -> bool:
-        """Whether `host` reaches this machine alone (a name other than localhost, or a wildcard, does not)."""
-        if self.host == "localhost":
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return is_loopback_host(self.host)
 
     @property
     def secure_cookies(self) -> bool:

@@ -7,12 +7,12 @@ anyone make the service read and parse megabytes first; here a request without a
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.config.settings import is_loopback_host
 from app.domain.errors import AppError, UploadTooLarge
 from app.entrypoints.api.access import Access
 from app.entrypoints.api.errors import error_body
@@ -30,22 +30,9 @@ _PAGE_POLICY = (
 _API_POLICY = b"default-src 'none'; frame-ancestors 'none'"
 
 
-def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_and_port(authority: str) -> tuple[str, str]:
-    parsed = urlsplit(f"//{authority}")
-    try:
-        port = str(parsed.port or "")
-    except ValueError:
-        port = "?"
-    return (parsed.hostname or ""), port
+def _hostname(authority: str) -> str:
+    """The host of a Host header's `host[:port]` (brackets of an IPv6 literal dropped)."""
+    return urlsplit(f"//{authority}").hostname or ""
 
 
 def keyless_refusal(scope: Scope) -> str | None:
@@ -53,11 +40,11 @@ def keyless_refusal(scope: Scope) -> str | None:
     loopback, names a loopback host (a DNS-rebinding page names its own), and is not a request a web page of
     another origin made the browser send."""
     client, server = scope.get("client"), scope.get("server")
-    if client and not _is_loopback(str(client[0])) or server and not _is_loopback(str(server[0])):
+    if client and not is_loopback_host(str(client[0])) or server and not is_loopback_host(str(server[0])):
         return "it did not come over loopback"
     headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
     host = headers.get("host")
-    if host is not None and not _is_loopback(_host_and_port(host)[0]):
+    if host is not None and not is_loopback_host(_hostname(host)):
         return "its Host header does not name this machine"
     site = headers.get("sec-fetch-site")
     if site is not None and site not in ("same-origin", "none"):
@@ -65,7 +52,7 @@ def keyless_refusal(scope: Scope) -> str | None:
     origin = headers.get("origin")
     if origin is not None:
         parsed = urlsplit(origin)
-        if host is None or parsed.netloc.lower() != host.lower() or not _is_loopback(parsed.hostname or ""):
+        if host is None or parsed.netloc.lower() != host.lower() or not is_loopback_host(parsed.hostname or ""):
             return "a web page of another origin sent it (Origin)"
     return None
 
@@ -78,8 +65,12 @@ OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/do
 PAGE_PREFIX = "/review"
 
 
+def _is_page(path: str) -> bool:
+    return path == PAGE_PREFIX or path.startswith(PAGE_PREFIX + "/")
+
+
 def takes_a_key(path: str) -> bool:
-    return path not in OPEN_PATHS and path != PAGE_PREFIX and not path.startswith(PAGE_PREFIX + "/")
+    return path not in OPEN_PATHS and not _is_page(path)
 
 
 class FrontDoor:
@@ -103,35 +94,37 @@ class FrontDoor:
         # this request's own copy of the lifespan state: what is learnt of its caller is never another request's
         # (uvicorn copies it per request; not every server does)
         state = scope["state"] = dict(scope.get("state", {}))
-        refusal = keyless_refusal(scope)
-        state["keyless_refusal"] = refusal
         access: Access | None = state.get("access")
         if access is not None and takes_a_key(scope["path"]):
             authorization = next((v for k, v in scope["headers"] if k == b"authorization"), None)
             try:
                 state["caller"] = await access.caller(
-                    None if authorization is None else authorization.decode("latin-1"), refusal
+                    None if authorization is None else authorization.decode("latin-1"), keyless_refusal(scope)
                 )
             except AppError as exc:
-                await JSONResponse(error_body(exc.code, exc.message), exc.status_code, exc.headers)(
-                    scope, receive, send
-                )
+                await _refuse(exc, scope, receive, send)
                 return
         limit = self._max_upload if scope["path"] in self._upload_paths else self._max_body
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            message = f"the request body is {int(declared)} bytes; at most {limit} are accepted here"
-            await JSONResponse(error_body("upload_too_large", message), 413)(scope, receive, send)
+            too_large = UploadTooLarge(f"the request body is {int(declared)} bytes; at most {limit} are accepted here")
+            await _refuse(too_large, scope, receive, send)
             return
         if scope["path"] in self._upload_paths:  # the route streams its upload and answers an overflow itself
             await self.app(scope, _counting(receive, limit), send)
             return
         body = await _read_at_most(receive, limit)  # small: read here, so an overflow is a 413 whoever parses it
         if body is None:
-            message = f"the request body exceeds {limit} bytes, the most accepted here"
-            await JSONResponse(error_body("upload_too_large", message), 413)(scope, receive, send)
+            await _refuse(
+                UploadTooLarge(f"the request body exceeds {limit} bytes, the most accepted here"), scope, receive, send
+            )
             return
         await self.app(scope, _replay(body, receive), send)
+
+
+async def _refuse(error: AppError, scope: Scope, receive: Receive, send: Send) -> None:
+    """An answer before the app: the same JSON {code, message} and status the one error handler gives."""
+    await JSONResponse(error_body(error.code, error.message), error.status_code, error.headers)(scope, receive, send)
 
 
 async def _read_at_most(receive: Receive, limit: int) -> bytes | None:
@@ -181,7 +174,7 @@ def _counting(receive: Receive, limit: int) -> Receive:
 
 
 def _with_security_headers(send: Send, path: str) -> Send:
-    policy = _PAGE_POLICY if path == PAGE_PREFIX or path.startswith(PAGE_PREFIX + "/") else _API_POLICY
+    policy = _PAGE_POLICY if _is_page(path) else _API_POLICY
 
     async def sending(message: Message) -> None:
         if message["type"] == "http.response.start":

@@ -8,9 +8,13 @@ import asyncio
 import csv
 import signal
 import sys
-from datetime import datetime
+from typing import TYPE_CHECKING
 
 from app.config.settings import Settings
+from app.entrypoints.cli.queue import id_list, when
+
+if TYPE_CHECKING:  # the command's work is imported when it runs, not when the command line starts
+    from app.ops.backfill import BackfillResult, BackfillScope
 
 
 def add_backfill_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -28,7 +32,7 @@ def add_backfill_command(commands: argparse._SubParsersAction) -> None:  # type:
     backfill.set_defaults(handler=_backfill)
 
 
-def _scope(settings: Settings, args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _scope(settings: Settings, args: argparse.Namespace) -> BackfillScope:
     from app.ops.backfill import BackfillScope
 
     names = settings.queue
@@ -39,9 +43,9 @@ def _scope(settings: Settings, args: argparse.Namespace):  # type: ignore[no-unt
     )
     return BackfillScope(
         statuses=statuses,
-        created_from=datetime.fromisoformat(args.created_from) if args.created_from else None,
-        created_to=datetime.fromisoformat(args.created_to) if args.created_to else None,
-        source_ids=[int(x) for x in args.ids.split(",")] if args.ids else None,
+        created_from=when(args.created_from),
+        created_to=when(args.created_to),
+        source_ids=id_list(args.ids),
     )
 
 
@@ -84,13 +88,12 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_report(path: str, result) -> None:  # type: ignore[no-untyped-def]
+def _write_report(path: str, result: BackfillResult) -> None:
     with open(path, "w", newline="") as handle:
         out = csv.writer(handle)
         out.writerow(["source_id", "image_id", "outcome", "matched_source_id", "matched_image_id", "similarity",
                       "decided_by", "error"])  # fmt: skip
-        for outcome in result.copies:
-            v = outcome.verdict
+        for v in (outcome.verdict for outcome in result.copies if outcome.verdict is not None):
             out.writerow([v.source_id, v.image_id, "copy", v.matched_source_id, v.matched_image_id, v.similarity,
                           v.decided_by.value, ""])  # fmt: skip
         for outcome in result.failed:

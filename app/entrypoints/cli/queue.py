@@ -88,15 +88,21 @@ async def _status(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
-def _when(text: str | None) -> datetime | None:
+def id_list(text: str | None) -> list[int] | None:
+    """A comma-separated list of upstream row ids, or none given."""
+    return [int(x) for x in text.split(",")] if text else None
+
+
+def when(text: str | None) -> datetime | None:
+    """A --from / --to option: an ISO time, or none given."""
     return datetime.fromisoformat(text) if text else None
 
 
 async def _recalc(settings: Settings, args: argparse.Namespace) -> None:
     from app.composition import open_database
 
-    ids = [int(x) for x in args.source_ids.split(",")] if args.source_ids else None
+    ids = id_list(args.source_ids)
     async with open_database(settings) as database, database.units() as uow:
-        count = await uow.queue.requeue(ids, _when(args.created_from), _when(args.created_to), args.include_done)
+        count = await uow.queue.requeue(ids, when(args.created_from), when(args.created_to), args.include_done)
         await uow.commit()
     print(f"re-queued {count} rows")

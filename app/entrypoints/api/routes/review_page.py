@@ -9,7 +9,6 @@ reviewers out) and held to its rate, and every form carries the cookie's CSRF to
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import secrets
 from datetime import timedelta
 from pathlib import Path as FilePath
@@ -22,7 +21,7 @@ from fastapi.templating import Jinja2Templates
 
 from app.check.reviews import ReviewItem
 from app.composition import Container, verify_policy
-from app.domain.access import Caller, Scope
+from app.domain.access import Caller, Scope, hash_key
 from app.domain.errors import AppError, Forbidden, ImageNotFound, InvalidRequest, Unauthorized
 from app.domain.review import Choice
 from app.entrypoints.api.access import Access
@@ -49,10 +48,6 @@ def _checked_csrf(request: Request, given: str) -> None:
         raise Forbidden("the form is stale or not from this page (CSRF token): reload and try again")
 
 
-def _token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 async def _reviewer(request: Request, container: Container) -> Caller | None:
     """The signed-in reviewer: the sign-in the cookie names has not ended, and its key is valid and may review.
     Each request counts against the key's rate, as the API's do."""
@@ -60,7 +55,7 @@ async def _reviewer(request: Request, container: Container) -> Caller | None:
     if not token:
         return None
     async with container.units() as uow:
-        name = await uow.sign_ins.key_of(_token_hash(str(token)))
+        name = await uow.sign_ins.key_of(hash_key(str(token)))
     access: Access = request.state.access
     caller = await access.keys.caller_named(name) if name else None
     if caller is None or not caller.can(Scope.REVIEW):
@@ -142,7 +137,7 @@ async def sign_in(
     token = secrets.token_urlsafe(32)
     async with container.units() as uow:
         expires = uow.clock.now() + timedelta(hours=container.settings.api.session_hours)
-        await uow.sign_ins.open(_token_hash(token), caller.name, expires)
+        await uow.sign_ins.open(hash_key(token), caller.name, expires)
         await uow.commit()
     request.session.clear()
     request.session["sign_in"] = token
@@ -155,7 +150,7 @@ async def sign_out(request: Request, container: ContainerDep, csrf: Annotated[st
     _checked_csrf(request, csrf)
     if token := request.session.get("sign_in"):  # ended for good: a copy of the cookie no longer signs anyone in
         async with container.units() as uow:
-            await uow.sign_ins.close(_token_hash(str(token)))
+            await uow.sign_ins.close(hash_key(str(token)))
             await uow.commit()
     request.session.clear()
     return RedirectResponse("/review", status_code=303)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.check.metrics import Metrics
+from app.check.removal import RemovalService
 from app.check.reviews import ReviewService
 from app.check.service import CheckOptions, CheckService
 from app.config.settings import Settings
@@ -56,6 +57,7 @@ class Container:
     metrics: Metrics
     holders: LeaseHolders
     reviews: ReviewService
+    removals: RemovalService
 
     @property
     def units(self) -> UnitsOfWork:
@@ -258,8 +260,10 @@ async def build_container(
         )
         await load_phash_index(database.units, phash_index)
         await load_word_index(database.units, service.indexes, executor)
+        await service.blocks.load(database.units)
         await reconcile(database.units, index, embedder.model_name, settings.index.reconcile_hours)
         reviews = ReviewService(
             database.units, service.indexes, service.exclusive, service.thresholds, embedder.model_name
         )
-        yield Container(settings, database, fetcher, embedder, index, service, metrics, holders, reviews)
+        removals = RemovalService(database.units, service)
+        yield Container(settings, database, fetcher, embedder, index, service, metrics, holders, reviews, removals)

@@ -11,8 +11,16 @@ from collections.abc import Sequence
 from concurrent.futures import Executor
 
 from app.check.state import ImageWork, Stopwatch, alive
-from app.domain.errors import AppError, CheckFailed, ImageNotFound, ImageNotRefetchable, SourceNotFound
+from app.domain.errors import (
+    AppError,
+    CheckFailed,
+    ImageNotFound,
+    ImageNotRefetchable,
+    ImageRemoved,
+    SourceNotFound,
+)
 from app.domain.models import SourceRef, StoredImageRef, UploadRef, UrlRef
+from app.domain.records import REMOVED
 from app.ports.backends import ImageFetcher
 from app.ports.persistence import UnitsOfWork
 from app.vision.decode import decode_image
@@ -45,8 +53,8 @@ class Intake:
         try:
             ref = work.item.ref
             match ref:
-                case StoredImageRef(image_id):
-                    await self._stored(work, image_id)
+                case StoredImageRef(image_id, refetch):
+                    await self._stored(work, image_id, refetch)
                 case SourceRef():  # its row was looked up with the batch's others
                     await self._fetch_and_decode(work)
                 case UrlRef(url):
@@ -79,19 +87,24 @@ class Intake:
                 continue
             work.source_id, work.url = source_id, urls[source_id]
             if (row := existing.get(source_id)) is not None:
+                if row.verdict == REMOVED:
+                    work.fail(ImageRemoved(f"the image of row {source_id} was {_removed_how(row.decided_by)}"))
+                    continue
                 work.image_id, work.was_accepted = row.image_id, row.accepted
 
-    async def _stored(self, work: ImageWork, image_id: int) -> None:
+    async def _stored(self, work: ImageWork, image_id: int, refetch: bool) -> None:
         """Re-check an image we hold: from its stored hashes and embedding, fetched again only if they are
-        incomplete and it has a URL."""
+        incomplete (or `refetch`) and it has a URL."""
         async with self._units() as uow:
             row = await uow.images.get(image_id)
             if row is None:
                 raise ImageNotFound(f"no image with image_id {image_id}")
+            if row.verdict == REMOVED:
+                raise ImageRemoved(f"image {image_id} was {_removed_how(row.decided_by)}: it is not checked again")
             stored = (await uow.images.embeddings([image_id], self._model_name)).get(image_id)
         work.image_id, work.source_id, work.was_accepted = row.image_id, row.source_id, row.accepted
         work.url = row.source_url
-        if row.source_url and (stored is None or row.sha256 is None):
+        if row.source_url and (refetch or stored is None or row.sha256 is None):
             await self._fetch_and_decode(work)
             return
         if row.sha256 is None or row.phash is None:
@@ -138,3 +151,7 @@ class Intake:
         async with self._units() as uow:
             await uow.images.delete_unchecked(doomed)
             await uow.commit()
+
+
+def _removed_how(action: str | None) -> str:
+    return "taken down" if action == "takedown" else "deleted"

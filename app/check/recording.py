@@ -12,7 +12,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 from app.check.precedence import Swap, demoted
 from app.check.state import ImageWork, Stopwatch
 from app.domain.errors import TransientConflict
-from app.domain.models import Decision, Thresholds, Verdict
+from app.domain.models import Decision, Thresholds, Verdict, VerdictLabel
 from app.domain.records import ImageRow, VerdictRecord
 from app.ports.persistence import UnitsOfWork
 from app.vision.visual_words import encode_words
@@ -93,7 +93,8 @@ class Recorder:
                 "thresholds": thresholds.as_dict(),
                 "timings_ms": work.timings,
                 "verification": _verification_json(work),
-            },
+            }
+            | ({"blocked": {"reason": work.blocked_reason}} if decision.label is VerdictLabel.BLOCKED else {}),
         )
 
     def _verdict(
@@ -113,6 +114,7 @@ class Recorder:
             model=self._model_name,
             timings_ms=dict(work.timings),
             registered=work.enters_index,
+            reason=work.blocked_reason,
         )
 
 

@@ -19,6 +19,7 @@ from datetime import timedelta
 
 from PIL import Image
 
+from app.check.block_list import BlockList
 from app.check.decision import Plan, plan, settled_by_hashes
 from app.check.embedding import Embedding
 from app.check.hashes import drop_stale_candidates, look_up_hashes
@@ -155,6 +156,7 @@ class CheckService:
             self._local.vocabulary if self._local is not None else None,
         )
         self._recorder = Recorder(units, embedder.model_name)
+        self.blocks = BlockList(embedder.model_name)
         # Serialises decide-and-record in this process: two near-copies checked at the same moment must not
         # both come out unique (docs/design.md §5). The decision lock does the same across processes.
         self._decide_lock = asyncio.Lock()
@@ -289,6 +291,7 @@ class CheckService:
                     await self._embedding.search(works)  # the index changed since: search again
                 if self._options.shared_index:
                     await self._drop_stale(works)
+                    await self.blocks.load(self._units)  # takedowns other processes made
                 recent = await self._recent_acceptances()
                 outcome = plan(works, recent, self.policy(), last_round)
                 if not outcome.pending:
@@ -312,7 +315,7 @@ class CheckService:
         return recent
 
     async def _record(self, outcome: Plan, recent: Sequence[Acceptance]) -> None:
-        decisions, swaps = await self._originals_first(outcome.decisions, recent)
+        decisions, swaps = await self._originals_first(self.blocks.apply(outcome.decisions, self.policy()), recent)
         await self._recorder.record(decisions, self.thresholds, swaps)
         await self.indexes.apply([w for w, _ in decisions])
         await self.indexes.remove([swap.later.image_id for swap in swaps])

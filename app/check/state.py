@@ -74,6 +74,7 @@ class ImageWork:
     same_as: set[int] = field(default_factory=set)
     # How it ended.
     decision: Decision | None = None
+    blocked_reason: str | None = None  # why the image it copies was taken down (a `blocked` decision)
     verdict: Verdict | None = None
     error: AppError | None = None
     timings: dict[str, float] = field(default_factory=dict)

@@ -53,6 +53,10 @@ class QueueSettings(BaseModel):
     similarity_done: str = "done"
     similarity_recalc: str = "recalc"
     similarity_failed: str = "failed"
+    # A copy of a taken-down image (docs/removal.md): the status its row gets.
+    status_blocked: str = "blocked"
+    # A status the platform sets on rows it deleted (None: only rows removed from the table count as deleted).
+    status_deleted: str | None = None
 
 
 def _web_ports() -> list[int | Literal["*"]]:
@@ -208,6 +212,10 @@ class WorkerSettings(BaseModel):
     # the first wait, doubling up to the last, until a batch gets through (app/entrypoints/worker/breaker.py).
     breaker_base_seconds: float = Field(5.0, gt=0)
     breaker_max_seconds: float = Field(300.0, gt=0)
+    # Images whose upstream row was deleted (or got `queue.status_deleted`) are forgotten: a window of our
+    # upstream images is compared with the table every `deletions_every_seconds` (0: never).
+    deletions_every_seconds: float = Field(30.0, ge=0)
+    deletions_window: int = Field(5000, ge=1, le=100_000)
 
 
 class LegacySettings(BaseModel):

@@ -53,12 +53,17 @@ class SqlImageRepository:
         return {r["image_id"]: image_row(r) for r in rows}
 
     async def copies_of(self, image_id: int, after: int, limit: int) -> list[ImageRow]:
-        """The images recorded as duplicates of this one, or in review with it as their candidate, by id after
+        """The images recorded as duplicates of this one (blocked, if it was taken down), or in review with it as
+        their candidate, by id after
         `after`: one page of what a takedown must find."""
         t = self._t
         query = (
             sa.select(t)
-            .where(t.c.matched_image_id == image_id, t.c.verdict.in_(["duplicate", "review"]), t.c.image_id > after)
+            .where(
+                t.c.matched_image_id == image_id,
+                t.c.verdict.in_(["duplicate", "review", "blocked"]),
+                t.c.image_id > after,
+            )
             .order_by(t.c.image_id)
             .limit(limit)
         )

@@ -199,7 +199,12 @@ class SqlQueueRepository:
 
     def _status_of(self) -> dict[str, str]:
         names = self._names
-        return {"duplicate": names.status_duplicate, "unique": names.status_unique, "review": names.status_review}
+        return {
+            "duplicate": names.status_duplicate,
+            "unique": names.status_unique,
+            "review": names.status_review,
+            "blocked": names.status_blocked,
+        }
 
     async def finish(self, claimed: Sequence[ClaimedRow]) -> set[int]:
         """Write each row's stored verdict as status values upstream; the source ids written. A row whose lease
@@ -256,7 +261,7 @@ class SqlQueueRepository:
             .where(
                 q.c.id == source_id,
                 q.c.similarity == names.similarity_done,
-                q.c.status.in_([names.status_unique, names.status_review, names.status_duplicate]),
+                q.c.status.in_(list(self._status_of().values())),
             )
             .values(values)
         )

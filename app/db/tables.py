@@ -151,6 +151,27 @@ class Tables:
             sa.Column("created_at", Timestamp, nullable=False),
             sa.Column("expires_at", Timestamp, nullable=False, index=True),
         )
+        # Every delete and takedown (who, when, why); a takedown's row also keeps the image's hashes and vector:
+        # the block list later uploads are matched against (docs/removal.md).
+        self.removal = sa.Table(
+            "removal",
+            self.metadata,
+            sa.Column("removal_id", BigId, primary_key=True, autoincrement=True),
+            sa.Column("image_id", sa.BigInteger, nullable=False, index=True),
+            sa.Column("source_id", sa.BigInteger, nullable=True),
+            sa.Column("action", sa.String(16), nullable=False),
+            sa.Column("reason", sa.Text, nullable=True),
+            sa.Column("removed_by", sa.String(64), nullable=False),
+            sa.Column("removed_at", Timestamp, nullable=False),
+            sa.Column("copies", sa.String(16), nullable=False),
+            sa.Column("blocked", sa.Boolean, nullable=False, server_default=sa.false(), index=True),
+            sa.Column("sha256", sa.String(64), nullable=True),
+            sa.Column("phash", sa.BigInteger, nullable=True),
+            sa.Column("model", sa.String(64), nullable=True),
+            sa.Column("vector", sa.LargeBinary, nullable=True),
+            sa.Column("lifted_at", Timestamp, nullable=True),
+            sa.Column("lifted_by", sa.String(64), nullable=True),
+        )
         self.api_key = sa.Table(
             "api_key",
             self.metadata,

@@ -16,6 +16,7 @@ from app.db.errors import is_transient_conflict
 from app.db.history import SqlHistoryRepository
 from app.db.images import SqlImageRepository
 from app.db.queue import SqlQueueRepository
+from app.db.removals import SqlRemovalRepository
 from app.db.reviews import SqlReviewRepository
 from app.db.sign_ins import SqlSignInRepository
 from app.db.tables import Tables
@@ -45,6 +46,7 @@ class SqlUnitOfWork:
         self.reviews = SqlReviewRepository(self._session, self._tables, self.clock)
         self.sign_ins = SqlSignInRepository(self._session, self._tables, self.clock)
         self.history = SqlHistoryRepository(self._session, self._tables)
+        self.removals = SqlRemovalRepository(self._session, self._tables, self.clock)
         return self
 
     async def commit(self) -> None:

@@ -71,6 +71,13 @@ class ImageNotFound(AppError):
     code = "image_not_found"
 
 
+class ImageRemoved(AppError):
+    """The image was deleted or taken down (docs/removal.md): its row stays as a record, its bytes are gone."""
+
+    status_code = 410
+    code = "image_removed"
+
+
 class SourceNotFound(AppError):
     status_code = 404
     code = "source_not_found"

@@ -10,11 +10,13 @@ class VerdictLabel(StrEnum):
     DUPLICATE = "duplicate"
     REVIEW = "review"
     UNIQUE = "unique"
+    # a copy of an image taken down (docs/removal.md): never accepted, its upstream row gets the blocked status
+    BLOCKED = "blocked"
 
     @property
     def accepted(self) -> bool:
-        """Accepted images (unique, review) enter the indexes; duplicates never do."""
-        return self is not VerdictLabel.DUPLICATE
+        """Accepted images (unique, review) enter the indexes; duplicates and blocked copies never do."""
+        return self in (VerdictLabel.UNIQUE, VerdictLabel.REVIEW)
 
 
 class DecidedBy(StrEnum):
@@ -28,6 +30,10 @@ class DecidedBy(StrEnum):
     REVIEW = "review"
     # in the grey band, verification undecided, settled by thresholds fitted from people's review decisions
     LEARNED = "learned"
+    # a copy of an image taken down: matched against the block list (app/domain/blocking.py)
+    BLOCKED = "blocked"
+    # a duplicate whose original was deleted and that the caller chose to leave pointing at nothing
+    ORPHANED = "orphaned"
 
 
 @dataclass(frozen=True)
@@ -43,9 +49,10 @@ class UploadRef:
 
 @dataclass(frozen=True)
 class StoredImageRef:
-    """Re-check an image we already hold, by our image_id."""
+    """Re-check an image we already hold, by our image_id (`refetch`: from its URL, not its stored vector)."""
 
     image_id: int
+    refetch: bool = False
 
 
 @dataclass(frozen=True)
@@ -152,3 +159,4 @@ class Verdict:
     model: str | None
     timings_ms: dict[str, float]
     registered: bool
+    reason: str | None = None  # `blocked`: why the image it copies was taken down

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+REMOVED = "deleted"  # the verdict of a deleted or taken-down image's record (docs/removal.md)
+
 
 @dataclass(frozen=True)
 class ImageRow:
@@ -94,3 +96,20 @@ class QueueCounts:
     waiting: int
     oldest_waiting: datetime | None
     failures_by_reason: dict[str, dict[str, int]]
+
+
+@dataclass(frozen=True)
+class Removal:
+    """One delete or takedown (docs/removal.md): who, when, why, and what became of the image's copies."""
+
+    image_id: int
+    source_id: int | None
+    action: str  # "delete" | "takedown"
+    reason: str | None
+    removed_by: str
+    copies: str  # "succeeded": the earliest copy took its place; "orphaned"; "kept": pointing at it (takedown)
+    blocked: bool  # in the block list now
+    sha256: str | None = None
+    phash: int | None = None
+    model: str | None = None
+    removed_at: datetime | None = None

@@ -16,7 +16,8 @@ from typing import Any, Protocol, Self
 import numpy as np
 
 from app.domain.access import ApiKey, Scope
-from app.domain.records import Acceptance, ClaimedRow, Demoted, ImageRow, QueueCounts, VerdictRecord
+from app.domain.blocking import BlockEntry
+from app.domain.records import Acceptance, ClaimedRow, Demoted, ImageRow, QueueCounts, Removal, VerdictRecord
 from app.domain.review import Choice, Settled
 
 
@@ -232,6 +233,39 @@ class HistoryRepository(Protocol):
         ...
 
 
+class RemovalRepository(Protocol):
+    """Deletes and takedowns (docs/removal.md): the removed image's record, its copies, the block list."""
+
+    async def duplicates_of(self, image_id: int) -> list[ImageRow]:
+        """The images recorded as its duplicates, earliest upload first."""
+        ...
+
+    async def remove_image(self, image_id: int, decided_by: str, explanation: dict[str, Any]) -> None:
+        """The record stays (verdict `deleted`, not accepted); its vector, thumbnail, words and preview go."""
+        ...
+
+    async def repoint(self, image_ids: Sequence[int], matched_image_id: int | None, decided_by: str | None) -> None: ...
+
+    async def add(self, removal: Removal, vector: np.ndarray | None) -> int: ...
+
+    async def blocks(self, model: str, after: int = 0) -> tuple[list[BlockEntry], int]:
+        """Takedowns in force with a removal id above `after`, and the highest removal id seen."""
+        ...
+
+    async def lifted_count(self) -> int: ...
+
+    async def lift(self, image_id: int, by: str) -> bool: ...
+
+    async def of_images(self, image_ids: Sequence[int]) -> dict[int, Removal]: ...
+
+    async def vanished_upstream(
+        self, after: int, window: int, deleted_status: str | None
+    ) -> tuple[list[int], int, int | None]:
+        """Images of upstream rows gone or marked deleted, among the next `window` after `after`; how many were
+        looked at; the last id looked at (None: start again)."""
+        ...
+
+
 class SignInRepository(Protocol):
     """The review page's sign-ins, by the SHA-256 of the token the cookie holds."""
 
@@ -286,6 +320,9 @@ class UnitOfWork(Protocol):
 
     @property
     def sign_ins(self) -> SignInRepository: ...
+
+    @property
+    def removals(self) -> RemovalRepository: ...
 
     @property
     def history(self) -> HistoryRepository: ...

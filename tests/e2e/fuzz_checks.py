@@ -19,6 +19,7 @@ SEMANTIC_REFUSALS = frozenset(
         "image_not_found",
         "source_not_found",
         "image_not_refetchable",
+        "image_removed",
         "nothing_to_undo",
         "review_conflict",
         "unauthorized",

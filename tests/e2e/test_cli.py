@@ -135,3 +135,33 @@ async def test_cli_review_list_decide_undo(make_settings: Callable[..., Settings
     code, out, err = await run_cli(settings, "review", "undo", "--as", "carol")
     assert code == 0 and "is review again" in out, err
     assert (await outcomes(settings))[2]["status"] == "review"
+
+
+async def test_cli_forget_takes_down_and_unblock_lifts(
+    make_settings: Callable[..., Settings], server: ImageServer
+) -> None:
+    settings = make_settings(
+        fetch=FetchSettings(cdn_base=server.url("/cdn/"), allow_private_hosts=["127.0.0.1"]),
+        worker=WorkerSettings(enabled=False),
+    )
+    server.put("/cdn/a.jpg", jpeg(photo("b0575")))
+    server.put("/cdn/b.jpg", jpeg(photo("b0587")))
+    await insert_rows(settings, [{"id": 1, "image_url": "a.jpg"}, {"id": 2, "image_url": "b.jpg"}])
+    async with build_container(settings) as container:
+        while await drain_once(container):
+            pass
+    image_id = (await outcomes(settings))[1]["image_id"]
+
+    code, out, err = await run_cli(settings, "forget", "1", "--source-id", "--block", "--reason", "court order")
+    assert code == 0, err
+    assert '"action": "takedown"' in out and f'"image_id": {image_id}' in out
+    code, _, err = await run_cli(settings, "forget", "99", "--source-id")
+    assert code == 1 and "image_not_found" in err
+    code, out, err = await run_cli(settings, "unblock", str(image_id), "--as", "legal")
+    assert code == 0 and "lifted" in out, err
+    code, _, err = await run_cli(settings, "unblock", str(image_id))
+    assert code == 1 and "no takedown" in err
+    async with build_container(settings, writes_index=False) as container, container.units() as uow:
+        assert await uow.images.accepted_count() == 1
+        removal = (await uow.removals.of_images([int(str(image_id))]))[int(str(image_id))]
+        assert (removal.action, removal.reason, removal.blocked) == ("takedown", "court order", False)

@@ -18,7 +18,7 @@ from app.entrypoints.api.access_log import AccessLog
 from app.entrypoints.api.errors import install_error_handlers
 from app.entrypoints.api.front_door import FrontDoor
 from app.entrypoints.api.limits import InFlightLimit
-from app.entrypoints.api.routes import admin, check, health, images, review_page, reviews, stats
+from app.entrypoints.api.routes import admin, check, health, images, removal, review_page, reviews, stats
 from app.entrypoints.api.session import session_cookie_name, session_secret
 from app.entrypoints.worker.scheduler import run_scheduler
 
@@ -123,6 +123,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.add_middleware(AccessLog)
     app.include_router(check.router)
     app.include_router(images.router)
+    app.include_router(removal.router)
     app.include_router(stats.router)
     app.include_router(admin.router)
     app.include_router(reviews.router)

@@ -9,6 +9,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.domain.errors import AppError
 
@@ -49,7 +50,7 @@ def install_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body("invalid_request", message, errors), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         # 400: a body that is not JSON at all (undecodable bytes), which FastAPI rejects before validation
         codes = {
             400: "invalid_request",
@@ -58,8 +59,21 @@ def install_error_handlers(app: FastAPI) -> None:
             401: "unauthorized",
             403: "forbidden",
         }
+        headers = getattr(exc, "headers", None)
+        if exc.status_code == 405:  # Starlette names the first route on the path; a path may have several
+            headers = {**(headers or {}), "Allow": ", ".join(_methods_on(request))}
         return JSONResponse(
             error_body(codes.get(exc.status_code, "http_error"), str(exc.detail)),
             status_code=exc.status_code,
-            headers=getattr(exc, "headers", None),
+            headers=headers,
         )
+
+
+def _methods_on(request: Request) -> list[str]:
+    """Every method some route serves on the request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)

@@ -66,16 +66,17 @@ class ThresholdsResponse(BaseModel):
 class CheckResponse(BaseModel):
     image_id: int | None = Field(description="Our id; null when the image was checked without registering")
     source_id: int | None
-    verdict: str = Field(description="duplicate | review | unique")
+    verdict: str = Field(description="duplicate | review | unique | blocked (a copy of an image taken down)")
     similarity: float | None
     matched_image_id: int | None
     matched_source_id: int | None
     phash_distance: int | None
-    decided_by: str = Field(description="exact | phash | vector | verified | precedence")
+    decided_by: str = Field(description="exact | phash | vector | verified | precedence | review | learned | blocked")
     thresholds: ThresholdsResponse
     model: str | None
     registered: bool
     timings_ms: dict[str, float]
+    reason: str | None = Field(None, description="`blocked`: the reason given when the image it copies was taken down")
 
     @classmethod
     def from_verdict(cls, verdict: Verdict) -> CheckResponse:
@@ -92,6 +93,7 @@ class CheckResponse(BaseModel):
             model=verdict.model,
             registered=verdict.registered,
             timings_ms=verdict.timings_ms,
+            reason=verdict.reason,
         )
 
 

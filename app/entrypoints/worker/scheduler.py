@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from app.entrypoints.worker.breaker import BackendBreaker
 from app.entrypoints.worker.drain import ClaimOrder, drain_once, new_breaker
+from app.ops.deletions import UpstreamDeletions
 
 if TYPE_CHECKING:
     from app.composition import Container
@@ -27,7 +28,10 @@ async def run_scheduler(container: Container, stop: asyncio.Event, *, register: 
     # Several batches in flight keep both the network (fetch) and the cores (decode, embed, verify) busy; they
     # still decide one at a time, in the order they were claimed.
     order, breaker = ClaimOrder(), new_breaker(container)
-    await asyncio.gather(*(_drain_loop(container, stop, register, order, breaker) for _ in range(worker.concurrency)))
+    loops = [_drain_loop(container, stop, register, order, breaker) for _ in range(worker.concurrency)]
+    if worker.deletions_every_seconds > 0 and register:
+        loops.append(_deletions_loop(container, stop))
+    await asyncio.gather(*loops)
     log.info("scheduler stopped")
 
 
@@ -50,3 +54,18 @@ async def _drain_loop(
         wait = idle if not failures else min(idle * 2**failures, 60.0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), wait * random.uniform(0.8, 1.2))
+
+
+async def _deletions_loop(container: Container, stop: asyncio.Event) -> None:
+    """Images whose upstream row was deleted are forgotten (app/ops/deletions.py)."""
+    settings = container.settings
+    follower = UpstreamDeletions(
+        container.units, container.removals, settings.worker.deletions_window, settings.queue.status_deleted
+    )
+    while not stop.is_set():
+        try:
+            await follower.follow()
+        except Exception:  # noqa: BLE001 - the database may be down for a while; try again next time
+            log.exception("following upstream deletions failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.worker.deletions_every_seconds)

@@ -25,6 +25,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         403: "forbidden: the key lacks the scope (check; register to store)",
         404: "image_not_found / source_not_found",
         409: "image_not_refetchable",
+        410: "image_removed: the image was deleted or taken down",
         413: "image_too_large / upload_too_large",
         415: "unsupported_media_type: the body is neither application/json nor multipart/form-data",
         422: "invalid_request / invalid_image / too_many_pixels",

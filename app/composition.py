@@ -26,7 +26,7 @@ from app.db.tables import Tables
 from app.db.unit_of_work import SqlUnitsOfWork
 from app.domain.errors import BackendUnavailable, ConfigurationError
 from app.ops.reconcile import load_phash_index, load_word_index, reconcile
-from app.ports.backends import Embedder, ImageFetcher, VectorIndex
+from app.ports.backends import Embedder, ImageFetcher, OldVectors, VectorIndex
 from app.ports.persistence import LeaseHolders, UnitsOfWork
 from app.runtime.oldest_first import OldestFirstPool, lower_priority
 from app.vision.phash import PhashIndex
@@ -110,6 +110,15 @@ def build_index(settings: Settings, embedder: Embedder) -> VectorIndex:
 
             return DashVectorIndex(settings.index, embedder.dimension, embedder.model_name)
     raise ConfigurationError(f"unknown index kind {settings.index.kind!r}")
+
+
+def build_old_collection(settings: Settings, name: str) -> OldVectors:
+    """The old scripts' DashVector collection, read-only (`backfill --adopt`), on the index's DashVector account."""
+    from app.adapters.dashvector_collection import DashVectorCollectionReader
+
+    if settings.index.api_key is None or settings.index.endpoint is None:
+        raise ConfigurationError("adopting a DashVector collection needs APP_INDEX__API_KEY and APP_INDEX__ENDPOINT")
+    return DashVectorCollectionReader(settings.index, name)
 
 
 def build_fetcher(settings: Settings) -> ImageFetcher:

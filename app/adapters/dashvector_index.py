@@ -13,81 +13,25 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-import httpx
 import numpy as np
 
-from app.adapters.retry import Retryable, with_retries
+from app.adapters.dashvector_wire import INEXISTENT_COLLECTION, MAX_DOCS, DashVectorError, DashVectorWire
 from app.config.settings import IndexSettings
-from app.domain.errors import BackendAuthFailed, BackendUnavailable, ConfigurationError
+from app.domain.errors import ConfigurationError
 from app.domain.models import Neighbor
 
-MAX_DOCS = 1024
 MAX_BODY = 2 * 1024 * 1024 - 64 * 1024  # leave room for the envelope
-INEXISTENT_COLLECTION = -2021
 DUPLICATE_COLLECTION = -2025
-_RETRY_CODES = {-2034, 429, 500, 502, 503, 504}
-
-
-class DashVectorError(BackendUnavailable):
-    """A logical error DashVector answered (HTTP 200, a negative code): the index failed the whole call, so it is
-    the index's fault, not one image's (503, technical, and a batch-wide fault for the circuit breaker)."""
-
-    code = "index_error"
-
-    def __init__(self, dashvector_code: int, message: str) -> None:
-        super().__init__(f"DashVector code {dashvector_code}: {message}")
-        self.dashvector_code = dashvector_code
 
 
 class DashVectorIndex:
     def __init__(self, settings: IndexSettings, dimension: int, model_name: str) -> None:
-        if settings.api_key is None or settings.endpoint is None:  # the settings' validator says so at start
-            raise ConfigurationError("the DashVector index needs APP_INDEX__API_KEY and APP_INDEX__ENDPOINT")
-        endpoint = settings.endpoint.rstrip("/")
-        base = endpoint if "://" in endpoint else f"https://{endpoint}"
         self._settings = settings
         self._dimension = dimension
         self._model = model_name
         self._collection = settings.collection
-        self._client = httpx.AsyncClient(
-            base_url=base,
-            headers={"dashvector-auth-token": settings.api_key.get_secret_value(), "Content-Type": "application/json"},
-            timeout=settings.timeout_s,
-            trust_env=False,
-        )
-        self._slots = asyncio.Semaphore(settings.concurrency)
-
-    # ---- wire ---------------------------------------------------------------------------------------------
-    async def _request(self, method: str, path: str, body: Any = None, params: dict[str, str] | None = None) -> Any:
-        content = json.dumps(body).encode() if body is not None else None
-        return await with_retries(
-            lambda: self._once(method, path, content, params),
-            service="DashVector",
-            attempts=self._settings.max_attempts,
-            first_wait_s=0.2,
-            max_wait_s=10,
-        )
-
-    async def _once(self, method: str, path: str, content: bytes | None, params: dict[str, str] | None) -> Any:
-        async with self._slots:
-            try:
-                response = await self._client.request(method, path, content=content, params=params)
-            except httpx.TransportError as exc:
-                raise Retryable(f"{type(exc).__name__}: {exc}") from exc
-        if response.status_code in (401, 403):
-            raise BackendAuthFailed(f"DashVector refused the API key (HTTP {response.status_code})")
-        if response.status_code == 429 or response.status_code >= 500:
-            raise Retryable(f"HTTP {response.status_code}")
-        try:
-            payload = response.json()
-        except ValueError as exc:
-            raise BackendUnavailable(f"DashVector answered HTTP {response.status_code} without JSON") from exc
-        code = int(payload.get("code", response.status_code if response.status_code != 200 else 0))
-        if code in _RETRY_CODES:
-            raise Retryable(f"code {code}: {payload.get('message')}")
-        if code != 0:
-            raise DashVectorError(code, str(payload.get("message")))
-        return payload.get("output")
+        self._wire = DashVectorWire(settings)
+        self._request = self._wire.request
 
     def _path(self, suffix: str = "") -> str:
         return f"/v1/collections/{self._collection}{suffix}"
@@ -137,7 +81,14 @@ class DashVectorIndex:
             self._path("/query"),
             {"vector": [1.0] + [0.0] * (self._dimension - 1), "topk": 1, "include_vector": False},
         )
-        stored_model = (sample[0].get("fields") or {}).get("model") if sample else None
+        fields = (sample[0].get("fields") or {}) if sample else {}
+        if sample and "model" not in fields:
+            raise ConfigurationError(
+                f"DashVector collection {self._collection!r} holds docs imgdedup did not write (the old scripts' "
+                "collection?): give imgdedup a collection of its own (APP_INDEX__COLLECTION) and bring the old "
+                "vectors in with `python -m app backfill --adopt`."
+            )
+        stored_model = fields.get("model")
         if stored_model and stored_model != self._model:
             raise ConfigurationError(
                 f"DashVector collection {self._collection!r} holds vectors of {stored_model!r}, not {self._model!r}: "
@@ -145,7 +96,7 @@ class DashVectorIndex:
             )
 
     async def aclose(self) -> None:
-        await self._client.aclose()
+        await self._wire.aclose()
 
     async def flush(self) -> None:
         pass  # nothing cached locally
@@ -183,12 +134,7 @@ class DashVectorIndex:
             await self._request("DELETE", self._path("/docs"), {"ids": chunk, "delete_all": False})
 
     async def contains(self, ids: Sequence[int]) -> set[int]:
-        found: set[int] = set()
-        for start in range(0, len(ids), MAX_DOCS):
-            chunk = ",".join(str(i) for i in ids[start : start + MAX_DOCS])
-            output = await self._request("GET", self._path("/docs"), params={"ids": chunk})
-            found |= {int(i) for i in (output or {})}
-        return found
+        return {int(i) for i in await self._wire.fetch(self._collection, [str(i) for i in ids])}
 
     async def ids(self) -> set[int] | None:
         return None  # a collection cannot be listed; reconcile asks `contains` instead

@@ -187,7 +187,7 @@ class CheckService:
     async def _check(
         self, items: Sequence[CheckItem], before_decide: Callable[[], Awaitable[object]] | None
     ) -> list[CheckOutcome]:
-        works = [ImageWork(position=i, item=item) for i, item in enumerate(items)]
+        works = [ImageWork(position=i, item=item, vector=item.vector) for i, item in enumerate(items)]
         try:
             await self._intake.run(works)
             await self._load_reviewed_pairs(alive(works))
@@ -197,7 +197,7 @@ class CheckService:
             await self._embedding.search(alive(works))
             await self._verify(alive(works))
             await self._find_by_local_features([w for w in alive(works) if not self._settled(w)])
-            await self._take_second_look([w for w in alive(works) if not self._settled(w)])
+            await self._take_second_look([w for w in alive(works) if not self._settled(w) and w.item.vector is None])
             await self._make_thumbnails([w for w in alive(works) if self._may_be_kept(w)])
             if before_decide is not None:
                 await before_decide()

@@ -69,9 +69,11 @@ def settings_from_ini(path: Path) -> dict[str, Any]:
         values["embedder"] = {"kind": "dashscope", "api_key": key}
     if (key := get("dashvector", "api_key")) and (endpoint := get("dashvector", "endpoint")):
         index: dict[str, Any] = {"kind": "dashvector", "api_key": key, "endpoint": endpoint}
-        if collection := get("dashvector", "collection_name"):
-            index["collection"] = collection
         values["index"] = index
+    # The old scripts' collection holds their docs (keyed by upstream row id): imgdedup keeps its own, and
+    # `backfill --adopt` reads this one.
+    if collection := get("dashvector", "collection_name"):
+        values.setdefault("legacy", {})["collection"] = collection
     if dimension := get("dashvector", "vector_dimension"):
         values.setdefault("embedder", {})["dimension"] = dimension
     return values

@@ -225,6 +225,9 @@ class LegacySettings(BaseModel):
     phash_threshold: int | None = None
     # A similarity (1 - cosine distance) tuned for DashScope: the duplicate threshold only for that embedder.
     vector_threshold: float | None = None
+    # The old scripts' DashVector collection (config.ini [dashvector] collection_name): `backfill --adopt` reads
+    # its vectors. imgdedup's own index is another collection (APP_INDEX__COLLECTION).
+    collection: str | None = None
 
 
 class VerifySettings(BaseModel):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+import numpy as np
+
 
 class VerdictLabel(StrEnum):
     DUPLICATE = "duplicate"
@@ -72,6 +74,9 @@ class CheckItem:
     # A queue row the scheduler claimed: its verdict is recorded for its upstream status even unregistered
     # (`worker --no-register` audits), unless that would overwrite an image already accepted.
     queued: bool = False
+    # Its embedding, known already (adopted from the old scripts' collection): it is not embedded again, and the
+    # second look, which embeds parts of an image, is skipped.
+    vector: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 class Verified(StrEnum):

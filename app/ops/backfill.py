@@ -9,9 +9,11 @@ the last one stopped, since it takes only rows that hold no verdict of ours yet.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+
+import numpy as np
 
 from app.check.service import CheckOutcome, CheckService
 from app.domain.models import CheckItem, SourceRef, VerdictLabel
@@ -56,9 +58,12 @@ async def backfill(
     concurrency: int,
     stop: asyncio.Event,
     progress: Callable[[int], object] = lambda _: None,
+    vectors: Mapping[int, np.ndarray] | None = None,
 ) -> BackfillResult:
     """Register `rows` (upstream ids, in upstream order) by batches, `concurrency` of them in flight, each deciding
-    after the one before it. Stops taking new batches once `stop` is set; the batches in hand finish."""
+    after the one before it. Stops taking new batches once `stop` is set; the batches in hand finish. A row with
+    a vector in `vectors` (adopted: app/ops/adopt.py) is not embedded."""
+    known = vectors or {}
     result = BackfillResult()
     slots = asyncio.Semaphore(concurrency)
     previous: asyncio.Event | None = None
@@ -66,7 +71,7 @@ async def backfill(
     async def one(batch: Sequence[int], before: asyncio.Event | None, done: asyncio.Event) -> None:
         try:
             outcomes = await service.check(
-                [CheckItem(SourceRef(source_id), register=True) for source_id in batch],
+                [CheckItem(SourceRef(source_id), register=True, vector=known.get(source_id)) for source_id in batch],
                 before_decide=before.wait if before is not None else None,
             )
         finally:

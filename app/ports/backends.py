@@ -66,3 +66,21 @@ class VectorIndex(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+class OldVectors(Protocol):
+    """A collection another system wrote (the old scripts'), read-only: what `backfill --adopt` takes in."""
+
+    name: str
+
+    async def shape(self) -> tuple[int, str]:
+        """(dimension, metric)."""
+        ...
+
+    async def vectors(self, doc_ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The L2-normalised vector of each of these docs that exists, by doc id."""
+        ...
+
+    async def count(self) -> int: ...
+
+    async def aclose(self) -> None: ...

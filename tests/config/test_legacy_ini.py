@@ -28,8 +28,9 @@ def test_legacy_ini_maps_every_section(tmp_path: Path) -> None:
         "kind": "dashvector",
         "api_key": "your-dashvector-key",
         "endpoint": "vrs-cn-xxxx.dashvector.cn-hangzhou.aliyuncs.com",
-        "collection": "images",
     }
+    # their collection holds their docs, keyed by upstream row id: read by `backfill --adopt`, never our index
+    assert values["legacy"]["collection"] == "images"
 
 
 def test_legacy_ini_cloud_sections_select_cloud_backends_and_dashscope_threshold(
@@ -39,9 +40,10 @@ def test_legacy_ini_cloud_sections_select_cloud_backends_and_dashscope_threshold
     path.write_text(switch_over_config_ini())
     monkeypatch.setenv("APP_CONFIG_INI", str(path))
     settings = Settings()
-    assert (settings.embedder.kind, settings.index.kind, settings.index.collection) == (
+    assert (settings.embedder.kind, settings.index.kind, settings.index.collection, settings.legacy.collection) == (
         "dashscope",
         "dashvector",
+        "imgdedup",
         "images",
     )
     assert legacy_thresholds(settings) == {"phash": 5, "duplicate": 0.94}

@@ -11,10 +11,13 @@ import sys
 from typing import TYPE_CHECKING
 
 from app.config.settings import Settings
+from app.domain.errors import ConfigurationError
 from app.entrypoints.cli.queue import id_list, when
 
 if TYPE_CHECKING:  # the command's work is imported when it runs, not when the command line starts
+    from app.ops.adopt import Adoption
     from app.ops.backfill import BackfillResult, BackfillScope
+    from app.ports.backends import Embedder
 
 
 def add_backfill_command(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -29,6 +32,13 @@ def add_backfill_command(commands: argparse._SubParsersAction) -> None:  # type:
     backfill.add_argument("--ids", help="comma-separated upstream row ids")
     backfill.add_argument("--report", help="write the historic copies found (and the rows that failed) to this CSV")
     backfill.add_argument("--dry-run", action="store_true", help="count what would be registered, change nothing")
+    backfill.add_argument(
+        "--adopt",
+        action="store_true",
+        help="take the vectors the old scripts stored in their DashVector collection instead of embedding again",
+    )
+    backfill.add_argument("--collection", help="the old collection (default: config.ini's collection_name)")
+    backfill.add_argument("--doc-id", default="{id}", help="how the old scripts named a row's doc (default: {id})")
     backfill.set_defaults(handler=_backfill)
 
 
@@ -67,6 +77,7 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
         loop.add_signal_handler(signum, stop.set)
     async with build_container(settings) as container:
         rows = await pending_rows(container.units, scope)
+        adoption = await _adopt(settings, args, container.embedder, rows) if args.adopt else None
         worker = settings.worker
         with tqdm(total=len(rows), unit="row", desc="backfill", file=sys.stderr) as bar:
             result = await backfill(
@@ -76,6 +87,7 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
                 concurrency=worker.concurrency,
                 stop=stop,
                 progress=bar.update,
+                vectors=adoption.vectors if adoption else None,
             )
     done = result.registered + len(result.copies) + len(result.failed)
     print(
@@ -83,9 +95,29 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
         f"{len(result.failed)} failed"
         + (f"; stopped after {done} of {len(rows)}: run again to resume" if stop.is_set() else "")
     )
+    if adoption is not None:
+        print(
+            f"adopted {len(adoption.vectors)} vectors (no embedding call for them); {len(adoption.without_doc)} rows "
+            f"had no doc in the old collection and were embedded; the collection holds {adoption.collection_docs} "
+            f"docs, {max(adoption.collection_docs - len(adoption.vectors), 0)} of them matching no row adopted"
+        )
     if args.report:
         _write_report(args.report, result)
     return 0
+
+
+async def _adopt(settings: Settings, args: argparse.Namespace, embedder: Embedder, rows: list[int]) -> Adoption:
+    from app.composition import build_old_collection
+    from app.ops.adopt import adopt
+
+    name = args.collection or settings.legacy.collection
+    if not name:
+        raise ConfigurationError("which collection? give --collection, or config.ini's [dashvector] collection_name")
+    source = build_old_collection(settings, name)
+    try:
+        return await adopt(source, rows, dimension=embedder.dimension, model=embedder.model_name, doc_id=args.doc_id)
+    finally:
+        await source.aclose()
 
 
 def _write_report(path: str, result: BackfillResult) -> None:

@@ -113,3 +113,15 @@ class Removal:
     phash: int | None = None
     model: str | None = None
     removed_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class HistoricCopy:
+    """A row of the history recorded as the duplicate of an earlier one: what a backfill reports."""
+
+    source_id: int
+    image_id: int
+    matched_source_id: int | None
+    matched_image_id: int | None
+    similarity: float | None
+    decided_by: str | None

@@ -17,6 +17,7 @@ import numpy as np
 
 from app.check.service import CheckOutcome, CheckService
 from app.domain.models import CheckItem, SourceRef, VerdictLabel
+from app.domain.records import HistoricCopy
 from app.ports.persistence import UnitsOfWork
 
 
@@ -50,6 +51,13 @@ async def pending_rows(units: UnitsOfWork, scope: BackfillScope) -> list[int]:
         )
 
 
+async def historic_copies(units: UnitsOfWork, scope: BackfillScope) -> list[HistoricCopy]:
+    """Every row in scope recorded as a historic copy, by this run or an earlier one (a run resumed after a kill
+    reports what the first one found too)."""
+    async with units() as uow:
+        return await uow.history.settled_copies(scope.statuses, scope.created_from, scope.created_to, scope.source_ids)
+
+
 async def backfill(
     service: CheckService,
     rows: Sequence[int],
@@ -60,35 +68,51 @@ async def backfill(
     progress: Callable[[int], object] = lambda _: None,
     vectors: Mapping[int, np.ndarray] | None = None,
 ) -> BackfillResult:
-    """Register `rows` (upstream ids, in upstream order) by batches, `concurrency` of them in flight, each deciding
-    after the one before it. Stops taking new batches once `stop` is set; the batches in hand finish. A row with
-    a vector in `vectors` (adopted: app/ops/adopt.py) is not embedded."""
+    """Register `rows` (upstream ids, in upstream order). A row with a vector in `vectors` (adopted:
+    app/ops/adopt.py) is not embedded."""
     known = vectors or {}
+    items = [CheckItem(SourceRef(source_id), register=True, vector=known.get(source_id)) for source_id in rows]
     result = BackfillResult()
+    for outcome in await check_in_order(
+        service, items, batch_size=batch_size, concurrency=concurrency, stop=stop, progress=progress
+    ):
+        result.add(outcome)
+    return result
+
+
+async def check_in_order(
+    service: CheckService,
+    items: Sequence[CheckItem],
+    *,
+    batch_size: int,
+    concurrency: int,
+    stop: asyncio.Event,
+    progress: Callable[[int], object] = lambda _: None,
+) -> list[CheckOutcome]:
+    """Check `items` by batches, `concurrency` of them in flight (downloads and decoding overlap), each deciding
+    after the one before it, so the earlier item stays the original. Stops taking new batches once `stop` is set;
+    the batches in hand finish. The outcomes of the items checked, in order."""
+    outcomes: dict[int, list[CheckOutcome]] = {}
     slots = asyncio.Semaphore(concurrency)
     previous: asyncio.Event | None = None
 
-    async def one(batch: Sequence[int], before: asyncio.Event | None, done: asyncio.Event) -> None:
+    async def one(start: int, before: asyncio.Event | None, done: asyncio.Event) -> None:
+        batch = items[start : start + batch_size]
         try:
-            outcomes = await service.check(
-                [CheckItem(SourceRef(source_id), register=True, vector=known.get(source_id)) for source_id in batch],
-                before_decide=before.wait if before is not None else None,
-            )
+            outcomes[start] = await service.check(batch, before_decide=before.wait if before is not None else None)
         finally:
             done.set()
             slots.release()
-        for outcome in outcomes:
-            result.add(outcome)
         progress(len(batch))
 
     tasks: list[asyncio.Task[None]] = []
-    for start in range(0, len(rows), batch_size):
+    for start in range(0, len(items), batch_size):
         await slots.acquire()
         if stop.is_set():
             slots.release()
             break
         done = asyncio.Event()
-        tasks.append(asyncio.create_task(one(rows[start : start + batch_size], previous, done)))
+        tasks.append(asyncio.create_task(one(start, previous, done)))
         previous = done
     await asyncio.gather(*tasks)
-    return result
+    return [outcome for start in sorted(outcomes) for outcome in outcomes[start]]

@@ -17,7 +17,16 @@ import numpy as np
 
 from app.domain.access import ApiKey, Scope
 from app.domain.blocking import BlockEntry
-from app.domain.records import Acceptance, ClaimedRow, Demoted, ImageRow, QueueCounts, Removal, VerdictRecord
+from app.domain.records import (
+    Acceptance,
+    ClaimedRow,
+    Demoted,
+    HistoricCopy,
+    ImageRow,
+    QueueCounts,
+    Removal,
+    VerdictRecord,
+)
 from app.domain.review import Choice, Settled
 
 
@@ -230,6 +239,16 @@ class HistoryRepository(Protocol):
         source_ids: Sequence[int] | None,
     ) -> list[int]:
         """Upstream rows others settled that hold no verdict of ours yet, in upstream order (created, then id)."""
+        ...
+
+    async def settled_copies(
+        self,
+        statuses: Sequence[str],
+        created_from: datetime | None,
+        created_to: datetime | None,
+        source_ids: Sequence[int] | None,
+    ) -> list[HistoricCopy]:
+        """The rows in that scope recorded as duplicates, whichever run recorded them."""
         ...
 
 

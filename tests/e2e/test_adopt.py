@@ -23,6 +23,7 @@ from app.domain.errors import ConfigurationError
 from app.entrypoints.worker.drain import drain_once
 from testkit.cloud.dashscope_fake import DashScopeFake
 from testkit.cloud.dashvector_fake import DashVectorFake
+from testkit.cloud.settings import cloud_env
 from testkit.image_server import ImageServer
 from testkit.images import jpeg, photo, resized
 from testkit.queue import insert_rows, outcomes, spawn
@@ -63,27 +64,6 @@ def write_old_collection(
     assert result.returncode == 0, result.stderr[-2000:]
 
 
-def cli_env(settings: Settings, dashscope: DashScopeFake, dashvector: DashVectorFake) -> dict[str, str]:
-    return {
-        "APP_DATA_DIR": str(settings.data_dir),
-        "APP_DB__URL": settings.database_url,
-        "APP_FETCH__CDN_BASE": settings.fetch.cdn_base or "",
-        "APP_FETCH__ALLOW_PRIVATE_HOSTS": '["127.0.0.1"]',
-        "APP_FETCH__ALLOWED_PORTS": '["*"]',
-        "APP_EMBEDDER__KIND": "dashscope",
-        "APP_EMBEDDER__API_KEY": dashscope.api_key,
-        "APP_EMBEDDER__BASE_URL": dashscope.base_url,
-        "APP_EMBEDDER__RATE_LIMIT_RPM": "6000",
-        "APP_INDEX__KIND": "dashvector",
-        "APP_INDEX__API_KEY": dashvector.api_key,
-        "APP_INDEX__ENDPOINT": dashvector.base_url,
-        "APP_INDEX__COLLECTION": settings.index.collection,
-        "APP_POLICY__DUPLICATE_THRESHOLD": str(settings.policy.duplicate_threshold),
-        "APP_POLICY__REVIEW_THRESHOLD": str(settings.policy.review_threshold),
-        "APP_LEGACY__COLLECTION": "images",
-    }
-
-
 async def test_backfill_adopts_the_old_collection_without_embedding_it(
     make_cloud_settings: Callable[..., Settings],
     dashscope: DashScopeFake,
@@ -111,7 +91,7 @@ async def test_backfill_adopts_the_old_collection_without_embedding_it(
     await asyncio.to_thread(write_old_collection, dashvector, "images", 1024, docs, tmp_path)
     await asyncio.to_thread(write_old_collection, dashvector, "tiny", 4, {1: [1.0, 0.0, 0.0, 0.0]}, tmp_path)
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")} | cli_env(settings, dashscope, dashvector)
+    env = cloud_env(settings, dashscope, dashvector) | {"APP_LEGACY__COLLECTION": "images"}
 
     async def run(*args: str) -> tuple[int, str, str]:
         process = spawn(["backfill", *args], env)

@@ -15,6 +15,7 @@ from app.domain.errors import ConfigurationError
 from app.entrypoints.cli.queue import id_list, when
 
 if TYPE_CHECKING:  # the command's work is imported when it runs, not when the command line starts
+    from app.domain.records import HistoricCopy
     from app.ops.adopt import Adoption
     from app.ops.backfill import BackfillResult, BackfillScope
     from app.ports.backends import Embedder
@@ -63,7 +64,7 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from app.composition import build_container, open_database
-    from app.ops.backfill import backfill, pending_rows
+    from app.ops.backfill import backfill, historic_copies, pending_rows
 
     scope = _scope(settings, args)
     if args.dry_run:
@@ -102,7 +103,9 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
             f"docs, {max(adoption.collection_docs - len(adoption.vectors), 0)} of them matching no row adopted"
         )
     if args.report:
-        _write_report(args.report, result)
+        async with open_database(settings, migrate=False) as database:
+            copies = await historic_copies(database.units, scope)
+        _write_report(args.report, copies, result)
     return 0
 
 
@@ -120,14 +123,15 @@ async def _adopt(settings: Settings, args: argparse.Namespace, embedder: Embedde
         await source.aclose()
 
 
-def _write_report(path: str, result: BackfillResult) -> None:
+def _write_report(path: str, copies: list[HistoricCopy], result: BackfillResult) -> None:
+    """Every historic copy in scope (whichever run found it), and the rows this run failed."""
     with open(path, "w", newline="") as handle:
         out = csv.writer(handle)
         out.writerow(["source_id", "image_id", "outcome", "matched_source_id", "matched_image_id", "similarity",
                       "decided_by", "error"])  # fmt: skip
-        for v in (outcome.verdict for outcome in result.copies if outcome.verdict is not None):
-            out.writerow([v.source_id, v.image_id, "copy", v.matched_source_id, v.matched_image_id, v.similarity,
-                          v.decided_by.value, ""])  # fmt: skip
+        for c in copies:
+            out.writerow([c.source_id, c.image_id, "copy", c.matched_source_id, c.matched_image_id, c.similarity,
+                          c.decided_by, ""])  # fmt: skip
         for outcome in result.failed:
             source_id = getattr(outcome.item.ref, "source_id", None)
             error = outcome.error

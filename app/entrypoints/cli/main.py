@@ -1,5 +1,5 @@
 """The command line: `python -m app serve | worker | stats | status | recalc | reset-data | reset-vectors |
-reindex | backfill | forget | unblock | calibrate | keys | review | migrate`.
+reindex | backfill | forget | unblock | scan | calibrate | keys | review | migrate`.
 
 Parse arguments, load Settings, hand off to the command's module; every command builds its backends with the
 composition root.
@@ -23,6 +23,7 @@ from app.entrypoints.cli.queue import add_queue_commands
 from app.entrypoints.cli.removal import add_removal_commands
 from app.entrypoints.cli.review import add_review_commands
 from app.entrypoints.cli.run import add_run_commands
+from app.entrypoints.cli.scan import add_scan_command
 from app.entrypoints.logs import configure_logging
 
 
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
         add_keys_command,
         add_review_commands,
         add_removal_commands,
+        add_scan_command,
     ):
         add(commands)
     return parser

@@ -22,6 +22,7 @@ from app.db.engine import make_engine, make_session_factory, ping
 from app.db.index_guard import exclusive_index_writer
 from app.db.lease_holders import LockedLeaseHolders
 from app.db.migrate import upgrade
+from app.db.named_lock import LockNotTaken, NamedLock
 from app.db.tables import Tables
 from app.db.unit_of_work import SqlUnitsOfWork
 from app.domain.errors import BackendUnavailable, ConfigurationError
@@ -41,9 +42,21 @@ class Database:
 
     engine: AsyncEngine
     units: UnitsOfWork
+    url: str = ""
 
     async def ready(self) -> bool:
         return await ping(self.engine)
+
+    @contextlib.asynccontextmanager
+    async def alone(self, purpose: str) -> AsyncIterator[bool]:
+        """Hold the named lock `purpose` unless another process does: True while held, False (at once) if not."""
+        try:
+            async with NamedLock(self.engine, self.url, purpose).hold(wait_s=0):
+                yield True
+                return
+        except LockNotTaken:
+            pass
+        yield False
 
 
 @dataclass
@@ -160,7 +173,9 @@ async def open_database(settings: Settings, *, migrate: bool | None = None) -> A
     try:
         if settings.db.auto_migrate if migrate is None else migrate:
             await upgrade(engine, settings)
-        yield Database(engine, SqlUnitsOfWork(make_session_factory(engine), Tables(settings.queue)))
+        yield Database(
+            engine, SqlUnitsOfWork(make_session_factory(engine), Tables(settings.queue)), settings.database_url
+        )
     finally:
         await engine.dispose()
 

@@ -216,6 +216,11 @@ class WorkerSettings(BaseModel):
     # upstream images is compared with the table every `deletions_every_seconds` (0: never).
     deletions_every_seconds: float = Field(30.0, ge=0)
     deletions_window: int = Field(5000, ge=1, le=100_000)
+    # Register the history (upstream rows settled before this service) as the backfill does, in the background
+    # (one process at a time): switching over with the embedded index, whose one writer is `serve`, without
+    # stopping it. `backfill` remains for a run of its own, its report and `--adopt`.
+    history: bool = False
+    history_every_seconds: float = Field(30.0, gt=0)
 
 
 class LegacySettings(BaseModel):

@@ -26,6 +26,7 @@ class SqlHistoryRepository:
         created_from: datetime | None,
         created_to: datetime | None,
         source_ids: Sequence[int] | None,
+        limit: int | None = None,
     ) -> list[int]:
         """Upstream rows settled before us (these status values, similarity done) that have no verdict of ours yet,
         in upstream order (created time, then id): what a backfill registers, and what a second run resumes."""
@@ -36,6 +37,7 @@ class SqlHistoryRepository:
             .select_from(q.outerjoin(i, i.c.source_id == q.c.id))
             .where(*where)
             .order_by(q.c.created_at, q.c.id)
+            .limit(limit)
         )
         return [int(source_id) for (source_id,) in await self._session.execute(query)]
 

@@ -44,10 +44,10 @@ class BackfillResult:
             self.registered += 1
 
 
-async def pending_rows(units: UnitsOfWork, scope: BackfillScope) -> list[int]:
+async def pending_rows(units: UnitsOfWork, scope: BackfillScope, limit: int | None = None) -> list[int]:
     async with units() as uow:
         return await uow.history.settled_unregistered(
-            scope.statuses, scope.created_from, scope.created_to, scope.source_ids
+            scope.statuses, scope.created_from, scope.created_to, scope.source_ids, limit
         )
 
 

@@ -237,6 +237,7 @@ class HistoryRepository(Protocol):
         created_from: datetime | None,
         created_to: datetime | None,
         source_ids: Sequence[int] | None,
+        limit: int | None = None,
     ) -> list[int]:
         """Upstream rows others settled that hold no verdict of ours yet, in upstream order (created, then id)."""
         ...

@@ -14,13 +14,14 @@ import pytest
 import sqlalchemy as sa
 
 from app.composition import build_container
-from app.config.settings import FetchSettings, Settings
+from app.config.settings import FetchSettings, Settings, WorkerSettings
 from app.db.engine import make_engine
 from app.entrypoints.worker.drain import drain_once
 from app.ops.backfill import BackfillScope, backfill, pending_rows
 from testkit.image_server import ImageServer
 from testkit.images import flipped, jpeg, photo, resized
 from testkit.queue import app_env, insert_rows, outcomes, spawn
+from tests.support import running_app
 
 # id: (picture, how it was copied, the old scripts' status)
 HISTORY = {
@@ -123,3 +124,30 @@ async def test_backfill_command_counts_first_runs_once_and_reports_the_copies(
         copies = {(r["source_id"], r["matched_source_id"]) for r in csv.DictReader(handle) if r["outcome"] == "copy"}
     assert copies == {("4", "1"), ("6", "2")}
     assert "registered 0 rows, 0 historic copies" in await run()  # resumed: nothing left
+
+
+async def test_serve_fills_the_history_in_the_background_beside_the_drafts(
+    settings: Settings, server: ImageServer
+) -> None:
+    """With the embedded index, whose one writer is `serve`: switching over without stopping it."""
+    await upstream_as_the_old_scripts_left_it(settings, server)
+    before = upstream(await outcomes(settings))
+    background = settings.model_copy(
+        update={"worker": WorkerSettings(enabled=True, idle_seconds=0.05, history=True, history_every_seconds=0.1)}
+    )
+    async with running_app(background):
+        for _ in range(400):
+            rows = await outcomes(settings)
+            if all(rows[n]["verdict"] is not None for n in range(1, 7)) and rows[9]["status"] == "similarity":
+                break
+            await asyncio.sleep(0.05)
+    assert {n: rows[n]["verdict"] for n in range(1, 7)} == {
+        1: "unique", 2: "unique", 3: "unique", 4: "duplicate", 5: "unique", 6: "duplicate"
+    }  # fmt: skip
+    assert (rows[4]["matched_image_id"], rows[6]["matched_image_id"]) == (rows[1]["image_id"], rows[2]["image_id"])
+    # the draft that copies history: the earlier upload's duplicate, whichever was decided first
+    assert (rows[9]["status"], rows[9]["matched_image_id"]) == ("similarity", rows[2]["image_id"])
+    assert rows[8]["status"] == "tag_extension" and rows[7]["image_id"] is None
+    assert {n: v for n, v in upstream(rows).items() if n not in (8, 9)} == {
+        n: v for n, v in before.items() if n not in (8, 9)
+    }

@@ -44,6 +44,10 @@ def written(folder: Path) -> None:
     (folder / "notes.txt").write_text("not an image")
 
 
+def databases_in(folder: Path) -> list[Path]:
+    return list(folder.glob("*.db")) if folder.exists() else []
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_scan_groups_a_folder_without_any_server(make_settings: Callable[..., Settings], tmp_path: Path) -> None:
     settings = make_settings()
@@ -66,4 +70,4 @@ async def test_scan_groups_a_folder_without_any_server(make_settings: Callable[.
     assert ("original", "2019/a.jpg") in roles and ("copy", "2021/b-small.jpg") in roles
     page = (out / "index.html").read_text()
     assert (folder / "2020" / "a-small.jpg").resolve().as_uri() in page and "2 groups of copies" in page
-    assert not os.path.exists(settings.data_dir / "imgdedup.db")  # nothing where the service keeps its data
+    assert databases_in(settings.data_dir) == []  # nothing written where the service keeps its data

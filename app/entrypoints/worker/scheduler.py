@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 
 from app.entrypoints.worker.breaker import BackendBreaker
 from app.entrypoints.worker.drain import ClaimOrder, drain_once, new_breaker
+from app.ops.backfill import BackfillScope
 from app.ops.deletions import UpstreamDeletions
+from app.ops.history_fill import fill_history
 
 if TYPE_CHECKING:
     from app.composition import Container
@@ -31,6 +33,8 @@ async def run_scheduler(container: Container, stop: asyncio.Event, *, register: 
     loops = [_drain_loop(container, stop, register, order, breaker) for _ in range(worker.concurrency)]
     if worker.deletions_every_seconds > 0 and register:
         loops.append(_deletions_loop(container, stop))
+    if worker.history and register:
+        loops.append(_history_loop(container, stop))
     await asyncio.gather(*loops)
     log.info("scheduler stopped")
 
@@ -69,3 +73,25 @@ async def _deletions_loop(container: Container, stop: asyncio.Event) -> None:
             log.exception("following upstream deletions failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.worker.deletions_every_seconds)
+
+
+async def _history_loop(container: Container, stop: asyncio.Event) -> None:
+    """The history registered in the background (app/ops/history_fill.py)."""
+    settings = container.settings
+    scope = BackfillScope(statuses=[settings.queue.status_unique, settings.queue.status_review])
+    unreadable: set[int] = set()
+    while not stop.is_set():
+        try:
+            await fill_history(
+                container.service,
+                container.units,
+                container.database.alone,
+                scope,
+                batch_size=settings.worker.batch_size,
+                stop=stop,
+                unreadable=unreadable,
+            )
+        except Exception:  # noqa: BLE001 - the database may be down for a while; try again next time
+            log.exception("registering the history failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), settings.worker.history_every_seconds)

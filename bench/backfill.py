@@ -1,0 +1,107 @@
+"""Backfill benchmark: the same planted rows (each base first, its variants later) registered two ways in one run,
+against MariaDB/MySQL and images served over HTTP from a local folder: as drafts drained by `serve`'s scheduler,
+and as history the old scripts settled, registered by `python -m app backfill`. Prints both rates, their ratio,
+and the copies each found (matched to their own original).
+
+python -m bench.backfill [--rows 1000] [--mysql root@127.0.0.1:3306] [--batch-size 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import sqlalchemy as sa
+
+from bench.corpus import corpus_arguments, parse
+from bench.drain import _fresh_queue, _outcomes_then_drop, _QuietHandler, _service_env, plant
+from bench.run import free_port
+
+
+def _found(order: list[tuple[str, str, bool]], rows: list[sa.Row[Any]]) -> str:
+    original = {b: r.image_id for (_, b, o), r in zip(order, rows, strict=True) if o}
+    copies = [(b, r) for (_, b, o), r in zip(order, rows, strict=True) if not o]
+    found = sum(r.verdict == "duplicate" and r.matched_image_id == original[b] for b, r in copies)
+    wrong = sum(r.verdict == "duplicate" for (_, _, o), r in zip(order, rows, strict=True) if o)
+    return f"copies found {found}/{len(copies)}, originals marked duplicate {wrong}/{len(original)}"
+
+
+async def _drain(args: argparse.Namespace, env: dict[str, str]) -> float:
+    port = free_port()
+    service = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=env)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            started = None
+            while True:
+                try:
+                    stats = (await client.get("/stats")).json()
+                except httpx.TransportError:
+                    await asyncio.sleep(0.2)
+                    continue
+                started = started or time.perf_counter()  # from ready: the model loaded, as for the backfill
+                if stats["queue"]["waiting"] == 0:
+                    return time.perf_counter() - started
+                await asyncio.sleep(0.2)
+    finally:
+        service.terminate()
+        service.wait(60)
+
+
+def _backfill(env: dict[str, str]) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "app", "backfill"], env=env, check=True, capture_output=True)
+    return time.perf_counter() - started
+
+
+async def run(args: argparse.Namespace) -> None:
+    order = plant(args.corpus, args.cache, args.rows)
+    urls = [p for p, _, _ in order]
+    with tempfile.TemporaryDirectory(prefix="imgdedup-backfill-") as tmp:
+        root = Path(tmp) / "www"
+        (root / "base").mkdir(parents=True)
+        (root / "variants").symlink_to((args.cache / f"{args.corpus.name}-variants" / "variants").resolve())
+        for path, _, original in order:
+            if original:
+                (root / path).symlink_to((args.corpus / path).resolve())
+        server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        figures = {}
+        for way in ("drain", "backfill"):
+            database = f"imgdedup_{way}_bench"
+            admin = await _fresh_queue(args, database, urls)
+            (Path(tmp) / way).mkdir()
+            env = _service_env(args, Path(tmp) / way, database, server.server_address[1])
+            if way == "drain":
+                elapsed = await _drain(args, env)
+            else:
+                async with admin.connect() as c:  # as the old scripts left them: settled, unique
+                    await c.execute(sa.text(f"UPDATE {database}.images SET status='tag_extension', similarity='done'"))
+                elapsed = await asyncio.to_thread(_backfill, env)
+            rows = await _outcomes_then_drop(admin, database)
+            figures[way] = len(rows) / elapsed
+            print(f"{way}: {len(rows)} rows in {elapsed:.1f} s, {figures[way]:.1f} rows/s; {_found(order, rows)}")
+        server.shutdown()
+    print(f"backfill / drain: {figures['backfill'] / figures['drain']:.2f}")
+
+
+def main() -> None:
+    parser = corpus_arguments(__doc__)
+    parser.add_argument("--rows", type=int, default=1000)
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--mysql", default="root@127.0.0.1:3306")
+    parser.add_argument("--env", action="append", default=[], help="APP_...=value for both")
+    asyncio.run(run(parse(parser)))
+
+
+if __name__ == "__main__":
+    main()

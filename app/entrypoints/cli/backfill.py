@@ -8,6 +8,7 @@ import asyncio
 import csv
 import signal
 import sys
+import time
 from typing import TYPE_CHECKING
 
 from app.config.settings import Settings
@@ -80,6 +81,7 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
         rows = await pending_rows(container.units, scope)
         adoption = await _adopt(settings, args, container.embedder, rows) if args.adopt else None
         worker = settings.worker
+        started = time.perf_counter()
         with tqdm(total=len(rows), unit="row", desc="backfill", file=sys.stderr) as bar:
             result = await backfill(
                 container.service,
@@ -90,10 +92,11 @@ async def _backfill(settings: Settings, args: argparse.Namespace) -> int:
                 progress=bar.update,
                 vectors=adoption.vectors if adoption else None,
             )
+        elapsed = time.perf_counter() - started
     done = result.registered + len(result.copies) + len(result.failed)
     print(
         f"registered {result.registered} rows, {len(result.copies)} historic copies recorded as duplicates, "
-        f"{len(result.failed)} failed"
+        f"{len(result.failed)} failed, in {elapsed:.1f} s ({done / max(elapsed, 1e-9):.1f} rows/s)"
         + (f"; stopped after {done} of {len(rows)}: run again to resume" if stop.is_set() else "")
     )
     if adoption is not None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from app.config.settings import Settings
+from testkit.image_server import ImageServer
 from testkit.images import flipped, jpeg, photo, resized
 from testkit.queue import app_env, spawn
 
@@ -71,3 +72,26 @@ async def test_scan_groups_a_folder_without_any_server(make_settings: Callable[.
     page = (out / "index.html").read_text()
     assert (folder / "2020" / "a-small.jpg").resolve().as_uri() in page and "2 groups of copies" in page
     assert databases_in(settings.data_dir) == []  # nothing written where the service keeps its data
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_scan_a_list_of_urls(make_settings: Callable[..., Settings], server: ImageServer, tmp_path: Path) -> None:
+    for name, data in {"x.jpg": jpeg(photo("b0587")), "y.jpg": jpeg(resized(photo("b0587"), 0.5), 80)}.items():
+        server.put(f"/lib/{name}", data)
+    listing = tmp_path / "urls.txt"
+    listing.write_text(
+        f"# the library\n{server.url('/lib/x.jpg')}\n{server.url('/lib/y.jpg')}\n{server.url('/lib/z.jpg')}\n"
+    )
+    env = app_env(make_settings()) | {"APP_FETCH__ALLOWED_HOSTS": '["127.0.0.1"]', "APP_FETCH__ALLOWED_PORTS": '["*"]'}
+    process = spawn(["scan", str(listing), "--out", str(tmp_path / "report")], env)
+    stdout, stderr = await asyncio.to_thread(process.communicate, None, 300)
+    assert process.returncode == 0, stderr[-3000:]
+    report = json.loads((tmp_path / "report" / "groups.json").read_text())
+    assert report["groups"] == [
+        {
+            "original": server.url("/lib/x.jpg"),
+            "copies": [{**report["groups"][0]["copies"][0], "name": server.url("/lib/y.jpg")}],
+        }
+    ]
+    assert [f["name"] for f in report["failed"]] == [server.url("/lib/z.jpg")]  # not there: listed, not fatal
+    assert server.url("/lib/y.jpg") in (tmp_path / "report" / "index.html").read_text()

@@ -2,13 +2,15 @@
 left it (settled rows, some of them copies of one another) and new drafts, some copying historic images. `serve`
 runs from the start; `backfill` runs beside it, is killed with SIGKILL once and started again. Afterwards every
 historic row is registered once, the report lists every historic copy (whichever run found it), no historic row
-changed upstream, and every draft that copies a historic image is a duplicate (`similarity`) of the earliest."""
+changed upstream, and every draft that copies a historic image is a duplicate (`similarity`) of the earliest.
+Before that, a SIGTERM stops a run cleanly: the batches in hand finish, and it says how to resume."""
 
 from __future__ import annotations
 
 import asyncio
 import csv
 import signal
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -50,6 +52,14 @@ async def registered(settings: Settings) -> int:
     return sum(1 for n, r in rows.items() if n <= 14 and r["verdict"] is not None)
 
 
+async def until_registered(settings: Settings, count: int, process: subprocess.Popen[str]) -> None:
+    for _ in range(600):
+        if await registered(settings) >= count:
+            break
+        await asyncio.sleep(0.05)
+    assert process.poll() is None, "the backfill ended before it could be stopped"
+
+
 @pytest.mark.parametrize("database_url", ["mariadb"], indirect=True)
 async def test_switch_over_with_serve_running_and_backfill_killed_once(
     make_cloud_settings: Callable[..., Settings],
@@ -85,15 +95,23 @@ async def test_switch_over_with_serve_running_and_backfill_killed_once(
         # new uploads arrive while the history is not in yet: they look unique for now
         await insert_rows(settings, [{"id": n, "image_url": f"r/{n}.jpg"} for n in [*DRAFT_COPIES, NEW_DRAFT]])
 
-        first = spawn(["backfill"], env, log=tmp_path / "backfill-1.log")
-        for _ in range(600):
-            if await registered(settings) >= 4 or first.poll() is not None:
-                break
-            await asyncio.sleep(0.05)
-        assert first.poll() is None, (tmp_path / "backfill-1.log").read_text()[-2000:]
+        # stopped with SIGTERM: the batches in hand finish, nothing is left half-registered
+        one_at_a_time = env | {"APP_WORKER__CONCURRENCY": "1"}  # so that a stop finds work in hand, not done
+        polite = spawn(["backfill"], one_at_a_time)
+        await until_registered(settings, 2, polite)
+        polite.send_signal(signal.SIGTERM)
+        out, err = await asyncio.to_thread(polite.communicate, None, 60)
+        assert polite.returncode == 0 and "run again to resume" in out, err[-2000:]
+        stopped = await outcomes(settings)
+        assert all((stopped[n]["image_id"] is None) == (stopped[n]["verdict"] is None) for n in history)
+        assert await registered(settings) < len(history)
+
+        # then killed with SIGKILL half-way
+        first = spawn(["backfill"], one_at_a_time, log=tmp_path / "backfill-1.log")
+        await until_registered(settings, await registered(settings) + 3, first)
         first.send_signal(signal.SIGKILL)
         await asyncio.to_thread(first.wait, 30)
-        assert 4 <= await registered(settings) < len(history)  # killed half-way
+        assert await registered(settings) < len(history)
 
         report = tmp_path / "copies.csv"
         second = spawn(["backfill", "--report", str(report)], env)

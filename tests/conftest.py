@@ -111,6 +111,7 @@ def make_cloud_settings(
 LONGEST_FIRST = (
     "tests/e2e/test_database_restart.py",
     "tests/e2e/test_crash_drill.py",
+    "tests/e2e/test_switch_over_drill.py",
     "tests/e2e/test_review_browser.py",
     "tests/e2e/test_cloud_pipeline.py",
     "tests/e2e/test_fuzz.py",

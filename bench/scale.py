@@ -1,0 +1,287 @@
+"""The scale benchmark (issue #31): the stores filled to each size, then the dev queries checked against the full
+index with the shipped defaults, and per size: images/s, latency percentiles, recall, precision, false
+duplicates, review rate, start to `/readyz`, the service's peak RSS, the database's bytes by table and per accepted
+image, and the index files' size.
+
+python -m bench.scale [--sizes 100000,1000000] [--real N] [--limit Q] [--keep DIR] [--env APP_...=v]
+
+The fill goes through the service's own bulk path, the backfill: the Debian padding pictures
+(bench/padding_corpus.py) as settled upstream rows served over HTTP, registered by `python -m app backfill`, up
+to `--real` of them (default: all). Beyond the real pictures the fill replicates their derived records (vector,
+hashes, visual words, thumbnail, preview) straight into the tables, each replica perturbed so that it is nobody's
+copy: its vector turned away from its source to a cosine of 0.5, its pHash 16 bits apart, a SHA-256 of its own;
+the report says how many rows are replicas. The dev bases are registered through the API after the first fill,
+so every size's queries face the full index. One data directory and SQLite database grow from size to size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import functools
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import sqlalchemy as sa
+
+from app.config.settings import Settings
+from app.db.codecs import decode_vector, encode_vector, to_signed64, to_unsigned64
+from app.db.tables import Tables
+from bench.corpus import corpus_arguments, load_corpus, parse
+from bench.drain import _QuietHandler
+from bench.padding_corpus import load as load_padding
+from bench.report import scores
+from bench.run import free_port, post_all, sample, service_arguments, start_service, wait_ready
+
+REPLICA_COSINE = 0.5  # a replica's vector against its source's: far below any threshold
+REPLICA_PHASH_BITS = 16
+CHUNK = 2000
+
+
+def _env(data_dir: Path, overrides: list[str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("APP_")}
+    env.update({"APP_DATA_DIR": str(data_dir), "APP_LOG_LEVEL": "WARNING", "APP_WORKER__ENABLED": "false"})
+    env.update(dict(item.split("=", 1) for item in overrides))
+    return env
+
+
+def fill_real(data_dir: Path, pictures: list[Path], first_id: int, overrides: list[str]) -> float:
+    """Settled upstream rows for these pictures, registered by `python -m app backfill`; its rows/s."""
+    root = pictures[0].parent
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        env = _env(data_dir, overrides) | {
+            "APP_FETCH__CDN_BASE": f"http://127.0.0.1:{server.server_address[1]}/",
+            "APP_FETCH__ALLOW_PRIVATE_HOSTS": '["127.0.0.1"]',
+        }
+        subprocess.run([sys.executable, "-m", "app", "migrate"], env=env, check=True, capture_output=True)
+        engine = sa.create_engine(f"sqlite:///{data_dir / 'imgdedup.db'}")
+        with engine.begin() as c:
+            c.execute(
+                sa.text(
+                    "INSERT INTO images (id, image_url, status, similarity) VALUES (:id, :url, 'tag_extension', 'done')"
+                ),
+                [{"id": first_id + i, "url": p.name} for i, p in enumerate(pictures)],
+            )
+        engine.dispose()
+        done = subprocess.run(
+            [sys.executable, "-m", "app", "backfill"], env=env, check=True, capture_output=True, text=True
+        )
+    finally:
+        server.shutdown()
+    summary = done.stdout.strip().splitlines()[-1]
+    print(f"  backfill: {summary}", file=sys.stderr, flush=True)
+    return float(summary.rsplit("(", 1)[1].split(" rows/s", 1)[0])
+
+
+def fill_replicas(data_dir: Path, count: int, seed: int) -> float:
+    """`count` replicas of the accepted real pictures' derived records, inserted by chunks; their rows/s."""
+    started = time.perf_counter()
+    tables = Tables(Settings(data_dir=data_dir).queue)
+    engine = sa.create_engine(f"sqlite:///{data_dir / 'imgdedup.db'}")
+    i, e, th, pv = tables.image, tables.embedding, tables.thumbnail, tables.preview
+    rng = np.random.default_rng(seed)
+    with engine.connect() as c:
+        sources = c.execute(
+            sa.select(i.c.image_id, i.c.phash, i.c.width, i.c.height, i.c.model, e.c.vector, th.c.jpeg, th.c.words)
+            .join(e, e.c.image_id == i.c.image_id)
+            .join(th, th.c.image_id == i.c.image_id)
+            .where(i.c.accepted.is_(True), i.c.source_url.is_not(None))
+        ).all()
+        previews = dict(c.execute(sa.select(pv.c.image_id, pv.c.jpeg)).all())
+        next_id = int(c.execute(sa.select(sa.func.max(i.c.image_id))).scalar_one() or 0) + 1
+    if not sources:
+        raise SystemExit("no real pictures to replicate: fill some first (--real)")
+    now = sa.func.current_timestamp()
+    made = 0
+    while made < count:
+        n = min(CHUNK, count - made)
+        images, vectors, thumbs, views = [], [], [], []
+        for k in range(n):
+            source = sources[(made + k) % len(sources)]
+            image_id = next_id + made + k
+            vector = decode_vector(source.vector)
+            noise = rng.normal(size=vector.shape).astype(np.float32)
+            noise -= float(noise @ vector) * vector
+            noise /= float(np.linalg.norm(noise))
+            turned = REPLICA_COSINE * vector + np.sqrt(1 - REPLICA_COSINE**2) * noise
+            flips = sum(1 << int(b) for b in rng.choice(64, REPLICA_PHASH_BITS, replace=False))
+            images.append(
+                {
+                    "image_id": image_id,
+                    "source_url": f"replica:{source.image_id}",
+                    "sha256": hashlib.sha256(f"replica {image_id}".encode()).hexdigest(),
+                    "phash": to_signed64(to_unsigned64(int(source.phash)) ^ flips),
+                    "width": source.width,
+                    "height": source.height,
+                    "verdict": "unique",
+                    "decided_by": "vector",
+                    "accepted": True,
+                    "model": source.model,
+                    "explanation": {"replica_of": source.image_id},
+                    "state": "done",
+                }
+            )
+            vectors.append(
+                {"image_id": image_id, "model": source.model, "dimension": len(vector), "vector": encode_vector(turned)}
+            )
+            thumbs.append({"image_id": image_id, "jpeg": source.jpeg, "words": source.words})
+            if source.image_id in previews:
+                views.append({"image_id": image_id, "jpeg": previews[source.image_id]})
+        with engine.begin() as c:
+            c.execute(sa.insert(i).values(created_at=now, updated_at=now, checked_at=now), images)
+            c.execute(sa.insert(e).values(created_at=now), vectors)
+            c.execute(sa.insert(th), thumbs)
+            if views:
+                c.execute(sa.insert(pv), views)
+        made += n
+        if made % 50_000 < CHUNK:
+            print(f"  replicas: {made}/{count}", file=sys.stderr, flush=True)
+    engine.dispose()
+    return count / (time.perf_counter() - started)
+
+
+def bytes_by_table(data_dir: Path) -> dict[str, int]:
+    engine = sa.create_engine(f"sqlite:///{data_dir / 'imgdedup.db'}")
+    try:
+        with engine.connect() as c:
+            rows = c.execute(sa.text("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name")).all()
+    finally:
+        engine.dispose()
+    return {str(name): int(size) for name, size in rows}
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def measure(
+    args: argparse.Namespace, data_dir: Path, queries: list[Any], base_of: dict[int, str]
+) -> dict[str, Any]:
+    """A start of the service on the filled stores: time to ready, then the dev queries; its peak RSS."""
+    port = free_port()
+    started = time.perf_counter()
+    process = start_service(data_dir, port, args.env)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
+            await wait_ready(client, process)
+            ready_s = time.perf_counter() - started
+            stats = (await client.get("/stats")).json()
+            begin = time.perf_counter()
+            results = await post_all(client, [q.path for q in queries], False, args.concurrency, "dev")
+            wall = time.perf_counter() - begin
+        rss = peak_rss_mb(process.pid)
+    finally:
+        process.terminate()
+        process.wait(120)
+    latencies = sorted(seconds for _, seconds in results)
+    pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
+    return {
+        "index_size": stats["index_size"],
+        "ready_s": ready_s,
+        "peak_rss_mb": rss,
+        "images_per_s": len(queries) / wall,
+        "p50_ms": pick(0.50),
+        "p95_ms": pick(0.95),
+        "p99_ms": pick(0.99),
+        **scores(queries, results, base_of),
+    }
+
+
+async def register_bases(args: argparse.Namespace, data_dir: Path, corpus: Any) -> dict[int, str]:
+    port = free_port()
+    process = start_service(data_dir, port, args.env)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
+            await wait_ready(client, process)
+            registered = await post_all(client, [p for _, p in corpus.indexed], True, args.concurrency, "bases")
+    finally:
+        process.terminate()
+        process.wait(120)
+    return {body["image_id"]: b for (b, _), (body, _) in zip(corpus.indexed, registered, strict=True)}
+
+
+def index_bytes(data_dir: Path) -> int:
+    folder = data_dir / "index"
+    return sum(p.stat().st_size for p in folder.glob("*")) if folder.exists() else 0
+
+
+async def run(args: argparse.Namespace, data_dir: Path) -> list[dict[str, Any]]:
+    corpus = load_corpus(args.corpus, args.cache)
+    queries = sample(corpus.queries, args.limit)
+    padding = load_padding(args.padding)
+    real_total = min(args.real if args.real is not None else len(padding), len(padding))
+    rows: list[dict[str, Any]] = []
+    real = replicas = 0
+    base_of: dict[int, str] = {}
+    for size in sorted(args.sizes):
+        figures: dict[str, Any] = {"size": size}
+        take = min(real_total, size) - real
+        if take > 0:
+            figures["backfill_rows_per_s"] = fill_real(data_dir, padding[real : real + take], real + 1, args.env)
+            real += take
+        more = size - real - replicas
+        if more > 0:
+            figures["replica_rows_per_s"] = fill_replicas(data_dir, more, seed=size)
+            replicas += more
+        if not base_of:
+            base_of = await register_bases(args, data_dir, corpus)
+        figures |= {"real": real, "replicas": replicas}
+        figures |= await measure(args, data_dir, queries, base_of)
+        tables = bytes_by_table(data_dir)
+        accepted = figures["index_size"]
+        figures["db_bytes"] = sum(tables.values())
+        figures["db_bytes_per_image"] = figures["db_bytes"] / max(accepted, 1)
+        figures["db_bytes_by_table"] = tables
+        figures["index_file_bytes"] = index_bytes(data_dir)
+        rows.append(figures)
+        print(line(figures), flush=True)
+    return rows
+
+
+def line(f: dict[str, Any]) -> str:
+    return (
+        f"| {f['size']:,} ({f['replicas']:,} replicas) | {f['index_size']:,} | {f['images_per_s']:.1f} | "
+        f"{f['p50_ms']:.0f} / {f['p95_ms']:.0f} / {f['p99_ms']:.0f} | {f['recall']:.3f} | {f['precision']:.4f} | "
+        f"{f['false_duplicates']} | {f['review_rate']:.3f} | {f['ready_s']:.1f} | {f['peak_rss_mb']:,.0f} | "
+        f"{f['db_bytes_per_image'] / 1024:.1f} | {f['index_file_bytes'] / 2**20:,.0f} |"
+    )
+
+
+def main() -> None:
+    parser = service_arguments(corpus_arguments(__doc__))
+    parser.add_argument("--padding", type=Path, default=Path(".cache/bench/padding"))
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[100_000, 1_000_000])
+    parser.add_argument("--real", type=int, default=None, help="real pictures at most (default: all)")
+    parser.add_argument("--keep", type=Path, help="the data directory to fill and keep (default: a temporary one)")
+    args = parse(parser)
+    print(
+        "| size | index | images/s | p50 / p95 / p99 ms | recall | precision | false dup. | review | ready s | "
+        "peak RSS MB | DB kB/image | index MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    with tempfile.TemporaryDirectory(prefix="imgdedup-scale-") as tmp:
+        data_dir = args.keep or Path(tmp)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        rows = asyncio.run(run(args, data_dir))
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "scale.json").write_text(json.dumps(rows, indent=2))
+    print(f"\nwritten: {args.out / 'scale.json'}")
+
+
+if __name__ == "__main__":
+    main()

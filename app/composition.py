@@ -26,8 +26,8 @@ from app.db.named_lock import LockNotTaken, NamedLock
 from app.db.tables import Tables
 from app.db.unit_of_work import SqlUnitsOfWork
 from app.domain.errors import BackendUnavailable, ConfigurationError
-from app.ops.reconcile import load_phash_index, load_word_index, reconcile
-from app.ports.backends import Embedder, ImageFetcher, OldVectors, VectorIndex
+from app.ops.reconcile import load_phash_index, load_word_index, reconcile, sweep_blobs
+from app.ports.backends import BlobStore, Embedder, ImageFetcher, OldVectors, VectorIndex
 from app.ports.persistence import LeaseHolders, UnitsOfWork
 from app.runtime.oldest_first import OldestFirstPool, lower_priority
 from app.vision.phash import PhashIndex
@@ -132,6 +132,15 @@ def build_old_collection(settings: Settings, name: str) -> OldVectors:
     if settings.index.api_key is None or settings.index.endpoint is None:
         raise ConfigurationError("adopting a DashVector collection needs APP_INDEX__API_KEY and APP_INDEX__ENDPOINT")
     return DashVectorCollectionReader(settings.index, name)
+
+
+def build_blobs(settings: Settings) -> BlobStore | None:
+    """The blob store for thumbnails and previews, or None where they stay in the database."""
+    if settings.blob_dir is None:
+        return None
+    from app.adapters.file_blobs import FileBlobStore
+
+    return FileBlobStore(settings.blob_dir)
 
 
 def build_fetcher(settings: Settings) -> ImageFetcher:
@@ -252,6 +261,9 @@ async def build_container(
             threadpool_limits(settings.decode.blas_threads, user_api="blas")  # process-wide, as for OpenCV
         stack.callback(executor.shutdown, wait=True)
         shared = settings.index.kind != "local"
+        blobs = build_blobs(settings)
+        if blobs is not None:
+            stack.push_async_callback(blobs.aclose)
         phash_index = PhashIndex()
         service = CheckService(
             units=database.units,
@@ -281,10 +293,13 @@ async def build_container(
                 part_words_parts=settings.verify.part_words_parts,
                 locate=settings.verify.locate,
             ),
+            blobs=blobs,
         )
         await load_phash_index(database.units, phash_index)
-        await load_word_index(database.units, service.indexes, executor)
+        await load_word_index(database.units, service.indexes, executor, service.stored)
         await service.blocks.load(database.units)
+        if blobs is not None:
+            await sweep_blobs(database.units, blobs)
         await reconcile(database.units, index, embedder.model_name, settings.index.reconcile_hours)
         reviews = ReviewService(
             database.units, service.indexes, service.exclusive, service.thresholds, embedder.model_name

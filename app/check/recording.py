@@ -11,9 +11,10 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from app.check.precedence import Swap, demoted
 from app.check.state import ImageWork, Stopwatch
+from app.check.stored_bytes import StoredBytes
 from app.domain.errors import TransientConflict
 from app.domain.models import Decision, Thresholds, Verdict, VerdictLabel
-from app.domain.records import ImageRow, VerdictRecord
+from app.domain.records import ImageRow, Stored, VerdictRecord
 from app.ports.persistence import UnitsOfWork
 from app.vision.visual_words import encode_words
 
@@ -21,9 +22,10 @@ log = logging.getLogger(__name__)
 
 
 class Recorder:
-    def __init__(self, units: UnitsOfWork, model_name: str, attempts: int = 4) -> None:
+    def __init__(self, units: UnitsOfWork, model_name: str, stored: StoredBytes, attempts: int = 4) -> None:
         self._units = units
         self._model_name = model_name
+        self._stored = stored
         self._attempts = attempts
 
     async def record(
@@ -35,6 +37,7 @@ class Recorder:
         if not works:
             return
         with Stopwatch(works, "record"):
+            kept = await self._keep_bytes(works)
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(TransientConflict),
                 stop=stop_after_attempt(self._attempts),
@@ -42,12 +45,28 @@ class Recorder:
                 reraise=True,
             ):
                 with attempt:
-                    matched = await self._record_once(decisions, thresholds, swaps)
+                    matched = await self._record_once(decisions, thresholds, swaps, kept)
         for work, decision in decisions:
             work.verdict = self._verdict(work, decision, matched, thresholds)
 
+    async def _keep_bytes(self, works: Sequence[ImageWork]) -> dict[tuple[int, str], Stored]:
+        """The thumbnails and previews of the images that enter the index, where they are kept (in the blob store
+        before any row names them), by (image id, which)."""
+        kept: dict[tuple[int, str], Stored] = {}
+        for work in works:
+            if not (work.persist and work.enters_index and work.image_id is not None):
+                continue
+            for which, data in (("thumbnail", work.thumbnail), ("preview", work.preview)):
+                if data is not None:
+                    kept[(work.image_id, which)] = await self._stored.keep(data)
+        return kept
+
     async def _record_once(
-        self, decisions: Sequence[tuple[ImageWork, Decision]], thresholds: Thresholds, swaps: Sequence[Swap]
+        self,
+        decisions: Sequence[tuple[ImageWork, Decision]],
+        thresholds: Thresholds,
+        swaps: Sequence[Swap],
+        kept: dict[tuple[int, str], Stored],
     ) -> dict[int, ImageRow]:
         async with self._units() as uow:
             for swap in swaps:
@@ -63,11 +82,11 @@ class Recorder:
                 await uow.images.record_verdict(work.image_id, self._record(work, decision, thresholds))
                 if work.vector is not None:
                     await uow.images.save_embedding(work.image_id, self._model_name, work.vector)
-                if work.enters_index and work.thumbnail is not None:
+                if (thumbnail := kept.get((work.image_id, "thumbnail"))) is not None:
                     words = encode_words(work.words) if work.words is not None else None
-                    await uow.images.save_thumbnail(work.image_id, work.thumbnail, words)
-                if work.enters_index and work.preview is not None:
-                    await uow.reviews.save_preview(work.image_id, work.preview)
+                    await uow.images.save_thumbnail(work.image_id, thumbnail, words)
+                if (preview := kept.get((work.image_id, "preview"))) is not None:
+                    await uow.reviews.save_preview(work.image_id, preview)
             matched = await uow.images.get_many(
                 [d.matched_image_id for _, d in decisions if d.matched_image_id is not None]
             )

@@ -77,7 +77,9 @@ class RemovalService:
                 )
                 removal_id = await uow.removals.add(removal, vector)
                 note = {"by": request.by, "action": action, "reason": request.reason, "removal_id": removal_id}
-                await uow.removals.remove_image(row.image_id, action, {**(row.explanation or {}), "removed": note})
+                blobs = await uow.removals.remove_image(
+                    row.image_id, action, {**(row.explanation or {}), "removed": note}
+                )
                 orphaned: list[int] = []
                 if handling == "orphaned":
                     orphaned = [c.image_id for c in copies]
@@ -85,6 +87,7 @@ class RemovalService:
                 await uow.commit()
             if row.accepted:
                 await self._check.indexes.remove([row.image_id])
+            await self._drop_blobs(blobs)
             if request.block:
                 self._check.blocks.add([BlockEntry(row.image_id, row.sha256, row.phash, vector, request.reason)])
         outcome = RemovalOutcome(
@@ -95,6 +98,15 @@ class RemovalService:
         async with self._units() as uow:
             outcome.image = await uow.images.get(row.image_id) or row
         return outcome
+
+    async def _drop_blobs(self, keys: list[str]) -> None:
+        """Its bytes out of the blob store too, unless another image's row names the same bytes."""
+        store = self._check.stored.blobs
+        if not keys or store is None:
+            return
+        async with self._units() as uow:
+            in_use = await uow.images.blobs_in_use(keys)
+        await store.delete([k for k in keys if k not in in_use])
 
     async def lift(self, image_id: int, by: str) -> bool:
         """A takedown lifted: later copies are checked as any other image again (the record stays removed)."""

@@ -39,12 +39,13 @@ from app.check.precedence import (
 from app.check.recording import Recorder
 from app.check.second_look import SecondLook
 from app.check.state import ImageWork, alive
+from app.check.stored_bytes import StoredBytes
 from app.check.verification import Verifier
 from app.domain.errors import AppError, CheckRaced
 from app.domain.models import CheckItem, Decision, Policy, Thresholds, Verdict
 from app.domain.records import Acceptance
 from app.domain.rules import grey_candidates, outright_duplicate
-from app.ports.backends import Embedder, ImageFetcher, VectorIndex
+from app.ports.backends import BlobStore, Embedder, ImageFetcher, VectorIndex
 from app.ports.persistence import DecisionLock, UnitsOfWork
 from app.runtime.oldest_first import checking
 from app.vision.local_features import thumbnail_jpeg
@@ -105,6 +106,7 @@ class CheckService:
         metrics: Metrics,
         decision_lock: DecisionLock,
         options: CheckOptions,
+        blobs: BlobStore | None = None,
     ) -> None:
         self._units = units
         self._executor = executor
@@ -112,12 +114,15 @@ class CheckService:
         self.thresholds = thresholds
         self.metrics = metrics
         self.model_name = embedder.model_name
+        self.stored = StoredBytes(blobs)
         self._intake = Intake(
             units, fetcher, executor, embedder.model_name, options.max_pixels, options.max_decoded_bytes
         )
         self._embedding = Embedding(embedder, index, options.top_k, metrics)
         self._verifier = (
-            Verifier(options.verify, units, executor, options.feature_cache_size) if options.verify else None
+            Verifier(options.verify, units, executor, options.feature_cache_size, self.stored)
+            if options.verify
+            else None
         )
         self._local = (
             LocalRetrieval(
@@ -155,7 +160,7 @@ class CheckService:
             self._local.index if self._local is not None else None,
             self._local.vocabulary if self._local is not None else None,
         )
-        self._recorder = Recorder(units, embedder.model_name)
+        self._recorder = Recorder(units, embedder.model_name, self.stored)
         self.blocks = BlockList(embedder.model_name)
         # Serialises decide-and-record in this process: two near-copies checked at the same moment must not
         # both come out unique (docs/design.md §5). The decision lock does the same across processes.

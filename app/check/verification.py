@@ -17,6 +17,7 @@ from typing import TypeVar
 from PIL import Image
 
 from app.check.state import FramedPart, ImageWork, Stopwatch
+from app.check.stored_bytes import StoredBytes
 from app.domain.models import Verified
 from app.ports.persistence import UnitsOfWork
 from app.vision.local_features import VERIFY_SIDE, Features, QueryFeatures, features, features_of_jpeg, grey
@@ -57,9 +58,12 @@ class FeatureCache:
 
 
 class Verifier:
-    def __init__(self, policy: VerifyPolicy, units: UnitsOfWork, executor: Executor, cache_size: int) -> None:
+    def __init__(
+        self, policy: VerifyPolicy, units: UnitsOfWork, executor: Executor, cache_size: int, stored: StoredBytes
+    ) -> None:
         self.policy = policy
         self._units = units
+        self._stored = stored
         self._executor = executor
         self.cache = FeatureCache(cache_size)
         self.fine_cache = FeatureCache(cache_size)
@@ -164,7 +168,8 @@ class Verifier:
         stored: dict[int, bytes] = {}
         if stored_wanted:
             async with self._units() as uow:
-                stored = await uow.images.thumbnails(stored_wanted)
+                rows = await uow.images.thumbnails(stored_wanted)
+            stored = await self._stored.read(rows)
         loop = asyncio.get_running_loop()
         jobs: list[tuple[int, Callable[[], Features]]] = [
             (c, functools.partial(features_of_jpeg, data, fine)) for c, data in stored.items()

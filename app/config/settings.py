@@ -143,6 +143,15 @@ class EmbedderSettings(BaseModel):
         return self
 
 
+class BlobSettings(BaseModel):
+    """Where thumbnails and previews are kept: files in a folder (the data directory's `blobs/` unless `path`
+    says), or the database. `auto`: files with the embedded index, the database with a shared one (several
+    machines then see the same bytes)."""
+
+    kind: Literal["auto", "files", "database"] = "auto"
+    path: Path | None = None
+
+
 class IndexSettings(BaseModel):
     kind: Literal["local", "dashvector"] = "local"
     snapshot: bool = True
@@ -339,6 +348,7 @@ class Settings(BaseSettings):
     decode: DecodeSettings = Field(default_factory=DecodeSettings)
     embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
     index: IndexSettings = Field(default_factory=IndexSettings)
+    blobs: BlobSettings = Field(default_factory=BlobSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
@@ -387,6 +397,14 @@ class Settings(BaseSettings):
     @property
     def graph_cache_dir(self) -> Path:
         return self.embedder.graph_cache_dir or self.data_dir / "cache"
+
+    @property
+    def blob_dir(self) -> Path | None:
+        """The blob store's folder, or None where the bytes stay in the database."""
+        kind = self.blobs.kind
+        if kind == "database" or (kind == "auto" and self.index.kind != "local"):
+            return None
+        return self.blobs.path or self.data_dir / "blobs"
 
     @property
     def thresholds_file(self) -> Path:

@@ -10,10 +10,10 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.db.codecs import decode_vector, encode_vector, to_signed64, to_unsigned64
+from app.db.codecs import decode_vector, encode_vector, stored_of, stored_values, to_signed64, to_unsigned64
 from app.db.dialect import new_id
 from app.db.tables import Tables
-from app.domain.records import Acceptance, Demoted, ImageRow, VerdictRecord
+from app.domain.records import Acceptance, Demoted, ImageRow, Stored, VerdictRecord
 from app.ports.persistence import Clock
 
 
@@ -32,6 +32,7 @@ class SqlImageRepository:
         self._t = tables.image
         self._e = tables.embedding
         self._th = tables.thumbnail
+        self._pv = tables.preview
 
     async def get(self, image_id: int) -> ImageRow | None:
         row = (await self._session.execute(sa.select(self._t).where(self._t.c.image_id == image_id))).mappings().first()
@@ -193,27 +194,34 @@ class SqlImageRepository:
             )
         )
 
-    async def save_thumbnail(self, image_id: int, jpeg: bytes, words: bytes | None = None) -> None:
+    async def save_thumbnail(self, image_id: int, jpeg: Stored, words: bytes | None = None) -> None:
         await self._session.execute(sa.delete(self._th).where(self._th.c.image_id == image_id))
-        await self._session.execute(sa.insert(self._th).values(image_id=image_id, jpeg=jpeg, words=words))
+        await self._session.execute(sa.insert(self._th).values(image_id=image_id, words=words, **stored_values(jpeg)))
 
-    async def accepted_words(self) -> AsyncIterator[list[tuple[int, bytes | None, bytes]]]:
-        """Every accepted image's stored visual words (None: not derived yet) and its thumbnail, in chunks."""
+    async def accepted_words(self) -> AsyncIterator[list[tuple[int, bytes | None, Stored | None]]]:
+        """Every accepted image's stored visual words, in chunks; its thumbnail only where the words are not
+        derived yet (reading every thumbnail at each start would cost as much as the whole index)."""
+        th = self._th
         last = 0
         while True:
             rows = (
                 await self._session.execute(
-                    sa.select(self._th.c.image_id, self._th.c.words, self._th.c.jpeg)
-                    .join(self._t, self._t.c.image_id == self._th.c.image_id)
-                    .where(self._t.c.accepted.is_(True), self._th.c.image_id > last)
-                    .order_by(self._th.c.image_id)
+                    sa.select(
+                        th.c.image_id,
+                        th.c.words,
+                        sa.case((th.c.words.is_(None), th.c.jpeg), else_=sa.null()),
+                        sa.case((th.c.words.is_(None), th.c.blob_key), else_=sa.null()),
+                    )
+                    .join(self._t, self._t.c.image_id == th.c.image_id)
+                    .where(self._t.c.accepted.is_(True), th.c.image_id > last)
+                    .order_by(th.c.image_id)
                     .limit(2000)
                 )
             ).all()
             if not rows:
                 return
             last = int(rows[-1][0])
-            yield [(int(i), bytes(w) if w is not None else None, bytes(j)) for i, w, j in rows]
+            yield [(int(i), bytes(w) if w is not None else None, stored_of(j, b)) for i, w, j, b in rows]
 
     async def stored_words(self, image_ids: Sequence[int]) -> dict[int, bytes]:
         if not image_ids:
@@ -228,13 +236,40 @@ class SqlImageRepository:
     async def save_words(self, image_id: int, words: bytes) -> None:
         await self._session.execute(sa.update(self._th).where(self._th.c.image_id == image_id).values(words=words))
 
-    async def thumbnails(self, image_ids: Sequence[int]) -> dict[int, bytes]:
+    async def thumbnails(self, image_ids: Sequence[int]) -> dict[int, Stored]:
         if not image_ids:
             return {}
         rows = await self._session.execute(
-            sa.select(self._th.c.image_id, self._th.c.jpeg).where(self._th.c.image_id.in_(list(image_ids)))
+            sa.select(self._th.c.image_id, self._th.c.jpeg, self._th.c.blob_key).where(
+                self._th.c.image_id.in_(list(image_ids))
+            )
         )
-        return {int(i): bytes(j) for i, j in rows}
+        return {int(i): stored for i, j, b in rows if (stored := stored_of(j, b)) is not None}
+
+    async def inline_bytes(self, limit: int) -> list[tuple[str, int, bytes]]:
+        """Up to `limit` thumbnails and previews that hold their bytes in the row: (table, image id, bytes)."""
+        found: list[tuple[str, int, bytes]] = []
+        for name, table in (("thumbnail", self._th), ("preview", self._pv)):
+            if len(found) >= limit:
+                break
+            query = sa.select(table.c.image_id, table.c.jpeg).where(table.c.jpeg.is_not(None)).limit(limit - len(found))
+            found += [(name, int(i), bytes(j)) for i, j in await self._session.execute(query)]
+        return found
+
+    async def name_blob(self, table: str, image_id: int, key: str) -> None:
+        """The row's bytes are in the blob store now, under `key`."""
+        t = self._th if table == "thumbnail" else self._pv
+        await self._session.execute(sa.update(t).where(t.c.image_id == image_id).values(jpeg=None, blob_key=key))
+
+    async def blobs_in_use(self, keys: Sequence[str]) -> set[str]:
+        """Which of these blob keys a thumbnail or a preview still names."""
+        used: set[str] = set()
+        for table in (self._th, self._pv):
+            for start in range(0, len(keys), 1000):
+                chunk = list(keys[start : start + 1000])
+                rows = await self._session.execute(sa.select(table.c.blob_key).where(table.c.blob_key.in_(chunk)))
+                used |= {str(k) for (k,) in rows}
+        return used
 
     async def embeddings(self, image_ids: Sequence[int], model: str) -> dict[int, np.ndarray]:
         if not image_ids:

@@ -39,10 +39,16 @@ class SqlRemovalRepository:
         )
         return [image_row(r) for r in (await self._session.execute(query)).mappings()]
 
-    async def remove_image(self, image_id: int, decided_by: str, explanation: dict[str, Any]) -> None:
+    async def remove_image(self, image_id: int, decided_by: str, explanation: dict[str, Any]) -> list[str]:
         """The image's record stays (verdict `deleted`, out of the indexes); its vector, thumbnail, visual words
-        and preview go."""
+        and preview go. The keys of the blobs they named (which the caller removes once nothing names them)."""
         i = self._i
+        blobs: list[str] = []
+        for table in self._stores[1:]:
+            rows = await self._session.execute(
+                sa.select(table.c.blob_key).where(table.c.image_id == image_id, table.c.blob_key.is_not(None))
+            )
+            blobs += [str(k) for (k,) in rows]
         await self._session.execute(
             sa.update(i)
             .where(i.c.image_id == image_id)
@@ -57,6 +63,7 @@ class SqlRemovalRepository:
         )
         for table in self._stores:
             await self._session.execute(sa.delete(table).where(table.c.image_id == image_id))
+        return blobs
 
     async def repoint(self, image_ids: Sequence[int], matched_image_id: int | None, decided_by: str | None) -> None:
         """Duplicates whose original changed (or, `None`, that now point at nothing)."""

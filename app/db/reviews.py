@@ -10,10 +10,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.codecs import stored_of, stored_values
 from app.db.dialect import new_id
 from app.db.images import image_row
 from app.db.tables import Tables
-from app.domain.records import ImageRow
+from app.domain.records import ImageRow, Stored
 from app.domain.review import Choice, Settled
 from app.ports.persistence import Clock
 
@@ -153,10 +154,11 @@ class SqlReviewRepository:
         query = sa.select(d.c.similarity, d.c.choice).where(d.c.undone_at.is_(None), d.c.similarity.is_not(None))
         return [(float(s), c == Choice.DUPLICATE.value) for s, c in await self._session.execute(query)]
 
-    async def save_preview(self, image_id: int, jpeg: bytes) -> None:
+    async def save_preview(self, image_id: int, jpeg: Stored) -> None:
         await self._session.execute(sa.delete(self._pv).where(self._pv.c.image_id == image_id))
-        await self._session.execute(sa.insert(self._pv).values(image_id=image_id, jpeg=jpeg))
+        await self._session.execute(sa.insert(self._pv).values(image_id=image_id, **stored_values(jpeg)))
 
-    async def preview(self, image_id: int) -> bytes | None:
-        row = (await self._session.execute(sa.select(self._pv.c.jpeg).where(self._pv.c.image_id == image_id))).first()
-        return bytes(row[0]) if row else None
+    async def preview(self, image_id: int) -> Stored | None:
+        query = sa.select(self._pv.c.jpeg, self._pv.c.blob_key).where(self._pv.c.image_id == image_id)
+        row = (await self._session.execute(query)).first()
+        return stored_of(row[0], row[1]) if row else None

@@ -105,19 +105,22 @@ class Tables:
         )
         # A grey JPEG (<= 512 px) of each accepted image: the base side of pairwise verification; and its visual
         # words (uint16 little-endian), what retrieval by local features finds it by (NULL: derived when loaded).
+        # The JPEGs live in the blob store where there is one (`blob_key` names it; `jpeg` NULL).
         self.thumbnail = sa.Table(
             "thumbnail",
             self.metadata,
             sa.Column("image_id", BigId, sa.ForeignKey("image.image_id", ondelete="CASCADE"), primary_key=True),
-            sa.Column("jpeg", sa.LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb"), nullable=False),
+            sa.Column("jpeg", sa.LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb"), nullable=True),
             sa.Column("words", sa.LargeBinary, nullable=True),
+            sa.Column("blob_key", sa.String(64), nullable=True),  # the bytes in the blob store instead (their key)
         )
         # A colour preview (<= 320 px) of accepted images and those in review: what the review page shows.
         self.preview = sa.Table(
             "preview",
             self.metadata,
             sa.Column("image_id", BigId, sa.ForeignKey("image.image_id", ondelete="CASCADE"), primary_key=True),
-            sa.Column("jpeg", sa.LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb"), nullable=False),
+            sa.Column("jpeg", sa.LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb"), nullable=True),
+            sa.Column("blob_key", sa.String(64), nullable=True),
         )
         self.review_decision = sa.Table(
             "review_decision",

@@ -9,6 +9,16 @@ from typing import Any
 
 import numpy as np
 
+
+class BlobKey(str):
+    """The key of bytes kept in the blob store (their SHA-256), where a row holds no bytes itself."""
+
+    __slots__ = ()
+
+
+# A thumbnail's or preview's bytes as a row holds them: inline, or by key in the blob store.
+Stored = bytes | BlobKey
+
 REMOVED = "deleted"  # the verdict of a deleted or taken-down image's record (docs/removal.md)
 
 

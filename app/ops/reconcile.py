@@ -18,7 +18,8 @@ from datetime import timedelta
 import numpy as np
 
 from app.check.indexes import Indexes
-from app.ports.backends import VectorIndex
+from app.check.stored_bytes import StoredBytes
+from app.ports.backends import BlobStore, VectorIndex
 from app.ports.persistence import UnitsOfWork
 from app.vision.local_features import features_of_jpeg
 from app.vision.phash import PhashIndex
@@ -34,7 +35,7 @@ async def load_phash_index(units: UnitsOfWork, phash_index: PhashIndex) -> None:
         phash_index.add_many(await uow.images.accepted_phashes())
 
 
-async def load_word_index(units: UnitsOfWork, indexes: Indexes, executor: Executor) -> None:
+async def load_word_index(units: UnitsOfWork, indexes: Indexes, executor: Executor, stored: StoredBytes) -> None:
     """Every accepted image's visual words into the word index; those stored without (accepted before the index
     existed) derived from their thumbnails once, and stored."""
     if indexes.words is None or indexes.vocabulary is None:
@@ -45,7 +46,8 @@ async def load_word_index(units: UnitsOfWork, indexes: Indexes, executor: Execut
     async with units() as uow:
         async for chunk in uow.images.accepted_words():
             indexes.add_stored_words([(i, w) for i, w, _ in chunk if w is not None])
-            missing = [(i, jpeg) for i, w, jpeg in chunk if w is None]
+            thumbnails = await stored.read({i: jpeg for i, w, jpeg in chunk if w is None and jpeg is not None})
+            missing = list(thumbnails.items())
             found = await asyncio.gather(
                 *(loop.run_in_executor(executor, _words_of_thumbnail, vocabulary, jpeg) for _, jpeg in missing)
             )
@@ -103,3 +105,38 @@ async def reconcile(units: UnitsOfWork, index: VectorIndex, model: str, recent_h
         log.info("index reconciled: %d vectors added, %d stale removed", added, len(stale))
         await index.flush()
     return {"added": added, "removed": len(stale)}
+
+
+async def sweep_blobs(units: UnitsOfWork, blobs: BlobStore, min_age_s: float = 3600.0) -> int:
+    """Remove the blobs no row names: a crash came between putting one and committing its row (or a removal's
+    delete). Only blobs older than `min_age_s`, so that a check recording now is never robbed of its own."""
+    keys = await blobs.older_than(min_age_s)
+    orphans: list[str] = []
+    for start in range(0, len(keys), 5000):
+        chunk = keys[start : start + 5000]
+        async with units() as uow:
+            in_use = await uow.images.blobs_in_use(chunk)
+        orphans += [k for k in chunk if k not in in_use]
+    await blobs.delete(orphans)
+    if orphans:
+        log.info("blob store swept: %d blobs no row names removed", len(orphans))
+    return len(orphans)
+
+
+async def move_blobs_out(
+    units: UnitsOfWork, stored: StoredBytes, progress: Progress | None = None, chunk: int = 500
+) -> int:
+    """Thumbnails and previews still held in the database moved into the blob store, a chunk per transaction
+    (resumable: a row already moved holds no bytes)."""
+    moved = 0
+    while True:
+        async with units() as uow:
+            rows = await uow.images.inline_bytes(chunk)
+            if not rows:
+                return moved
+            for table, image_id, data in rows:
+                await uow.images.name_blob(table, image_id, str(await stored.keep(data)))
+            await uow.commit()
+        moved += len(rows)
+        if progress:
+            progress(len(rows))

@@ -84,3 +84,24 @@ class OldVectors(Protocol):
     async def count(self) -> int: ...
 
     async def aclose(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    """Image bytes kept outside the database (thumbnails, previews), content-addressed: a key is the SHA-256 of
+    the bytes, so the same bytes are stored once whoever puts them."""
+
+    async def put(self, data: bytes) -> str:
+        """Store the bytes (durably, before the caller records the key); their key."""
+        ...
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, bytes]:
+        """The bytes of each key that is there."""
+        ...
+
+    async def delete(self, keys: Sequence[str]) -> None: ...
+
+    async def older_than(self, seconds: float) -> list[str]:
+        """Every key stored more than `seconds` ago (for the repair that removes what no row names)."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,4 +1,5 @@
-"""`python -m app reset-data | reset-vectors | reindex | migrate`: maintenance, asking first where it destroys."""
+"""`python -m app reset-data | reset-vectors | reindex | migrate | migrate-blobs`: maintenance, asking first where
+it destroys."""
 
 from __future__ import annotations
 
@@ -22,6 +23,10 @@ def add_maintenance_commands(commands: argparse._SubParsersAction) -> None:  # t
     reindex.set_defaults(handler=_reindex)
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
+    blobs = commands.add_parser(
+        "migrate-blobs", help="move thumbnails and previews still held in the database into the blob store"
+    )
+    blobs.set_defaults(handler=_migrate_blobs)
 
 
 def _confirmed(question: str, yes: bool) -> bool:
@@ -95,3 +100,26 @@ async def _migrate(settings: Settings, _: argparse.Namespace) -> None:
     async with open_database(settings, migrate=True):
         pass
     print(f"database at {settings.database_url.split('@')[-1]} is at the latest schema")
+
+
+async def _migrate_blobs(settings: Settings, _: argparse.Namespace) -> int:
+    """Resumable: a row moved holds no bytes any more, so a second run takes up where the first stopped."""
+    from tqdm import tqdm
+
+    from app.check.stored_bytes import StoredBytes
+    from app.composition import build_blobs, open_database
+    from app.ops.reconcile import move_blobs_out
+
+    blobs = build_blobs(settings)
+    if blobs is None:
+        print("the blob store is off (APP_BLOBS__KIND=database, or auto with a shared index): nothing to move")
+        return 2
+    async with open_database(settings) as database:
+        with tqdm(unit="blob", desc="moving thumbnails and previews") as bar:
+            moved = await move_blobs_out(database.units, StoredBytes(blobs), bar.update)
+    await blobs.aclose()
+    print(
+        f"{moved} thumbnails and previews moved to {settings.blob_dir}; the database gives their space back after "
+        "VACUUM (SQLite) or OPTIMIZE TABLE thumbnail, preview (MySQL)"
+    )
+    return 0

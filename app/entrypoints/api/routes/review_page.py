@@ -199,7 +199,8 @@ async def preview(
     await _signed_in(request, container)
     async with container.units() as uow:
         # images accepted before previews were kept have their grey verification thumbnail only
-        jpeg = await uow.reviews.preview(image_id) or (await uow.images.thumbnails([image_id])).get(image_id)
+        stored = await uow.reviews.preview(image_id) or (await uow.images.thumbnails([image_id])).get(image_id)
+    jpeg = await container.service.stored.read_one(stored)
     if jpeg is None:
         raise ImageNotFound(f"no preview of image {image_id}")
     return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "private, max-age=3600"})
@@ -214,8 +215,10 @@ async def matches(
     async with container.units() as uow:
         row = await uow.images.get(image_id)
         candidate = row.matched_image_id if row else None
-        query = await uow.reviews.preview(image_id)
-        base = await uow.reviews.preview(candidate) if candidate else None
+        stored_query = await uow.reviews.preview(image_id)
+        stored_base = await uow.reviews.preview(candidate) if candidate else None
+    query = await container.service.stored.read_one(stored_query)
+    base = await container.service.stored.read_one(stored_base)
     if query is None or base is None:
         raise ImageNotFound(f"no pair of previews for image {image_id}")
     policy = verify_policy(container.settings) or VerifyPolicy()

@@ -1,0 +1,113 @@
+"""Thumbnails and previews in the blob store, on the real model, FAISS and both databases: the rows name their
+blobs and hold no bytes, verification reads its bases from the store after a restart, a deleted image's blobs go,
+a database written before moves its bytes out with `migrate-blobs` (resumable), and blobs no row names are swept."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from app.check.removal import RemovalRequest
+from app.composition import build_container
+from app.config.settings import BlobSettings, PolicySettings, Settings
+from app.db.engine import make_engine
+from app.domain.models import CheckItem, DecidedBy, UploadRef, VerdictLabel
+from testkit.images import flipped, jpeg, photo
+from testkit.queue import app_env, spawn
+
+
+async def stored_columns(settings: Settings) -> list[tuple[str, int, bool, str | None]]:
+    """(table, image id, holds bytes, blob key) of every thumbnail and preview row."""
+    engine = make_engine(settings.database_url)
+    try:
+        async with engine.connect() as c:
+            rows = []
+            for table in ("thumbnail", "preview"):
+                found = await c.execute(sa.text(f"SELECT image_id, jpeg IS NOT NULL, blob_key FROM {table}"))
+                rows += [(table, int(i), bool(inline), key) for i, inline, key in found]
+            return sorted(rows)
+    finally:
+        await engine.dispose()
+
+
+def files_under(folder: Path) -> set[str]:
+    return {p.name for p in folder.rglob("*") if p.is_file()} if folder.exists() else set()
+
+
+async def register(settings: Settings, *pictures: bytes) -> list[int]:
+    async with build_container(settings) as container:
+        outcomes = await container.service.check([CheckItem(UploadRef(p)) for p in pictures])
+        await container.index.flush()
+    return [o.verdict.image_id for o in outcomes if o.verdict and o.verdict.image_id]
+
+
+# nothing is a duplicate by its vector alone: the mirrored copy is one only if verification reads its base
+GREY = PolicySettings(duplicate_threshold=0.9999, review_threshold=0.3)
+
+
+async def copy_is_verified(settings: Settings, original: int) -> bool:
+    """A mirrored copy, checked by a fresh process: verification must read the base from where it is kept."""
+    async with build_container(settings) as container:
+        (outcome,) = await container.service.check(
+            [CheckItem(UploadRef(jpeg(flipped(photo("b0575")), 80)), register=False)]
+        )
+    verdict = outcome.verdict
+    assert verdict is not None, outcome.error
+    return (verdict.label, verdict.decided_by, verdict.matched_image_id) == (
+        VerdictLabel.DUPLICATE,
+        DecidedBy.VERIFIED,
+        original,
+    )
+
+
+async def test_thumbnails_and_previews_live_in_the_blob_store(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(policy=GREY)
+    blobs = settings.data_dir / "blobs"
+    original, other = await register(settings, jpeg(photo("b0575")), jpeg(photo("b0587")))
+    rows = await stored_columns(settings)
+    assert {(table, image_id) for table, image_id, _, _ in rows} == {
+        (t, i) for t in ("thumbnail", "preview") for i in (original, other)
+    }
+    assert not any(inline for _, _, inline, _ in rows)  # no bytes in the database
+    assert {key for _, _, _, key in rows} == files_under(blobs)
+    assert await copy_is_verified(settings, original)
+
+    async with build_container(settings) as container:
+        await container.removals.remove(RemovalRequest(other, "test"))
+    assert {key for _, _, _, key in await stored_columns(settings)} == files_under(blobs)  # its blobs went too
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_bytes_written_to_the_database_move_out_and_strays_are_swept(
+    make_settings: Callable[..., Settings],
+) -> None:
+    inline = make_settings(blobs=BlobSettings(kind="database"), policy=GREY)
+    (original,) = await register(inline, jpeg(photo("b0575")))
+    assert all(holds for _, _, holds, _ in await stored_columns(inline))
+
+    settings = make_settings(policy=GREY)  # the blob store on: what was written before is still read from the rows
+    assert await copy_is_verified(settings, original)
+    for _ in range(2):  # the second run finds nothing left to move
+        process = spawn(["migrate-blobs"], app_env(settings))
+        out, err = await asyncio.to_thread(process.communicate, None, 120)
+        assert process.returncode == 0, err[-2000:]
+    assert "0 thumbnails and previews moved" in out
+    rows = await stored_columns(settings)
+    assert not any(holds for _, _, holds, _ in rows) and len(rows) == 2
+    assert await copy_is_verified(settings, original)
+
+    # a blob no row names (a crash between putting it and committing its row), old enough: swept at start
+    stray = settings.data_dir / "blobs" / "ab" / "cd" / ("abcd" + "0" * 60)
+    stray.parent.mkdir(parents=True, exist_ok=True)
+    stray.write_bytes(b"orphan")
+    os.utime(stray, (time.time() - 7200, time.time() - 7200))
+    async with build_container(settings):
+        pass
+    assert not stray.exists()
+    assert {key for _, _, _, key in await stored_columns(settings)} == files_under(settings.data_dir / "blobs")

@@ -44,9 +44,13 @@ class Indexes:
         """Images another process accepted lately (a shared index), with their words as stored."""
         if self.words is None:
             return
-        for image_id, data in items:
-            if data is not None and image_id not in self.words:
-                self.words.add(image_id, decode_words(data))
+        self.words.add_many(
+            [
+                (image_id, decode_words(data))
+                for image_id, data in items
+                if data is not None and image_id not in self.words
+            ]
+        )
 
     async def apply(self, works: Sequence[ImageWork]) -> None:
         """After the batch is recorded: accepted images go in, images no longer accepted come out."""

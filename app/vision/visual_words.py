@@ -13,6 +13,7 @@ methods are called from it, never from pool threads).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,44 @@ class WordIndex:
                 postings = self._postings[word] = np.resize(postings, 2 * count)
             postings[count] = row
             self._counts[word] = count + 1
+
+    def add_many(self, items: Sequence[tuple[int, np.ndarray]]) -> None:
+        """Many images at once, as `add` one by one would leave the index, with the postings grown per word
+        rather than per (image, word): what a start loading a large index does."""
+        latest: dict[int, np.ndarray] = {}
+        for image_id, words in reversed(items):  # an image given twice: its last words, in its last place
+            latest.setdefault(image_id, words)
+        for image_id in latest:
+            self.remove(image_id)
+        items = [(i, w) for i, w in reversed(list(latest.items())) if len(w)]
+        if not items:
+            return
+        first = len(self._ids)
+        needed = first + len(items)
+        if needed > len(self._norms):
+            capacity = max(needed, 2 * len(self._norms))
+            self._norms = np.resize(self._norms, capacity)
+            self._alive = np.resize(self._alive, capacity)
+        words = np.concatenate([w for _, w in items]).astype(np.int64)
+        lengths = np.fromiter((len(w) for _, w in items), np.int64, len(items))
+        rows = np.repeat(np.arange(first, needed, dtype=np.int32), lengths)
+        weights = self._vocabulary.idf[words]
+        norms = np.sqrt(np.add.reduceat(weights * weights, np.concatenate(([0], np.cumsum(lengths)[:-1]))))
+        self._norms[first:needed] = np.where(norms > 0, norms, 1.0)
+        self._alive[first:needed] = True
+        for offset, (image_id, _) in enumerate(items):
+            self._ids.append(image_id)
+            self._row_of[image_id] = first + offset
+        order = np.argsort(words, kind="stable")  # rows ascending within each word, as `add` would append them
+        by_word, rows = words[order], rows[order]
+        present, starts, counts = np.unique(by_word, return_index=True, return_counts=True)
+        for word, start, count in zip(present.tolist(), starts.tolist(), counts.tolist(), strict=True):
+            have = int(self._counts[word])
+            postings = self._postings[word]
+            if have + count > len(postings):
+                postings = self._postings[word] = np.resize(postings, max(have + count, 2 * len(postings)))
+            postings[have : have + count] = rows[start : start + count]
+            self._counts[word] = have + count
 
     def remove(self, image_id: int) -> None:
         row = self._row_of.pop(image_id, None)

@@ -109,3 +109,28 @@ def test_the_page_around_a_photo_finds_the_photo(vocabulary: Vocabulary) -> None
     for name, query in queries.items():
         found = index.search(vocabulary.words(features(grey(query)).descriptors), limit=3)
         assert found[0][0] == 0, name
+
+
+def test_adding_many_at_once_leaves_the_index_as_adding_one_by_one() -> None:
+    """The start's bulk load: the same postings, norms and rankings as `add` per image, replacements and empty
+    word sets included, added in several chunks onto an index that already holds images."""
+    rng = np.random.default_rng(11)
+    size = 64
+    vocabulary = Vocabulary(np.eye(size, 128, dtype=np.float32), rng.uniform(0.5, 3.0, size).astype(np.float32))
+    one_by_one, at_once = WordIndex(vocabulary), WordIndex(vocabulary)
+    items = [(i, np.unique(rng.integers(0, size, int(rng.integers(0, 9)))).astype(np.uint16)) for i in range(1, 700)]
+    items += [(5, np.array([1, 2], np.uint16)), (9, np.zeros(0, np.uint16))]  # replaced; emptied
+    one_by_one.add(1000, np.array([1, 2, 3], np.uint16))
+    at_once.add(1000, np.array([1, 2, 3], np.uint16))
+    for image_id, words in items:
+        one_by_one.add(image_id, words)
+    for start in range(0, len(items), 100):
+        at_once.add_many(items[start : start + 100])
+    twice = [(2000, np.array([4], np.uint16)), (2001, np.array([4], np.uint16)), (2000, np.array([4, 5], np.uint16))]
+    for image_id, words in twice:  # one image twice in one call
+        one_by_one.add(image_id, words)
+    at_once.add_many(twice)
+    assert len(at_once) == len(one_by_one) and 9 not in at_once
+    mixed = np.unique(rng.integers(0, size, 6)).astype(np.uint16)
+    for query in [np.array([4], np.uint16), np.array([1, 2], np.uint16), mixed]:
+        assert at_once.search(query, 50) == one_by_one.search(query, 50)

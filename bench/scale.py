@@ -216,9 +216,27 @@ async def register_bases(args: argparse.Namespace, data_dir: Path, corpus: Any) 
     return {body["image_id"]: b for (b, _), (body, _) in zip(corpus.indexed, registered, strict=True)}
 
 
+def bases_in(data_dir: Path, corpus: Any) -> dict[int, str]:
+    """The dev bases a filled data directory holds (`--filled`), found by the SHA-256 of their files."""
+    digests = {hashlib.sha256(path.read_bytes()).hexdigest(): base for base, path in corpus.indexed}
+    engine = sa.create_engine(f"sqlite:///{data_dir / 'imgdedup.db'}")
+    try:
+        with engine.connect() as c:
+            rows = c.execute(sa.text("SELECT image_id, sha256 FROM image WHERE source_url IS NULL")).all()
+    finally:
+        engine.dispose()
+    found = {int(i): digests[d] for i, d in rows if d in digests}
+    if len(found) != len(corpus.indexed):
+        raise SystemExit(f"the data directory holds {len(found)} of the {len(corpus.indexed)} dev bases")
+    return found
+
+
 def index_bytes(data_dir: Path) -> int:
-    folder = data_dir / "index"
-    return sum(p.stat().st_size for p in folder.glob("*")) if folder.exists() else 0
+    return folder_bytes(data_dir / "index")
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
 
 
 async def run(args: argparse.Namespace, data_dir: Path) -> list[dict[str, Any]]:
@@ -229,6 +247,9 @@ async def run(args: argparse.Namespace, data_dir: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     real = replicas = 0
     base_of: dict[int, str] = {}
+    if args.filled:  # measured as it is: the fill, the bases and the size as a run before left them
+        real, replicas = min(real_total, args.sizes[0]), args.sizes[0] - min(real_total, args.sizes[0])
+        base_of = bases_in(data_dir, corpus)
     for size in sorted(args.sizes):
         figures: dict[str, Any] = {"size": size}
         take = min(real_total, size) - real
@@ -244,6 +265,7 @@ async def run(args: argparse.Namespace, data_dir: Path) -> list[dict[str, Any]]:
         figures |= {"real": real, "replicas": replicas}
         figures |= await measure(args, data_dir, queries, base_of)
         tables = bytes_by_table(data_dir)
+        figures["blob_bytes"] = folder_bytes(data_dir / "blobs")
         accepted = figures["index_size"]
         figures["db_bytes"] = sum(tables.values())
         figures["db_bytes_per_image"] = figures["db_bytes"] / max(accepted, 1)
@@ -259,7 +281,8 @@ def line(f: dict[str, Any]) -> str:
         f"| {f['size']:,} ({f['replicas']:,} replicas) | {f['index_size']:,} | {f['images_per_s']:.1f} | "
         f"{f['p50_ms']:.0f} / {f['p95_ms']:.0f} / {f['p99_ms']:.0f} | {f['recall']:.3f} | {f['precision']:.4f} | "
         f"{f['false_duplicates']} | {f['review_rate']:.3f} | {f['ready_s']:.1f} | {f['peak_rss_mb']:,.0f} | "
-        f"{f['db_bytes_per_image'] / 1024:.1f} | {f['index_file_bytes'] / 2**20:,.0f} |"
+        f"{f['db_bytes_per_image'] / 1024:.1f} | {f['blob_bytes'] / 2**20:,.0f} | "
+        f"{f['index_file_bytes'] / 2**20:,.0f} |"
     )
 
 
@@ -269,10 +292,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[100_000, 1_000_000])
     parser.add_argument("--real", type=int, default=None, help="real pictures at most (default: all)")
     parser.add_argument("--keep", type=Path, help="the data directory to fill and keep (default: a temporary one)")
+    parser.add_argument(
+        "--filled", action="store_true", help="--keep holds a fill of the one size given already: measure it as it is"
+    )
     args = parse(parser)
     print(
         "| size | index | images/s | p50 / p95 / p99 ms | recall | precision | false dup. | review | ready s | "
-        "peak RSS MB | DB kB/image | index MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "peak RSS MB | DB kB/image | blobs MB | index MB |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     with tempfile.TemporaryDirectory(prefix="imgdedup-scale-") as tmp:
         data_dir = args.keep or Path(tmp)

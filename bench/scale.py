@@ -10,7 +10,8 @@ The fill goes through the service's own bulk path, the backfill: the Debian padd
 to `--real` of them (default: all). Beyond the real pictures the fill replicates their derived records (vector,
 hashes, visual words, thumbnail, preview) straight into the tables, each replica perturbed so that it is nobody's
 copy: its vector turned away from its source to a cosine of 0.5, its pHash 16 bits apart, a SHA-256 of its own;
-the report says how many rows are replicas. The dev bases are registered through the API after the first fill,
+the report says how many rows are replicas. A replica's thumbnail and preview are its source's bytes: one blob
+in the blob store for both, so the blob store's size counts the real pictures' bytes only. The dev bases are registered through the API after the first fill,
 so every size's queries face the full index. One data directory and SQLite database grow from size to size.
 """
 
@@ -95,12 +96,22 @@ def fill_replicas(data_dir: Path, count: int, seed: int) -> float:
     rng = np.random.default_rng(seed)
     with engine.connect() as c:
         sources = c.execute(
-            sa.select(i.c.image_id, i.c.phash, i.c.width, i.c.height, i.c.model, e.c.vector, th.c.jpeg, th.c.words)
+            sa.select(
+                i.c.image_id,
+                i.c.phash,
+                i.c.width,
+                i.c.height,
+                i.c.model,
+                e.c.vector,
+                th.c.jpeg,
+                th.c.blob_key,
+                th.c.words,
+            )
             .join(e, e.c.image_id == i.c.image_id)
             .join(th, th.c.image_id == i.c.image_id)
             .where(i.c.accepted.is_(True), i.c.source_url.is_not(None))
         ).all()
-        previews = dict(c.execute(sa.select(pv.c.image_id, pv.c.jpeg)).all())
+        previews = {int(p): (j, k) for p, j, k in c.execute(sa.select(pv.c.image_id, pv.c.jpeg, pv.c.blob_key))}
         next_id = int(c.execute(sa.select(sa.func.max(i.c.image_id))).scalar_one() or 0) + 1
     if not sources:
         raise SystemExit("no real pictures to replicate: fill some first (--real)")
@@ -137,9 +148,13 @@ def fill_replicas(data_dir: Path, count: int, seed: int) -> float:
             vectors.append(
                 {"image_id": image_id, "model": source.model, "dimension": len(vector), "vector": encode_vector(turned)}
             )
-            thumbs.append({"image_id": image_id, "jpeg": source.jpeg, "words": source.words})
+            # the same bytes: inline as the source holds them, or the same blob (content-addressed)
+            thumbs.append(
+                {"image_id": image_id, "jpeg": source.jpeg, "blob_key": source.blob_key, "words": source.words}
+            )
             if source.image_id in previews:
-                views.append({"image_id": image_id, "jpeg": previews[source.image_id]})
+                jpeg, key = previews[source.image_id]
+                views.append({"image_id": image_id, "jpeg": jpeg, "blob_key": key})
         with engine.begin() as c:
             c.execute(sa.insert(i).values(created_at=now, updated_at=now, checked_at=now), images)
             c.execute(sa.insert(e).values(created_at=now), vectors)

@@ -11,8 +11,9 @@ to `--real` of them (default: all). Beyond the real pictures the fill replicates
 hashes, visual words, thumbnail, preview) straight into the tables, each replica perturbed so that it is nobody's
 copy: its vector turned away from its source to a cosine of 0.5, its pHash 16 bits apart, a SHA-256 of its own;
 the report says how many rows are replicas. A replica's thumbnail and preview are its source's bytes: one blob
-in the blob store for both, so the blob store's size counts the real pictures' bytes only. The dev bases are registered through the API after the first fill,
-so every size's queries face the full index. One data directory and SQLite database grow from size to size.
+in the blob store for both, so the blob store's size counts the real pictures' bytes only. The dev bases are
+registered through the API after the first fill, so every size's queries face the full index. One data directory
+and SQLite database grow from size to size.
 """
 
 from __future__ import annotations

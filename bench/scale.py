@@ -201,6 +201,7 @@ async def measure(
             begin = time.perf_counter()
             results = await post_all(client, [q.path for q in queries], False, args.concurrency, "dev")
             wall = time.perf_counter() - begin
+            stages = (await client.get("/stats")).json()["this_process"].get("latency_ms", {})
         rss = peak_rss_mb(process.pid)
     finally:
         process.terminate()
@@ -212,6 +213,7 @@ async def measure(
         "ready_s": ready_s,
         "peak_rss_mb": rss,
         "images_per_s": len(queries) / wall,
+        "stage_ms": {stage: figures for stage, figures in stages.items()},
         "p50_ms": pick(0.50),
         "p95_ms": pick(0.95),
         "p99_ms": pick(0.99),

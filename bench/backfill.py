@@ -10,22 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import functools
 import subprocess
 import sys
 import tempfile
-import threading
-import time
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import sqlalchemy as sa
 
 from bench.corpus import corpus_arguments, parse
-from bench.drain import _fresh_queue, _outcomes_then_drop, _QuietHandler, _service_env, plant
-from bench.run import free_port
+from bench.drain import _fresh_queue, _outcomes_then_drop, _service_env, drained_by_serve, plant, serve_planted
 
 
 def _found(order: list[tuple[str, str, bool]], rows: list[sa.Row[Any]]) -> str:
@@ -34,27 +28,6 @@ def _found(order: list[tuple[str, str, bool]], rows: list[sa.Row[Any]]) -> str:
     found = sum(r.verdict == "duplicate" and r.matched_image_id == original[b] for b, r in copies)
     wrong = sum(r.verdict == "duplicate" for (_, _, o), r in zip(order, rows, strict=True) if o)
     return f"copies found {found}/{len(copies)}, originals marked duplicate {wrong}/{len(original)}"
-
-
-async def _drain(args: argparse.Namespace, env: dict[str, str]) -> float:
-    port = free_port()
-    service = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=env)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            started = None
-            while True:
-                try:
-                    stats = (await client.get("/stats")).json()
-                except httpx.TransportError:
-                    await asyncio.sleep(0.2)
-                    continue
-                started = started or time.perf_counter()  # from ready: the model loaded, as for the backfill
-                if stats["queue"]["waiting"] == 0:
-                    return time.perf_counter() - started
-                await asyncio.sleep(0.2)
-    finally:
-        service.terminate()
-        service.wait(60)
 
 
 def _backfill(env: dict[str, str]) -> float:
@@ -70,14 +43,7 @@ async def run(args: argparse.Namespace) -> None:
     order = plant(args.corpus, args.cache, args.rows)
     urls = [p for p, _, _ in order]
     with tempfile.TemporaryDirectory(prefix="imgdedup-backfill-") as tmp:
-        root = Path(tmp) / "www"
-        (root / "base").mkdir(parents=True)
-        (root / "variants").symlink_to((args.cache / f"{args.corpus.name}-variants" / "variants").resolve())
-        for path, _, original in order:
-            if original:
-                (root / path).symlink_to((args.corpus / path).resolve())
-        server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        server = serve_planted(order, args, Path(tmp))
         figures = {}
         for way in ("drain", "backfill"):
             database = f"imgdedup_{way}_bench"
@@ -85,7 +51,7 @@ async def run(args: argparse.Namespace) -> None:
             (Path(tmp) / way).mkdir()
             env = _service_env(args, Path(tmp) / way, database, server.server_address[1])
             if way == "drain":
-                elapsed = await _drain(args, env)
+                elapsed = await drained_by_serve(env)
             else:
                 async with admin.connect() as c:  # as the old scripts left them: settled, unique
                     await c.execute(sa.text(f"UPDATE {database}.images SET status='tag_extension', similarity='done'"))

@@ -137,39 +137,49 @@ def plant(corpus_dir: Path, cache: Path, rows: int, seed: int = 11) -> list[tupl
     return order[:rows]
 
 
+def serve_planted(order: list[tuple[str, str, bool]], args: argparse.Namespace, tmp: Path) -> ThreadingHTTPServer:
+    """The planted rows' images over HTTP from a local folder (bases linked from the corpus, variants from the
+    cache), until `shutdown()`."""
+    root = tmp / "www"
+    (root / "base").mkdir(parents=True)
+    (root / "variants").symlink_to((args.cache / f"{args.corpus.name}-variants" / "variants").resolve())
+    for path, _, original in order:
+        if original:
+            (root / path).symlink_to((args.corpus / path).resolve())
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+async def drained_by_serve(env: dict[str, str]) -> float:
+    """`serve` started on the queue; the seconds from its first answer until nothing is waiting."""
+    port = free_port()
+    service = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(port)], env=env)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            started = None
+            while True:
+                try:
+                    stats = (await client.get("/stats")).json()
+                except httpx.TransportError:
+                    await asyncio.sleep(0.2)
+                    continue
+                started = started or time.perf_counter()  # from ready: the model loaded
+                if stats["queue"]["waiting"] == 0:
+                    return time.perf_counter() - started
+                await asyncio.sleep(0.2)
+    finally:
+        service.terminate()
+        service.wait(60)
+
+
 async def run(args: argparse.Namespace) -> None:
     order = plant(args.corpus, args.cache, args.rows)
     with tempfile.TemporaryDirectory(prefix="imgdedup-drain-") as tmp:
-        root = Path(tmp) / "www"
-        (root / "base").mkdir(parents=True)
-        (root / "variants").symlink_to((args.cache / f"{args.corpus.name}-variants" / "variants").resolve())
-        for path, _, original in order:
-            if original:
-                (root / path).symlink_to((args.corpus / path).resolve())
-        server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(root)))
-        threading.Thread(target=server.serve_forever, daemon=True).start()
+        server = serve_planted(order, args, Path(tmp))
         database = "imgdedup_drain_bench"
         admin = await _fresh_queue(args, database, [p for p, _, _ in order])
-        api_port = free_port()
-        env = _service_env(args, Path(tmp), database, server.server_address[1])
-        service = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", str(api_port)], env=env)
-        try:
-            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}", timeout=30) as client:
-                started = None
-                while True:
-                    try:
-                        stats = (await client.get("/stats")).json()
-                    except httpx.TransportError:
-                        await asyncio.sleep(0.2)
-                        continue
-                    started = started or time.perf_counter()
-                    if stats["queue"]["waiting"] == 0:
-                        break
-                    await asyncio.sleep(0.2)
-                elapsed = time.perf_counter() - started
-        finally:
-            service.terminate()
-            service.wait(60)
+        elapsed = await drained_by_serve(_service_env(args, Path(tmp), database, server.server_address[1]))
         server.shutdown()
         rows = await _outcomes_then_drop(admin, database)
     image_of_base = {b: r.image_id for (_, b, original), r in zip(order, rows, strict=True) if original}

@@ -26,7 +26,7 @@ from app.db.named_lock import LockNotTaken, NamedLock
 from app.db.tables import Tables
 from app.db.unit_of_work import SqlUnitsOfWork
 from app.domain.errors import BackendUnavailable, ConfigurationError
-from app.ops.reconcile import load_phash_index, load_word_index, reconcile, sweep_blobs
+from app.ops.reconcile import load_phash_index, load_word_index, reconcile
 from app.ports.backends import BlobStore, Embedder, ImageFetcher, OldVectors, VectorIndex
 from app.ports.persistence import LeaseHolders, UnitsOfWork
 from app.runtime.oldest_first import OldestFirstPool, lower_priority
@@ -298,8 +298,6 @@ async def build_container(
         await load_phash_index(database.units, phash_index)
         await load_word_index(database.units, service.indexes, executor, service.stored)
         await service.blocks.load(database.units)
-        if blobs is not None:
-            await sweep_blobs(database.units, blobs)
         await reconcile(database.units, index, embedder.model_name, settings.index.reconcile_hours)
         reviews = ReviewService(
             database.units, service.indexes, service.exclusive, service.thresholds, embedder.model_name

@@ -127,6 +127,9 @@ class BlobSettings(BaseModel):
 
     kind: Literal["auto", "files", "database"] = "auto"
     path: Path | None = None
+    # The scheduler removes blobs no row names (a crash between a blob and its row) this often, first at start,
+    # in the background: listing the folder grows with the library, so it never holds up a start.
+    sweep_every_hours: float = Field(24.0, gt=0)
 
 
 class IndexSettings(BaseModel):

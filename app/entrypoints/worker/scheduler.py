@@ -17,6 +17,7 @@ from app.entrypoints.worker.drain import ClaimOrder, drain_once, new_breaker
 from app.ops.backfill import BackfillScope
 from app.ops.deletions import UpstreamDeletions
 from app.ops.history_fill import fill_history
+from app.ops.reconcile import sweep_blobs
 
 if TYPE_CHECKING:
     from app.composition import Container
@@ -35,6 +36,8 @@ async def run_scheduler(container: Container, stop: asyncio.Event, *, register: 
         loops.append(_deletions_loop(container, stop))
     if worker.history and register:
         loops.append(_history_loop(container, stop))
+    if container.service.stored.blobs is not None and register:
+        loops.append(_blob_sweep_loop(container, stop))
     await asyncio.gather(*loops)
     log.info("scheduler stopped")
 
@@ -95,3 +98,16 @@ async def _history_loop(container: Container, stop: asyncio.Event) -> None:
             log.exception("registering the history failed")
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), settings.worker.history_every_seconds)
+
+
+async def _blob_sweep_loop(container: Container, stop: asyncio.Event) -> None:
+    """Blobs no row names removed (app/ops/reconcile.py `sweep_blobs`), at start and then now and again."""
+    blobs = container.service.stored.blobs
+    assert blobs is not None
+    while not stop.is_set():
+        try:
+            await sweep_blobs(container.units, blobs)
+        except Exception:  # noqa: BLE001 - the database may be down for a while; try again next time
+            log.exception("sweeping the blob store failed")
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), container.settings.blobs.sweep_every_hours * 3600)

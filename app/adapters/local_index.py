@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,12 +19,19 @@ import numpy as np
 
 from app.domain.models import Neighbor
 
+log = logging.getLogger(__name__)
+
+
+def cells_for(vectors: int) -> int:
+    """The IVF cells for an index of this many vectors: 4√n, as the index-size sweep chose."""
+    return int(min(65536, max(64, 4 * np.sqrt(vectors))))
+
 
 def build_ivf(dimension: int, vectors: np.ndarray, ids: np.ndarray, nprobe: int = 16) -> faiss.Index:
     """An inverted-file index with 8-bit scalar quantisation: a quarter of the memory of flat float32 and a
     search that scans nprobe of nlist cells. Trained on (a sample of) the vectors it will hold."""
     n = len(vectors)
-    nlist = int(min(65536, max(64, 4 * np.sqrt(n))))
+    nlist = cells_for(n)
     quantizer = faiss.IndexFlatIP(dimension)
     index = faiss.IndexIVFScalarQuantizer(
         quantizer, dimension, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
@@ -140,6 +148,14 @@ class FaissVectorIndex:
         async with self._lock:
             if isinstance(self._index, faiss.IndexIDMap2) and self._index.ntotal >= self._ivf_min:
                 await asyncio.to_thread(self._to_ivf)
+            elif isinstance(self._index, faiss.IndexIVF) and 2 * self._index.nlist <= cells_for(self._index.ntotal):
+                # Its cells were fitted to a quarter of what it holds: crowded cells make searches scan far more.
+                log.warning(
+                    "the vector index holds %d vectors in %d cells trained when it was a quarter of that or less: "
+                    "retrain it with `python -m app reset-vectors` (service stopped; minutes at a million)",
+                    self._index.ntotal,
+                    self._index.nlist,
+                )
             self._snapshot_dir.mkdir(parents=True, exist_ok=True)
             tmp = self._index_path.with_suffix(".tmp")
             faiss.write_index(self._index, str(tmp))

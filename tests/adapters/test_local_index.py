@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from app.adapters.local_index import FaissVectorIndex
 
@@ -66,3 +68,19 @@ async def test_local_index_turns_ivf_past_its_size_and_keeps_the_port(tmp_path: 
     await reloaded.delete([1, 2])
     await reloaded.upsert([3], vectors[3:4])
     assert await reloaded.count() == 3998 and await reloaded.contains([1, 3]) == {3}
+
+
+async def test_local_index_says_when_it_has_outgrown_its_cells(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    index = FaissVectorIndex(16, "m", tmp_path, ivf_min_vectors=1000)
+    await index.upsert(list(range(1, 1001)), unit_rows(1000))
+    await index.flush()  # IVF, its cells fitted to 1,000 vectors
+    await index.upsert(list(range(1001, 2001)), unit_rows(1000, seed=1))
+    with caplog.at_level(logging.WARNING):
+        await index.flush()
+    assert "reset-vectors" not in caplog.text  # twice the size: still fine
+    await index.upsert(list(range(2001, 5001)), unit_rows(3000, seed=2))
+    with caplog.at_level(logging.WARNING):
+        await index.flush()
+    assert "retrain it with `python -m app reset-vectors`" in caplog.text

@@ -8,6 +8,7 @@ import functools
 import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -116,7 +117,7 @@ def build_index(settings: Settings, embedder: Embedder) -> VectorIndex:
         case "local":
             from app.adapters.local_index import FaissVectorIndex
 
-            snapshot = settings.data_dir / "index" if settings.index.snapshot else None
+            snapshot = local_snapshot_dir(settings)
             return FaissVectorIndex(embedder.dimension, embedder.model_name, snapshot, settings.index.ivf_min_vectors)
         case "dashvector":
             from app.adapters.dashvector_index import DashVectorIndex
@@ -141,6 +142,20 @@ def build_blobs(settings: Settings) -> BlobStore | None:
     from app.adapters.file_blobs import FileBlobStore
 
     return FileBlobStore(settings.blob_dir)
+
+
+def local_snapshot_dir(settings: Settings) -> Path | None:
+    """Where the embedded index keeps its snapshot (None: it keeps none)."""
+    return settings.data_dir / "index" if settings.index.snapshot else None
+
+
+def forget_local_snapshot(settings: Settings) -> None:
+    """The embedded index's snapshot deleted, so the next start builds the index afresh from the stored
+    embeddings (its IVF cells trained on what it holds now)."""
+    folder = local_snapshot_dir(settings)
+    if settings.index.kind == "local" and folder is not None and folder.exists():
+        for path in folder.iterdir():
+            path.unlink()
 
 
 def build_fetcher(settings: Settings) -> ImageFetcher:

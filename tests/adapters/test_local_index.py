@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.adapters.local_index import FaissVectorIndex
+from app.adapters.local_index import FaissVectorIndex, cells_for
+from app.composition import forget_local_snapshot, local_snapshot_dir
+from app.config.settings import IndexSettings, Settings
 
 
 def unit_rows(n: int, dim: int = 16, seed: int = 0) -> np.ndarray:
@@ -84,3 +86,22 @@ async def test_local_index_says_when_it_has_outgrown_its_cells(
     with caplog.at_level(logging.WARNING):
         await index.flush()
     assert "retrain it with `python -m app reset-vectors`" in caplog.text
+
+
+async def test_reset_vectors_trains_the_cells_afresh(tmp_path: Path) -> None:
+    """What `reset-vectors` does to the embedded index: its snapshot forgotten, refilled, its cells fitted anew."""
+    settings = Settings(data_dir=tmp_path, index=IndexSettings(kind="local", ivf_min_vectors=1000))
+    folder = local_snapshot_dir(settings)
+    vectors = unit_rows(5000)
+    grown = FaissVectorIndex(16, "m", folder, ivf_min_vectors=1000)
+    await grown.upsert(list(range(1, 1001)), vectors[:1000])
+    await grown.flush()
+    await grown.upsert(list(range(1001, 5001)), vectors[1000:])
+    await grown.flush()
+    assert FaissVectorIndex(16, "m", folder)._index.nlist == cells_for(1000)
+    forget_local_snapshot(settings)
+    fresh = FaissVectorIndex(16, "m", folder, ivf_min_vectors=1000)
+    assert await fresh.count() == 0
+    await fresh.upsert(list(range(1, 5001)), vectors)
+    await fresh.flush()
+    assert FaissVectorIndex(16, "m", folder)._index.nlist == cells_for(5000)

@@ -55,11 +55,12 @@ async def _reset_data(settings: Settings, args: argparse.Namespace) -> int:
 async def _reset_vectors(settings: Settings, args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from app.composition import build_container
+    from app.composition import build_container, forget_local_snapshot
     from app.ops.maintenance import accepted_count, rebuild_index
 
     if not _confirmed("The vector index is cleared and rebuilt from the stored embeddings.", args.yes):
         return 1
+    forget_local_snapshot(settings)  # the embedded index starts empty: its cells are trained afresh
     async with build_container(settings) as container:
         units, index, model = container.units, container.index, container.embedder.model_name
         with tqdm(total=await accepted_count(units), unit="vec", desc="rebuilding index") as bar:

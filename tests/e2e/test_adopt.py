@@ -64,6 +64,8 @@ def write_old_collection(
     assert result.returncode == 0, result.stderr[-2000:]
 
 
+# The database side is the backfill's, proven on both databases (tests/e2e/test_backfill.py); here the cloud side.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_backfill_adopts_the_old_collection_without_embedding_it(
     make_cloud_settings: Callable[..., Settings],
     dashscope: DashScopeFake,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
@@ -29,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import AsyncIterator
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -169,14 +171,34 @@ def fill_replicas(data_dir: Path, count: int, seed: int) -> float:
     return count / (time.perf_counter() - started)
 
 
-def bytes_by_table(data_dir: Path) -> dict[str, int]:
+def sqlite_rows(data_dir: Path, sql: str) -> list[Any]:
+    """The rows of a read-only query on the data directory's database."""
     engine = sa.create_engine(f"sqlite:///{data_dir / 'imgdedup.db'}")
     try:
         with engine.connect() as c:
-            rows = c.execute(sa.text("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name")).all()
+            return list(c.execute(sa.text(sql)).all())
     finally:
         engine.dispose()
+
+
+def bytes_by_table(data_dir: Path) -> dict[str, int]:
+    rows = sqlite_rows(data_dir, "SELECT name, SUM(pgsize) FROM dbstat GROUP BY name")
     return {str(name): int(size) for name, size in rows}
+
+
+@contextlib.asynccontextmanager
+async def served(args: argparse.Namespace, data_dir: Path) -> AsyncIterator[tuple[httpx.AsyncClient, int]]:
+    """The service on the data directory, once ready: a client and its pid. Stopped at the end, waiting for
+    its shutdown however long (the snapshot may take minutes at a million)."""
+    port = free_port()
+    process = start_service(data_dir, port, args.env)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
+            await wait_ready(client, process)
+            yield client, process.pid
+    finally:
+        process.terminate()
+        await asyncio.to_thread(process.wait)
 
 
 def peak_rss_mb(pid: int) -> float:
@@ -190,22 +212,15 @@ async def measure(
     args: argparse.Namespace, data_dir: Path, queries: list[Any], base_of: dict[int, str]
 ) -> dict[str, Any]:
     """A start of the service on the filled stores: time to ready, then the dev queries; its peak RSS."""
-    port = free_port()
     started = time.perf_counter()
-    process = start_service(data_dir, port, args.env)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
-            await wait_ready(client, process)
-            ready_s = time.perf_counter() - started
-            stats = (await client.get("/stats")).json()
-            begin = time.perf_counter()
-            results = await post_all(client, [q.path for q in queries], False, args.concurrency, "dev")
-            wall = time.perf_counter() - begin
-            stages = (await client.get("/stats")).json()["this_process"].get("latency_ms", {})
-        rss = peak_rss_mb(process.pid)
-    finally:
-        process.terminate()
-        await asyncio.to_thread(process.wait)
+    async with served(args, data_dir) as (client, pid):
+        ready_s = time.perf_counter() - started
+        stats = (await client.get("/stats")).json()
+        begin = time.perf_counter()
+        results = await post_all(client, [q.path for q in queries], False, args.concurrency, "dev")
+        wall = time.perf_counter() - begin
+        stages = (await client.get("/stats")).json()["this_process"].get("latency_ms", {})
+        rss = peak_rss_mb(pid)
     latencies = sorted(seconds for _, seconds in results)
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
     return {
@@ -224,40 +239,22 @@ async def measure(
 async def settle(args: argparse.Namespace, data_dir: Path) -> float:
     """A start after a fill, which puts the new vectors into the index and, at shutdown, writes its snapshot
     (IVF beyond APP_INDEX__IVF_MIN_VECTORS): what a service does once after a bulk load. Its whole time."""
-    port = free_port()
     started = time.perf_counter()
-    process = start_service(data_dir, port, args.env)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
-            await wait_ready(client, process)
-    finally:
-        process.terminate()
-        await asyncio.to_thread(process.wait)  # the snapshot may take minutes at a million
+    async with served(args, data_dir):
+        pass
     return time.perf_counter() - started
 
 
 async def register_bases(args: argparse.Namespace, data_dir: Path, corpus: Any) -> dict[int, str]:
-    port = free_port()
-    process = start_service(data_dir, port, args.env)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
-            await wait_ready(client, process)
-            registered = await post_all(client, [p for _, p in corpus.indexed], True, args.concurrency, "bases")
-    finally:
-        process.terminate()
-        await asyncio.to_thread(process.wait)
+    async with served(args, data_dir) as (client, _):
+        registered = await post_all(client, [p for _, p in corpus.indexed], True, args.concurrency, "bases")
     return {body["image_id"]: b for (b, _), (body, _) in zip(corpus.indexed, registered, strict=True)}
 
 
 def bases_in(data_dir: Path, corpus: Any) -> dict[int, str]:
     """The dev bases a filled data directory holds (`--filled`), found by the SHA-256 of their files."""
     digests = {hashlib.sha256(path.read_bytes()).hexdigest(): base for base, path in corpus.indexed}
-    engine = sa.create_engine(f"sqlite:///{data_dir / 'imgdedup.db'}")
-    try:
-        with engine.connect() as c:
-            rows = c.execute(sa.text("SELECT image_id, sha256 FROM image WHERE source_url IS NULL")).all()
-    finally:
-        engine.dispose()
+    rows = sqlite_rows(data_dir, "SELECT image_id, sha256 FROM image WHERE source_url IS NULL")
     found = {int(i): digests[d] for i, d in rows if d in digests}
     if len(found) != len(corpus.indexed):
         raise SystemExit(f"the data directory holds {len(found)} of the {len(corpus.indexed)} dev bases")

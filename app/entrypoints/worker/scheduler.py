@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from app.entrypoints.worker.breaker import BackendBreaker
@@ -21,6 +23,7 @@ from app.ops.reconcile import sweep_blobs
 
 if TYPE_CHECKING:
     from app.composition import Container
+    from app.ports.backends import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +39,8 @@ async def run_scheduler(container: Container, stop: asyncio.Event, *, register: 
         loops.append(_deletions_loop(container, stop))
     if worker.history and register:
         loops.append(_history_loop(container, stop))
-    if container.service.stored.blobs is not None and register:
-        loops.append(_blob_sweep_loop(container, stop))
+    if (blobs := container.service.stored.blobs) is not None and register:
+        loops.append(_blob_sweep_loop(container, stop, blobs))
     await asyncio.gather(*loops)
     log.info("scheduler stopped")
 
@@ -63,51 +66,46 @@ async def _drain_loop(
             await asyncio.wait_for(stop.wait(), wait * random.uniform(0.8, 1.2))
 
 
+async def _every(seconds: float, stop: asyncio.Event, what: str, work: Callable[[], Awaitable[object]]) -> None:
+    """`work` at once, then every `seconds` until stopped; a failure is logged and the next round tries again
+    (the database may be down for a while)."""
+    while not stop.is_set():
+        try:
+            await work()
+        except Exception:  # noqa: BLE001 - whatever one round raises, the next one tries again
+            log.exception("%s failed", what)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), seconds)
+
+
 async def _deletions_loop(container: Container, stop: asyncio.Event) -> None:
     """Images whose upstream row was deleted are forgotten (app/ops/deletions.py)."""
     settings = container.settings
     follower = UpstreamDeletions(
         container.units, container.removals, settings.worker.deletions_window, settings.queue.status_deleted
     )
-    while not stop.is_set():
-        try:
-            await follower.follow()
-        except Exception:  # noqa: BLE001 - the database may be down for a while; try again next time
-            log.exception("following upstream deletions failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), settings.worker.deletions_every_seconds)
+    await _every(settings.worker.deletions_every_seconds, stop, "following upstream deletions", follower.follow)
 
 
 async def _history_loop(container: Container, stop: asyncio.Event) -> None:
     """The history registered in the background (app/ops/history_fill.py)."""
     settings = container.settings
     scope = BackfillScope(statuses=[settings.queue.status_unique, settings.queue.status_review])
-    unreadable: set[int] = set()
-    while not stop.is_set():
-        try:
-            await fill_history(
-                container.service,
-                container.units,
-                container.database.alone,
-                scope,
-                batch_size=settings.worker.batch_size,
-                stop=stop,
-                unreadable=unreadable,
-            )
-        except Exception:  # noqa: BLE001 - the database may be down for a while; try again next time
-            log.exception("registering the history failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), settings.worker.history_every_seconds)
+    unreadable: set[int] = set()  # rows this process could not read: not tried again until it restarts
+    fill = functools.partial(
+        fill_history,
+        container.service,
+        container.units,
+        container.database.alone,
+        scope,
+        batch_size=settings.worker.batch_size,
+        stop=stop,
+        unreadable=unreadable,
+    )
+    await _every(settings.worker.history_every_seconds, stop, "registering the history", fill)
 
 
-async def _blob_sweep_loop(container: Container, stop: asyncio.Event) -> None:
+async def _blob_sweep_loop(container: Container, stop: asyncio.Event, blobs: BlobStore) -> None:
     """Blobs no row names removed (app/ops/reconcile.py `sweep_blobs`), at start and then now and again."""
-    blobs = container.service.stored.blobs
-    assert blobs is not None
-    while not stop.is_set():
-        try:
-            await sweep_blobs(container.units, blobs)
-        except Exception:  # noqa: BLE001 - the database may be down for a while; try again next time
-            log.exception("sweeping the blob store failed")
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), container.settings.blobs.sweep_every_hours * 3600)
+    sweep = functools.partial(sweep_blobs, container.units, blobs)
+    await _every(container.settings.blobs.sweep_every_hours * 3600, stop, "sweeping the blob store", sweep)

@@ -3,14 +3,16 @@ index with the shipped defaults, and per size: images/s, latency percentiles, re
 duplicates, review rate, start to `/readyz`, the service's peak RSS, the database's bytes by table and per accepted
 image, and the index files' size.
 
-python -m bench.scale [--sizes 100000,1000000] [--real N] [--limit Q] [--keep DIR] [--env APP_...=v]
+python -m bench.scale [--sizes 20000,100000,1000000] [--real N] [--limit Q] [--keep DIR] [--env APP_...=v]
 
 The fill goes through the service's own bulk path, the backfill: the Debian padding pictures
 (bench/padding_corpus.py) as settled upstream rows served over HTTP, registered by `python -m app backfill`, up
 to `--real` of them (default: all). Beyond the real pictures the fill replicates their derived records (vector,
-hashes, visual words, thumbnail, preview) straight into the tables, each replica perturbed so that it is nobody's
-copy: its vector turned away from its source to a cosine of 0.5, its pHash 16 bits apart, a SHA-256 of its own;
-the report says how many rows are replicas. A replica's thumbnail and preview are its source's bytes: one blob
+hashes, visual words, thumbnail, preview) straight into the tables, perturbed so that a replica is nobody's copy
+yet lies where real pictures' records lie: its vector a draw from the real vectors' own distribution (their mean
+and principal axes, a Gaussian fitted at the fill), its visual words a third from each of three real pictures,
+its pHash its source's with 16 bits flipped, a SHA-256 of its own; the report says how many rows are replicas and
+how close they come to the real pictures. A replica's thumbnail and preview are its source's bytes: one blob
 in the blob store for both, so the blob store's size counts the real pictures' bytes only. The dev bases are
 registered through the API after the first fill, so every size's queries face the full index. One data directory
 and SQLite database grow from size to size.
@@ -25,6 +27,7 @@ import functools
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,13 +45,13 @@ import sqlalchemy as sa
 from app.config.settings import Settings
 from app.db.codecs import decode_vector, encode_vector, to_signed64, to_unsigned64
 from app.db.tables import Tables
+from app.vision.visual_words import decode_words, encode_words
 from bench.corpus import corpus_arguments, load_corpus, parse
 from bench.drain import _QuietHandler
 from bench.padding_corpus import load as load_padding
 from bench.report import scores
 from bench.run import free_port, post_all, sample, service_arguments, start_service, wait_ready
 
-REPLICA_COSINE = 0.5  # a replica's vector against its source's: far below any threshold
 REPLICA_PHASH_BITS = 16
 CHUNK = 2000
 
@@ -90,8 +93,49 @@ def fill_real(data_dir: Path, pictures: list[Path], first_id: int, overrides: li
     return float(summary.rsplit("(", 1)[1].split(" rows/s", 1)[0])
 
 
-def fill_replicas(data_dir: Path, count: int, seed: int) -> float:
-    """`count` replicas of the accepted real pictures' derived records, inserted by chunks; their rows/s."""
+class RealRecords:
+    """The accepted real pictures' records that replicas are drawn from, and the draws."""
+
+    def __init__(self, sources: list[Any], rng: np.random.Generator) -> None:
+        self.sources = sources
+        self._rng = rng
+        vectors = np.stack([decode_vector(s.vector) for s in sources]).astype(np.float64)
+        self.vectors = vectors.astype(np.float32)
+        self._mean = vectors.mean(axis=0)
+        # principal axes and their spreads: a draw is mean + sum of axis * spread * N(0, 1), as the real ones vary
+        _, singular, self._axes = np.linalg.svd(vectors - self._mean, full_matrices=False)
+        self._spreads = singular / np.sqrt(max(len(vectors) - 1, 1))
+        self._words = [decode_words(s.words) if s.words is not None else np.zeros(0, np.uint16) for s in sources]
+
+    def vectors_like(self, count: int) -> np.ndarray:
+        draws = self._mean + (self._rng.standard_normal((count, len(self._spreads))) * self._spreads) @ self._axes
+        return (draws / np.linalg.norm(draws, axis=1, keepdims=True)).astype(np.float32)
+
+    def words_like(self, first: int) -> np.ndarray:
+        """As many words as the source has, a third from it and a third from each of two other real pictures: a
+        replica shares words with real pictures as real pictures do, and is no picture's twin."""
+        size = len(self._words[first])
+        if size == 0:
+            return self._words[first]
+        picked = [self._words[first], *(self._words[int(j)] for j in self._rng.integers(len(self._words), size=2))]
+        thirds = [w[self._rng.permutation(len(w))[: -(-size // 3)]] for w in picked]
+        return np.unique(np.concatenate(thirds)).astype(np.uint16)
+
+    def nearest_cosines(self, vectors: np.ndarray, sample: int = 500) -> tuple[float, float]:
+        """The median cosine of a sample of real vectors to their nearest among `vectors`, and to their nearest
+        among as many other real vectors: how close replicas come to real pictures, beside how close real
+        pictures come to one another."""
+        picks = self._rng.choice(len(self.vectors), min(sample, len(self.vectors)), replace=False)
+        pool = self._rng.choice(len(self.vectors), min(len(vectors), len(self.vectors)), replace=False)
+        to_real = self.vectors[picks] @ self.vectors[pool].T
+        to_real[picks[:, None] == pool[None, :]] = -1.0  # not itself
+        to_replicas = self.vectors[picks] @ vectors.T
+        return float(np.median(to_replicas.max(axis=1))), float(np.median(to_real.max(axis=1)))
+
+
+def fill_replicas(data_dir: Path, count: int, seed: int) -> dict[str, float]:
+    """`count` replicas of the accepted real pictures' derived records, inserted by chunks: their rows/s, and how
+    close they came to real pictures (median nearest cosine of a real picture among the first chunk)."""
     started = time.perf_counter()
     tables = Tables(Settings(data_dir=data_dir).queue)
     engine = sa.create_engine(f"sqlite:///{data_dir / 'imgdedup.db'}")
@@ -112,25 +156,27 @@ def fill_replicas(data_dir: Path, count: int, seed: int) -> float:
             )
             .join(e, e.c.image_id == i.c.image_id)
             .join(th, th.c.image_id == i.c.image_id)
-            .where(i.c.accepted.is_(True), i.c.source_url.is_not(None))
+            .where(i.c.accepted.is_(True), i.c.source_url.is_not(None), i.c.source_url.not_like("replica:%"))
         ).all()
         previews = {int(p): (j, k) for p, j, k in c.execute(sa.select(pv.c.image_id, pv.c.jpeg, pv.c.blob_key))}
         next_id = int(c.execute(sa.select(sa.func.max(i.c.image_id))).scalar_one() or 0) + 1
     if not sources:
         raise SystemExit("no real pictures to replicate: fill some first (--real)")
+    real = RealRecords(sources, rng)
     now = sa.func.current_timestamp()
     made = 0
+    closeness: dict[str, float] = {}
     while made < count:
         n = min(CHUNK, count - made)
+        drawn = real.vectors_like(n)
+        if not closeness:
+            to_replicas, to_real = real.nearest_cosines(drawn)
+            closeness = {"replica_nearest_cosine": to_replicas, "real_nearest_cosine": to_real, "chunk": n}
         images, vectors, thumbs, views = [], [], [], []
         for k in range(n):
-            source = sources[(made + k) % len(sources)]
+            first = int(rng.integers(len(sources)))
+            source = sources[first]
             image_id = next_id + made + k
-            vector = decode_vector(source.vector)
-            noise = rng.normal(size=vector.shape).astype(np.float32)
-            noise -= float(noise @ vector) * vector
-            noise /= float(np.linalg.norm(noise))
-            turned = REPLICA_COSINE * vector + np.sqrt(1 - REPLICA_COSINE**2) * noise
             flips = sum(1 << int(b) for b in rng.choice(64, REPLICA_PHASH_BITS, replace=False))
             images.append(
                 {
@@ -149,11 +195,21 @@ def fill_replicas(data_dir: Path, count: int, seed: int) -> float:
                 }
             )
             vectors.append(
-                {"image_id": image_id, "model": source.model, "dimension": len(vector), "vector": encode_vector(turned)}
+                {
+                    "image_id": image_id,
+                    "model": source.model,
+                    "dimension": drawn.shape[1],
+                    "vector": encode_vector(drawn[k]),
+                }
             )
             # the same bytes: inline as the source holds them, or the same blob (content-addressed)
             thumbs.append(
-                {"image_id": image_id, "jpeg": source.jpeg, "blob_key": source.blob_key, "words": source.words}
+                {
+                    "image_id": image_id,
+                    "jpeg": source.jpeg,
+                    "blob_key": source.blob_key,
+                    "words": encode_words(real.words_like(first)) if source.words is not None else None,
+                }
             )
             if source.image_id in previews:
                 jpeg, key = previews[source.image_id]
@@ -168,7 +224,14 @@ def fill_replicas(data_dir: Path, count: int, seed: int) -> float:
         if made % 50_000 < CHUNK:
             print(f"  replicas: {made}/{count}", file=sys.stderr, flush=True)
     engine.dispose()
-    return count / (time.perf_counter() - started)
+    print(
+        f"  replicas' closeness: a real picture's nearest replica (of {closeness['chunk']:.0f}) at cosine "
+        f"{closeness['replica_nearest_cosine']:.3f}, its nearest real picture at {closeness['real_nearest_cosine']:.3f}"
+        " (medians)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return {"replica_rows_per_s": count / (time.perf_counter() - started)} | closeness
 
 
 def sqlite_rows(data_dir: Path, sql: str) -> list[Any]:
@@ -288,7 +351,7 @@ async def run(args: argparse.Namespace, data_dir: Path) -> list[dict[str, Any]]:
             real += take
         more = size - real - replicas
         if more > 0:
-            figures["replica_rows_per_s"] = fill_replicas(data_dir, more, seed=size)
+            figures |= fill_replicas(data_dir, more, seed=size)
             replicas += more
         if not base_of:
             base_of = await register_bases(args, data_dir, corpus)
@@ -304,6 +367,8 @@ async def run(args: argparse.Namespace, data_dir: Path) -> list[dict[str, Any]]:
         figures["index_file_bytes"] = index_bytes(data_dir)
         rows.append(figures)
         print(line(figures), flush=True)
+        if args.keep_each and size != max(args.sizes):  # each size's stores, to measure again with --filled
+            shutil.copytree(data_dir, data_dir.with_name(f"{data_dir.name}.{size}"), dirs_exist_ok=True)
     return rows
 
 
@@ -320,11 +385,14 @@ def line(f: dict[str, Any]) -> str:
 def main() -> None:
     parser = service_arguments(corpus_arguments(__doc__))
     parser.add_argument("--padding", type=Path, default=Path(".cache/bench/padding"))
-    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[100_000, 1_000_000])
+    parser.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[20_000, 100_000, 1_000_000])
     parser.add_argument("--real", type=int, default=None, help="real pictures at most (default: all)")
     parser.add_argument("--keep", type=Path, help="the data directory to fill and keep (default: a temporary one)")
     parser.add_argument(
         "--filled", action="store_true", help="--keep holds a fill of the one size given already: measure it as it is"
+    )
+    parser.add_argument(
+        "--keep-each", action="store_true", help="copy --keep to KEEP.SIZE after each smaller size is measured"
     )
     args = parse(parser)
     print(

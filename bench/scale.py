@@ -152,6 +152,7 @@ def fill_replicas(data_dir: Path, count: int, seed: int) -> dict[str, float]:
                 e.c.vector,
                 th.c.jpeg,
                 th.c.blob_key,
+                th.c.features_key,
                 th.c.words,
             )
             .join(e, e.c.image_id == i.c.image_id)
@@ -208,6 +209,7 @@ def fill_replicas(data_dir: Path, count: int, seed: int) -> dict[str, float]:
                     "image_id": image_id,
                     "jpeg": source.jpeg,
                     "blob_key": source.blob_key,
+                    "features_key": source.features_key,
                     "words": encode_words(real.words_like(first)) if source.words is not None else None,
                 }
             )
@@ -232,6 +234,37 @@ def fill_replicas(data_dir: Path, count: int, seed: int) -> dict[str, float]:
         flush=True,
     )
     return {"replica_rows_per_s": count / (time.perf_counter() - started)} | closeness
+
+
+def migrate_filled(data_dir: Path, overrides: list[str]) -> float:
+    """Stores filled by older code brought to the latest: `python -m app migrate`, then `migrate-blobs` for the real
+    pictures (the replicas set aside meanwhile, then given their source's stored features, as a fill now gives
+    them). The seconds `migrate-blobs` took."""
+    env = _env(data_dir, overrides)
+    subprocess.run([sys.executable, "-m", "app", "migrate"], env=env, check=True, capture_output=True)
+    replicas = "source_url LIKE 'replica:%'"
+    sqlite_write(data_dir, f"UPDATE image SET accepted = 0 WHERE {replicas}")
+    started = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "app", "migrate-blobs"], env=env, check=True, capture_output=True)
+    took = time.perf_counter() - started
+    print(f"  migrate-blobs: {done.stdout.decode().strip()} ({took:.0f} s)", file=sys.stderr, flush=True)
+    sqlite_write(data_dir, f"UPDATE image SET accepted = 1 WHERE {replicas}")
+    sqlite_write(
+        data_dir,
+        "UPDATE thumbnail SET features_key = (SELECT s.features_key FROM thumbnail s WHERE s.image_id = "
+        "(SELECT CAST(substr(i.source_url, 9) AS INTEGER) FROM image i WHERE i.image_id = thumbnail.image_id)) "
+        f"WHERE image_id IN (SELECT image_id FROM image WHERE {replicas})",
+    )
+    return took
+
+
+def sqlite_write(data_dir: Path, sql: str) -> None:
+    engine = sa.create_engine(f"sqlite:///{data_dir / 'imgdedup.db'}")
+    try:
+        with engine.begin() as c:
+            c.execute(sa.text(sql))
+    finally:
+        engine.dispose()
 
 
 def sqlite_rows(data_dir: Path, sql: str) -> list[Any]:
@@ -340,11 +373,14 @@ async def run(args: argparse.Namespace, data_dir: Path) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     real = replicas = 0
     base_of: dict[int, str] = {}
+    migrated: dict[str, float] = {}
     if args.filled:  # measured as it is: the fill, the bases and the size as a run before left them
         real, replicas = min(real_total, args.sizes[0]), args.sizes[0] - min(real_total, args.sizes[0])
         base_of = bases_in(data_dir, corpus)
+        if args.migrate:
+            migrated = {"migrate_blobs_s": migrate_filled(data_dir, args.env)}
     for size in sorted(args.sizes):
-        figures: dict[str, Any] = {"size": size}
+        figures: dict[str, Any] = {"size": size} | migrated
         take = min(real_total, size) - real
         if take > 0:
             figures["backfill_rows_per_s"] = fill_real(data_dir, padding[real : real + take], real + 1, args.env)
@@ -390,6 +426,9 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, help="the data directory to fill and keep (default: a temporary one)")
     parser.add_argument(
         "--filled", action="store_true", help="--keep holds a fill of the one size given already: measure it as it is"
+    )
+    parser.add_argument(
+        "--migrate", action="store_true", help="with --filled: bring stores filled by older code to the latest first"
     )
     parser.add_argument(
         "--keep-each", action="store_true", help="copy --keep to KEEP.SIZE after each smaller size is measured"

@@ -74,7 +74,15 @@ class Metrics:
             "Share of the last 30 days' review decisions that agreed with the machine's best guess",
             registry=self.registry,
         )
+        self._base_features = Counter(
+            "imgdedup_base_features",
+            "Local features of accepted images verified against, by where they came from (memory: the cache; "
+            "stored: read from the blob store; detected: a SIFT detection on the stored thumbnail)",
+            ["source"],
+            registry=self.registry,
+        )
         self.decided_by: Tally[str] = Tally()
+        self.base_features: Tally[str] = Tally()
         self.verdicts: Tally[str] = Tally()
         self.errors: Tally[str] = Tally()
         self.queue_outcomes: Tally[str] = Tally()
@@ -122,6 +130,11 @@ class Metrics:
         self._review_decisions.set(last_hour)
         if agreement is not None:
             self._review_agreement.set(agreement)
+
+    def observe_base_features(self, source: str, count: int) -> None:
+        if count:
+            self._base_features.labels(source).inc(count)
+            self.base_features[source] += count
 
     def observe_poll(self) -> None:
         self._polls.inc()

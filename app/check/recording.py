@@ -14,7 +14,7 @@ from app.check.state import ImageWork, Stopwatch
 from app.check.stored_bytes import StoredBytes
 from app.domain.errors import TransientConflict
 from app.domain.models import Decision, Thresholds, Verdict, VerdictLabel
-from app.domain.records import ImageRow, Stored, VerdictRecord
+from app.domain.records import FeaturesKey, ImageRow, Stored, VerdictRecord
 from app.ports.persistence import UnitsOfWork
 from app.vision.visual_words import encode_words
 
@@ -50,8 +50,8 @@ class Recorder:
             work.verdict = self._verdict(work, decision, matched, thresholds)
 
     async def _keep_bytes(self, works: Sequence[ImageWork]) -> dict[tuple[int, str], Stored]:
-        """The thumbnails and previews of the images that enter the index, where they are kept (in the blob store
-        before any row names them), by (image id, which)."""
+        """The thumbnails, previews and local features of the images that enter the index, where they are kept (in
+        the blob store before any row names them), by (image id, which)."""
         kept: dict[tuple[int, str], Stored] = {}
         for work in works:
             if not (work.persist and work.enters_index and work.image_id is not None):
@@ -59,6 +59,10 @@ class Recorder:
             for which, data in (("thumbnail", work.thumbnail), ("preview", work.preview)):
                 if data is not None:
                     kept[(work.image_id, which)] = await self._stored.keep(data)
+            if work.thumbnail is not None and work.features is not None:
+                features = await self._stored.keep_features(work.features.direct)
+                if features is not None:
+                    kept[(work.image_id, "features")] = features
         return kept
 
     async def _record_once(
@@ -84,7 +88,10 @@ class Recorder:
                     await uow.images.save_embedding(work.image_id, self._model_name, work.vector)
                 if (thumbnail := kept.get((work.image_id, "thumbnail"))) is not None:
                     words = encode_words(work.words) if work.words is not None else None
-                    await uow.images.save_thumbnail(work.image_id, thumbnail, words)
+                    features = kept.get((work.image_id, "features"))
+                    await uow.images.save_thumbnail(
+                        work.image_id, thumbnail, words, features if isinstance(features, FeaturesKey) else None
+                    )
                 if (preview := kept.get((work.image_id, "preview"))) is not None:
                     await uow.reviews.save_preview(work.image_id, preview)
             matched = await uow.images.get_many(

@@ -120,7 +120,7 @@ class CheckService:
         )
         self._embedding = Embedding(embedder, index, options.top_k, metrics)
         self._verifier = (
-            Verifier(options.verify, units, executor, options.feature_cache_size, self.stored)
+            Verifier(options.verify, units, executor, options.feature_cache_size, self.stored, metrics)
             if options.verify
             else None
         )

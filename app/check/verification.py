@@ -1,7 +1,8 @@
-"""Verification of (image, candidate) pairs on the CPU pool, never under a lock: the query's features once per
-image (or its framed part), the base's once per candidate (an LRU cache, else its stored thumbnail, or, for an
-image of the same batch, its pixels). Features are detected on the halved image first; a pair that leaves
-doubt with enough inliers is verified again on fine features of both sides (`VerifyPolicy.refine_min_inliers`)."""
+"""Verification of (image, candidate) pairs on the CPU pool, never under a lock: the query's features once per image
+(or its framed part), the base's once per candidate (an LRU cache, else its features as stored at its acceptance,
+else a detection on its stored thumbnail, or, for an image of the same batch, on its pixels). Features are detected
+on the halved image first; a pair that leaves doubt with enough inliers is verified again on fine features of both
+sides (`VerifyPolicy.refine_min_inliers`)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,17 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from enum import Enum
 from typing import TypeVar
 
 from PIL import Image
 
+from app.check.metrics import Metrics
 from app.check.state import FramedPart, ImageWork, Stopwatch
 from app.check.stored_bytes import StoredBytes
 from app.domain.models import Verified
+from app.domain.records import FeaturesKey, Stored
 from app.ports.persistence import UnitsOfWork
 from app.vision.local_features import VERIFY_SIDE, Features, QueryFeatures, features, features_of_jpeg, grey
 from app.vision.verify import Verification, VerifyPolicy, verify
@@ -59,11 +63,18 @@ class FeatureCache:
 
 class Verifier:
     def __init__(
-        self, policy: VerifyPolicy, units: UnitsOfWork, executor: Executor, cache_size: int, stored: StoredBytes
+        self,
+        policy: VerifyPolicy,
+        units: UnitsOfWork,
+        executor: Executor,
+        cache_size: int,
+        stored: StoredBytes,
+        metrics: Metrics,
     ) -> None:
         self.policy = policy
         self._units = units
         self._stored = stored
+        self._metrics = metrics
         self._executor = executor
         self.cache = FeatureCache(cache_size)
         self.fine_cache = FeatureCache(cache_size)
@@ -162,14 +173,16 @@ class Verifier:
             if cached is not None:
                 bases[candidate] = cached
         # an image of this batch lends its pixels (it has no thumbnail yet); any other, its stored thumbnail
+        self._metrics.observe_base_features("memory", len(bases))
         from_batch = [peers[c] for c in wanted if c not in bases and c in peers and peers[c].decoded is not None]
         lent = {p.image_id for p in from_batch}
-        stored_wanted = [c for c in wanted if c not in bases and c not in lent]
-        stored: dict[int, bytes] = {}
-        if stored_wanted:
-            async with self._units() as uow:
-                rows = await uow.images.thumbnails(stored_wanted)
-            stored = await self._stored.read(rows)
+        kept = await self._kept_features([c for c in wanted if c not in bases and c not in lent], fine)
+        for candidate, found in kept.features.items():
+            bases[candidate] = found
+            cache.put(candidate, found)
+        stored = kept.thumbnails
+        self._metrics.observe_base_features("stored", len(kept.features))
+        self._metrics.observe_base_features("detected", len(stored) + len(from_batch))
         loop = asyncio.get_running_loop()
         jobs: list[tuple[int, Callable[[], Features]]] = [
             (c, functools.partial(features_of_jpeg, data, fine)) for c, data in stored.items()
@@ -188,6 +201,21 @@ class Verifier:
                 cache.put(candidate, result)
         return bases
 
+    async def _kept_features(self, wanted: Sequence[int], fine: bool) -> _Kept:
+        """The stored features of these accepted images, and the thumbnails of those without (or with unreadable
+        ones) to detect them from. Fine features are never stored: always the thumbnail."""
+        if not wanted:
+            return _Kept({}, {})
+        async with self._units() as uow:
+            rows = await (uow.images.thumbnails(wanted) if fine else uow.images.verification_bases(wanted))
+        keys = {c: k for c, k in rows.items() if isinstance(k, FeaturesKey)}
+        found = await self._stored.read_features(keys) if keys else {}
+        thumbnails: dict[int, Stored] = {c: s for c, s in rows.items() if c not in keys}
+        if unreadable := [c for c in keys if c not in found]:
+            async with self._units() as uow:
+                thumbnails |= await uow.images.thumbnails(unreadable)
+        return _Kept(found, await self._stored.read(thumbnails))
+
     def remember(self, work: ImageWork) -> None:
         """An accepted image's own features are what a later query verifies against."""
         if work.image_id is None:
@@ -200,6 +228,12 @@ class Verifier:
     def forget(self, image_id: int) -> None:
         self.cache.drop(image_id)
         self.fine_cache.drop(image_id)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    features: dict[int, Features]
+    thumbnails: dict[int, bytes]
 
 
 def _features_of_pixels(pixels: Image.Image, fine: bool) -> Features:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.db.codecs import decode_vector, encode_vector, stored_of, stored_values, to_signed64, to_unsigned64
 from app.db.dialect import new_id
 from app.db.tables import Tables
-from app.domain.records import Acceptance, Demoted, ImageRow, Stored, VerdictRecord
+from app.domain.records import Acceptance, BlobKey, Demoted, FeaturesKey, ImageRow, Stored, VerdictRecord
 from app.ports.persistence import Clock
 
 
@@ -194,9 +194,15 @@ class SqlImageRepository:
             )
         )
 
-    async def save_thumbnail(self, image_id: int, jpeg: Stored, words: bytes | None = None) -> None:
+    async def save_thumbnail(
+        self, image_id: int, jpeg: Stored, words: bytes | None = None, features: BlobKey | None = None
+    ) -> None:
         await self._session.execute(sa.delete(self._th).where(self._th.c.image_id == image_id))
-        await self._session.execute(sa.insert(self._th).values(image_id=image_id, words=words, **stored_values(jpeg)))
+        await self._session.execute(
+            sa.insert(self._th).values(
+                image_id=image_id, words=words, features_key=str(features) if features else None, **stored_values(jpeg)
+            )
+        )
 
     async def accepted_words(self) -> AsyncIterator[list[tuple[int, bytes | None, Stored | None]]]:
         """Every accepted image's stored visual words, in chunks; its thumbnail only where the words are not
@@ -246,6 +252,41 @@ class SqlImageRepository:
         )
         return {int(i): stored for i, j, b in rows if (stored := stored_of(j, b)) is not None}
 
+    async def verification_bases(self, image_ids: Sequence[int]) -> dict[int, FeaturesKey | Stored]:
+        """What each image's local features come from: the key of its stored features where it has them, else its
+        thumbnail (`Stored`, to detect them from); an image with neither is left out."""
+        if not image_ids:
+            return {}
+        th = self._th
+        rows = await self._session.execute(
+            sa.select(th.c.image_id, th.c.features_key, th.c.jpeg, th.c.blob_key).where(
+                th.c.image_id.in_(list(image_ids))
+            )
+        )
+        found: dict[int, FeaturesKey | Stored] = {}
+        for i, features, jpeg, blob in rows:
+            if features is not None:
+                found[int(i)] = FeaturesKey(features)
+            elif (stored := stored_of(jpeg, blob)) is not None:
+                found[int(i)] = stored
+        return found
+
+    async def without_features(self, after: int, limit: int) -> list[tuple[int, Stored]]:
+        th = self._th
+        rows = await self._session.execute(
+            sa.select(th.c.image_id, th.c.jpeg, th.c.blob_key)
+            .join(self._t, self._t.c.image_id == th.c.image_id)
+            .where(self._t.c.accepted.is_(True), th.c.features_key.is_(None), th.c.image_id > after)
+            .order_by(th.c.image_id)
+            .limit(limit)
+        )
+        return [(int(i), stored) for i, j, b in rows if (stored := stored_of(j, b)) is not None]
+
+    async def name_features(self, image_id: int, key: BlobKey) -> None:
+        await self._session.execute(
+            sa.update(self._th).where(self._th.c.image_id == image_id).values(features_key=str(key))
+        )
+
     async def inline_bytes(self, limit: int) -> list[tuple[str, int, bytes]]:
         """Up to `limit` thumbnails and previews that hold their bytes in the row: (table, image id, bytes)."""
         found: list[tuple[str, int, bytes]] = []
@@ -262,12 +303,12 @@ class SqlImageRepository:
         await self._session.execute(sa.update(t).where(t.c.image_id == image_id).values(jpeg=None, blob_key=key))
 
     async def blobs_in_use(self, keys: Sequence[str]) -> set[str]:
-        """Which of these blob keys a thumbnail or a preview still names."""
+        """Which of these blob keys a thumbnail (its bytes or its features) or a preview still names."""
         used: set[str] = set()
-        for table in (self._th, self._pv):
+        for column in (self._th.c.blob_key, self._th.c.features_key, self._pv.c.blob_key):
             for start in range(0, len(keys), 1000):
                 chunk = list(keys[start : start + 1000])
-                rows = await self._session.execute(sa.select(table.c.blob_key).where(table.c.blob_key.in_(chunk)))
+                rows = await self._session.execute(sa.select(column).where(column.in_(chunk)))
                 used |= {str(k) for (k,) in rows}
         return used
 

@@ -44,9 +44,10 @@ class SqlRemovalRepository:
         and preview go. The keys of the blobs they named (which the caller removes once nothing names them)."""
         i = self._i
         blobs: list[str] = []
-        for table in self._stores[1:]:
+        th, pv = self._stores[1:]
+        for column in (th.c.blob_key, th.c.features_key, pv.c.blob_key):
             rows = await self._session.execute(
-                sa.select(table.c.blob_key).where(table.c.image_id == image_id, table.c.blob_key.is_not(None))
+                sa.select(column).where(column.table.c.image_id == image_id, column.is_not(None))
             )
             blobs += [str(k) for (k,) in rows]
         await self._session.execute(

@@ -113,6 +113,8 @@ class Tables:
             sa.Column("jpeg", sa.LargeBinary().with_variant(mysql.MEDIUMBLOB(), "mysql", "mariadb"), nullable=True),
             sa.Column("words", sa.LargeBinary, nullable=True),
             sa.Column("blob_key", sa.String(64), nullable=True),  # the bytes in the blob store instead (their key)
+            # its local features in compact form (app/vision/stored_features.py), in the blob store
+            sa.Column("features_key", sa.String(64), nullable=True),
         )
         # A colour preview (<= 320 px) of accepted images and those in review: what the review page shows.
         self.preview = sa.Table(

@@ -16,6 +16,12 @@ class BlobKey(str):
     __slots__ = ()
 
 
+class FeaturesKey(BlobKey):
+    """The key of an accepted image's local features in compact form (app/vision/stored_features.py)."""
+
+    __slots__ = ()
+
+
 # A thumbnail's or preview's bytes as a row holds them: inline, or by key in the blob store.
 Stored = bytes | BlobKey
 

@@ -140,3 +140,36 @@ async def move_blobs_out(
         moved += len(rows)
         if progress:
             progress(len(rows))
+
+
+async def keep_features(
+    units: UnitsOfWork, stored: StoredBytes, executor: Executor, progress: Progress | None = None, chunk: int = 200
+) -> int:
+    """The local features of accepted images stored before they were kept, detected from their thumbnails and put
+    into the blob store, a chunk per transaction (resumable: an image done names its features)."""
+    loop = asyncio.get_running_loop()
+    done = last = 0
+    while True:
+        async with units() as uow:
+            rows = await uow.images.without_features(last, chunk)
+        if not rows:
+            return done
+        last = rows[-1][0]
+        thumbnails = await stored.read(dict(rows))
+        ids = list(thumbnails)
+        found = await asyncio.gather(
+            *(loop.run_in_executor(executor, features_of_jpeg, thumbnails[i]) for i in ids), return_exceptions=True
+        )
+        keys = {}
+        for image_id, features in zip(ids, found, strict=True):
+            if isinstance(features, BaseException):
+                log.warning("image %d: no features from its thumbnail: %s", image_id, features)
+            elif (key := await stored.keep_features(features)) is not None:
+                keys[image_id] = key
+        async with units() as uow:
+            for image_id, key in keys.items():
+                await uow.images.name_features(image_id, key)
+            await uow.commit()
+        done += len(keys)
+        if progress:
+            progress(len(rows))

@@ -77,6 +77,7 @@ async def collect_stats(
             "decided_by": dict(metrics.decided_by),
             "errors": dict(metrics.errors),
             "queue_outcomes": dict(metrics.queue_outcomes),
+            "base_features": dict(metrics.base_features),
             "scheduler_polls": metrics.polls,
             "originals_restored": metrics.originals_restored,
             "circuit": metrics.circuit(),

@@ -19,8 +19,10 @@ from app.domain.access import ApiKey, Scope
 from app.domain.blocking import BlockEntry
 from app.domain.records import (
     Acceptance,
+    BlobKey,
     ClaimedRow,
     Demoted,
+    FeaturesKey,
     HistoricCopy,
     ImageRow,
     QueueCounts,
@@ -76,7 +78,9 @@ class ImageRepository(Protocol):
 
     async def save_embedding(self, image_id: int, model: str, vector: np.ndarray) -> None: ...
 
-    async def save_thumbnail(self, image_id: int, jpeg: Stored, words: bytes | None = None) -> None: ...
+    async def save_thumbnail(
+        self, image_id: int, jpeg: Stored, words: bytes | None = None, features: BlobKey | None = None
+    ) -> None: ...
 
     def accepted_words(self) -> AsyncIterator[list[tuple[int, bytes | None, Stored | None]]]:
         """Every accepted image's stored visual words (None: not derived yet), in chunks; its thumbnail only where
@@ -89,8 +93,18 @@ class ImageRepository(Protocol):
 
     async def thumbnails(self, image_ids: Sequence[int]) -> dict[int, Stored]: ...
 
+    async def verification_bases(self, image_ids: Sequence[int]) -> dict[int, FeaturesKey | Stored]:
+        """Each image's stored features (their key) where it has them, else its thumbnail to detect them from."""
+        ...
+
+    async def without_features(self, after: int, limit: int) -> list[tuple[int, Stored]]:
+        """Up to `limit` accepted images past `after` (by id) that have a thumbnail and no stored features."""
+        ...
+
+    async def name_features(self, image_id: int, key: BlobKey) -> None: ...
+
     async def blobs_in_use(self, keys: Sequence[str]) -> set[str]:
-        """Which of these blob keys a thumbnail or a preview still names."""
+        """Which of these blob keys a thumbnail (its bytes or its features) or a preview still names."""
         ...
 
     async def inline_bytes(self, limit: int) -> list[tuple[str, int, bytes]]:

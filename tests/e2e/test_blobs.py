@@ -1,6 +1,7 @@
-"""Thumbnails and previews in the blob store, on the real model, FAISS and both databases: the rows name their
-blobs and hold no bytes, verification reads its bases from the store after a restart, a deleted image's blobs go,
-a database written before moves its bytes out with `migrate-blobs` (resumable), and blobs no row names are swept."""
+"""Thumbnails, previews and local features in the blob store, on the real model, FAISS and both databases: the rows
+name their blobs and hold no bytes, verification reads its bases' features from the store after a restart (no
+detection), a deleted image's blobs go, a database written before moves its bytes out and keeps its features with
+`migrate-blobs` (resumable), and blobs no row names are swept."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ from tests.support import running_app
 
 
 async def stored_columns(settings: Settings) -> list[tuple[str, int, bool, str | None]]:
-    """(table, image id, holds bytes, blob key) of every thumbnail and preview row."""
+    """(table, image id, holds bytes, blob key) of every thumbnail and preview row, and ("features", image id,
+    False, key) of every thumbnail row naming its features."""
     engine = make_engine(settings.database_url)
     try:
         async with engine.connect() as c:
@@ -32,6 +34,8 @@ async def stored_columns(settings: Settings) -> list[tuple[str, int, bool, str |
             for table in ("thumbnail", "preview"):
                 found = await c.execute(sa.text(f"SELECT image_id, jpeg IS NOT NULL, blob_key FROM {table}"))
                 rows += [(table, int(i), bool(inline), key) for i, inline, key in found]
+            found = await c.execute(sa.text("SELECT image_id, features_key FROM thumbnail"))
+            rows += [("features", int(i), False, key) for i, key in found if key is not None]
             return sorted(rows)
     finally:
         await engine.dispose()
@@ -52,19 +56,22 @@ async def register(settings: Settings, *pictures: bytes) -> list[int]:
 GREY = PolicySettings(duplicate_threshold=0.9999, review_threshold=0.3)
 
 
-async def copy_is_verified(settings: Settings, original: int) -> bool:
-    """A mirrored copy, checked by a fresh process: verification must read the base from where it is kept."""
+async def copy_verified_with(settings: Settings, original: int) -> dict[str, int]:
+    """A mirrored copy, checked by a fresh process: verification must read the base from where it is kept. Where
+    its bases' features came from (stored: read; detected: from a thumbnail); empty if it was not verified."""
     async with build_container(settings) as container:
         (outcome,) = await container.service.check(
             [CheckItem(UploadRef(jpeg(flipped(photo("b0575")), 80)), register=False)]
         )
+        sources = dict(container.metrics.base_features)
     verdict = outcome.verdict
     assert verdict is not None, outcome.error
-    return (verdict.label, verdict.decided_by, verdict.matched_image_id) == (
+    verified = (verdict.label, verdict.decided_by, verdict.matched_image_id) == (
         VerdictLabel.DUPLICATE,
         DecidedBy.VERIFIED,
         original,
     )
+    return sources if verified else {}
 
 
 async def test_thumbnails_and_previews_live_in_the_blob_store(make_settings: Callable[..., Settings]) -> None:
@@ -73,11 +80,12 @@ async def test_thumbnails_and_previews_live_in_the_blob_store(make_settings: Cal
     original, other = await register(settings, jpeg(photo("b0575")), jpeg(photo("b0587")))
     rows = await stored_columns(settings)
     assert {(table, image_id) for table, image_id, _, _ in rows} == {
-        (t, i) for t in ("thumbnail", "preview") for i in (original, other)
+        (t, i) for t in ("thumbnail", "preview", "features") for i in (original, other)
     }
     assert not any(inline for _, _, inline, _ in rows)  # no bytes in the database
     assert {key for _, _, _, key in rows} == files_under(blobs)
-    assert await copy_is_verified(settings, original)
+    assert (await copy_verified_with(settings, original)).get("stored", 0) >= 1  # read, not detected
+    assert "detected" not in await copy_verified_with(settings, original)
 
     async with build_container(settings) as container:
         await container.removals.remove(RemovalRequest(other, "test"))
@@ -90,18 +98,24 @@ async def test_bytes_written_to_the_database_move_out_and_strays_are_swept(
 ) -> None:
     inline = make_settings(blobs=BlobSettings(kind="database"), policy=GREY)
     (original,) = await register(inline, jpeg(photo("b0575")))
-    assert all(holds for _, _, holds, _ in await stored_columns(inline))
+    rows = await stored_columns(inline)
+    assert all(holds for _, _, holds, _ in rows) and len(rows) == 2  # and no features without a blob store
 
     settings = make_settings(policy=GREY)  # the blob store on: what was written before is still read from the rows
-    assert await copy_is_verified(settings, original)
+    assert (await copy_verified_with(settings, original)).get("detected", 0) >= 1
     for _ in range(2):  # the second run finds nothing left to move
         process = spawn(["migrate-blobs"], app_env(settings))
         out, err = await asyncio.to_thread(process.communicate, None, 120)
         assert process.returncode == 0, err[-2000:]
-    assert "0 thumbnails and previews moved" in out
+    assert "0 thumbnails and previews moved" in out and "the local features of 0 accepted images" in out
     rows = await stored_columns(settings)
-    assert not any(holds for _, _, holds, _ in rows) and len(rows) == 2
-    assert await copy_is_verified(settings, original)
+    assert not any(holds for _, _, holds, _ in rows) and {t for t, _, _, _ in rows} == {
+        "thumbnail",
+        "preview",
+        "features",
+    }
+    sources = await copy_verified_with(settings, original)
+    assert sources.get("stored", 0) >= 1 and "detected" not in sources
 
     # a blob no row names (a crash between putting it and committing its row), old enough: the scheduler sweeps
     # it away in the background once the service has started

@@ -24,7 +24,9 @@ def add_maintenance_commands(commands: argparse._SubParsersAction) -> None:  # t
     migrate = commands.add_parser("migrate", help="apply database migrations")
     migrate.set_defaults(handler=_migrate)
     blobs = commands.add_parser(
-        "migrate-blobs", help="move thumbnails and previews still held in the database into the blob store"
+        "migrate-blobs",
+        help="move thumbnails and previews still held in the database into the blob store, and keep the local "
+        "features of accepted images stored before they were kept",
     )
     blobs.set_defaults(handler=_migrate_blobs)
 
@@ -104,12 +106,15 @@ async def _migrate(settings: Settings, _: argparse.Namespace) -> None:
 
 
 async def _migrate_blobs(settings: Settings, _: argparse.Namespace) -> int:
-    """Resumable: a row moved holds no bytes any more, so a second run takes up where the first stopped."""
+    """Resumable: a row moved holds no bytes any more, and an image whose features are kept names them, so a second
+    run takes up where the first stopped."""
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm import tqdm
 
     from app.check.stored_bytes import StoredBytes
     from app.composition import build_blobs, open_database
-    from app.ops.reconcile import move_blobs_out
+    from app.ops.reconcile import keep_features, move_blobs_out
 
     blobs = build_blobs(settings)
     if blobs is None:
@@ -118,9 +123,15 @@ async def _migrate_blobs(settings: Settings, _: argparse.Namespace) -> int:
     async with open_database(settings) as database:
         with tqdm(unit="blob", desc="moving thumbnails and previews") as bar:
             moved = await move_blobs_out(database.units, StoredBytes(blobs), bar.update)
+        with (
+            ThreadPoolExecutor(settings.decode.threads) as executor,
+            tqdm(unit="image", desc="keeping accepted images' local features") as bar,
+        ):
+            kept = await keep_features(database.units, StoredBytes(blobs), executor, bar.update)
     await blobs.aclose()
     print(
-        f"{moved} thumbnails and previews moved to {settings.blob_dir}; the database gives their space back after "
-        "VACUUM (SQLite) or OPTIMIZE TABLE thumbnail, preview (MySQL)"
+        f"{moved} thumbnails and previews moved to {settings.blob_dir}, and the local features of {kept} accepted "
+        "images kept there; the database gives the moved bytes' space back after VACUUM (SQLite) or OPTIMIZE TABLE "
+        "thumbnail, preview (MySQL)"
     )
     return 0

@@ -32,8 +32,24 @@ class PhashIndex:
         return len(self._slot)
 
     def add_many(self, items: Iterable[tuple[int, int]]) -> None:
+        """As `add` one by one, with the images not in the index yet appended at once (a start's load)."""
+        new: dict[int, int] = {}
         for image_id, phash in items:
-            self.add(image_id, phash)
+            if image_id in self._slot:
+                self.add(image_id, phash)
+            else:
+                new[image_id] = phash
+        if not new:
+            return
+        needed = self._size + len(new)
+        if needed > len(self._hashes):
+            capacity = max(needed, 2 * len(self._hashes))
+            self._hashes = np.concatenate([self._hashes[: self._size], np.zeros(capacity - self._size, np.uint64)])
+            self._ids = np.concatenate([self._ids[: self._size], np.zeros(capacity - self._size, np.int64)])
+        self._hashes[self._size : needed] = np.fromiter(new.values(), np.uint64, len(new))
+        self._ids[self._size : needed] = np.fromiter(new.keys(), np.int64, len(new))
+        self._slot.update(zip(new, range(self._size, needed), strict=True))
+        self._size = needed
 
     def add(self, image_id: int, phash: int) -> None:
         slot = self._slot.get(image_id)
@@ -65,12 +81,16 @@ class PhashIndex:
 
     def nearest(self, phash: int, exclude: int | None = None, limit: int = 3) -> list[tuple[int, int]]:
         """(image_id, distance) of the closest hashes, closest first, never `exclude`."""
-        if self._size == 0:
+        if self._size == 0 or limit <= 0:
             return []
-        distances = np.bitwise_count(self._hashes[: self._size] ^ np.uint64(phash)).astype(np.int64)
+        # the distances as bytes, then the smallest distance that holds the `limit` closest, counted up from the
+        # least (a few cheap passes): a partial sort of a million distances would cost ten times as much
+        distances = np.bitwise_count(self._hashes[: self._size] ^ np.uint64(phash))
         if exclude is not None and exclude in self._slot:
             distances[self._slot[exclude]] = 65
-        take = min(limit, self._size)
-        order = np.argpartition(distances, take - 1)[:take]
-        order = order[np.argsort(distances[order], kind="stable")]
-        return [(int(self._ids[i]), int(distances[i])) for i in order if distances[i] <= 64]
+        within = int(distances.min())
+        while within < 64 and np.count_nonzero(distances <= within) < limit:
+            within += 1
+        slots = np.flatnonzero(distances <= min(within, 64))  # never the excluded image (65)
+        slots = slots[np.argsort(distances[slots], kind="stable")][:limit]
+        return [(int(self._ids[i]), int(distances[i])) for i in slots]

@@ -11,6 +11,21 @@ def test_phash_index_nearest_excludes_self_and_orders_by_distance() -> None:
     assert index.nearest(0b0000, limit=3) == [(1, 0), (3, 1), (2, 3)]
     assert index.nearest(0b0000, exclude=1, limit=2) == [(3, 1), (2, 3)]
     assert index.nearest(0, limit=10)[-1] == (4, 64)
+    assert index.nearest(0, exclude=4, limit=10) == [(1, 0), (3, 1), (2, 3)]
+    alone = PhashIndex()
+    alone.add(9, 0)
+    assert alone.nearest(0, exclude=9) == [] and alone.nearest(0, limit=0) == []
+
+
+def test_phash_index_nearest_is_a_stable_sort_of_every_distance() -> None:
+    """The closest `limit`, ties in the order the images were added, on an index large enough for many ties."""
+    rng = np.random.default_rng(1)
+    hashes = [int(h) for h in rng.integers(0, 2**64 - 1, 5000, dtype=np.uint64, endpoint=True)]
+    index = PhashIndex()
+    index.add_many(enumerate(hashes))
+    for query in hashes[:20]:
+        every = sorted(range(len(hashes)), key=lambda i: hamming(hashes[i], query))
+        assert index.nearest(query, exclude=every[0], limit=7) == [(i, hamming(hashes[i], query)) for i in every[1:8]]
 
 
 def test_phash_index_remove_and_replace() -> None:
@@ -29,7 +44,8 @@ def test_phash_index_matches_bitcount_on_random_hashes() -> None:
     rng = np.random.default_rng(0)
     hashes = [int(h) for h in rng.integers(0, 2**64 - 1, 500, dtype=np.uint64, endpoint=True)]
     index = PhashIndex()
-    index.add_many(enumerate(hashes))
+    index.add_many(list(enumerate(hashes)) + [(3, hashes[3] ^ 1)])  # an image given again: its last hash
+    assert index.distance(3, hashes[3]) == 1 and len(index) == 500
     query = hashes[17] ^ 0b1011
     best = index.nearest(query, limit=1)[0]
     assert best == (17, 3)

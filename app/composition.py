@@ -27,7 +27,7 @@ from app.db.named_lock import LockNotTaken, NamedLock
 from app.db.tables import Tables
 from app.db.unit_of_work import SqlUnitsOfWork
 from app.domain.errors import BackendUnavailable, ConfigurationError
-from app.ops.reconcile import load_phash_index, load_word_index, reconcile
+from app.ops.reconcile import load_phash_index, load_word_index, reconcile, save_word_index
 from app.ports.backends import BlobStore, Embedder, ImageFetcher, OldVectors, VectorIndex
 from app.ports.persistence import LeaseHolders, UnitsOfWork
 from app.runtime.oldest_first import OldestFirstPool, lower_priority
@@ -147,6 +147,11 @@ def build_blobs(settings: Settings) -> BlobStore | None:
 def local_snapshot_dir(settings: Settings) -> Path | None:
     """Where the embedded index keeps its snapshot (None: it keeps none)."""
     return settings.data_dir / "index" if settings.index.snapshot else None
+
+
+def word_snapshot_dir(settings: Settings) -> Path | None:
+    """Where the visual-word index keeps its snapshot (None: it keeps none, and loads from the database)."""
+    return settings.data_dir / "words" if settings.index.snapshot else None
 
 
 def forget_local_snapshot(settings: Settings) -> None:
@@ -311,7 +316,10 @@ async def build_container(
             blobs=blobs,
         )
         await load_phash_index(database.units, phash_index)
-        await load_word_index(database.units, service.indexes, executor, service.stored)
+        words_snapshot = word_snapshot_dir(settings)
+        await load_word_index(database.units, service.indexes, executor, service.stored, words_snapshot)
+        if words_snapshot is not None:
+            stack.push_async_callback(save_word_index, service.indexes, words_snapshot)
         await service.blocks.load(database.units)
         await reconcile(database.units, index, embedder.model_name, settings.index.reconcile_hours)
         reviews = ReviewService(

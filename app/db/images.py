@@ -229,6 +229,33 @@ class SqlImageRepository:
             last = int(rows[-1][0])
             yield [(int(i), bytes(w) if w is not None else None, stored_of(j, b)) for i, w, j, b in rows]
 
+    async def accepted_word_sizes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every accepted image with a thumbnail row, ascending, and its stored words' size in bytes (-1: none
+        yet): what a start compares with a snapshot of the word index, without reading the words."""
+        th = self._th
+        ids: list[np.ndarray] = []
+        sizes: list[np.ndarray] = []
+        last = 0
+        while True:
+            rows = (
+                await self._session.execute(
+                    sa.select(th.c.image_id, sa.func.coalesce(sa.func.length(th.c.words), -1))
+                    .join(self._t, self._t.c.image_id == th.c.image_id)
+                    .where(self._t.c.accepted.is_(True), th.c.image_id > last)
+                    .order_by(th.c.image_id)
+                    .limit(50_000)
+                )
+            ).all()
+            if not rows:
+                break
+            chunk = np.array(rows, np.int64)
+            ids.append(chunk[:, 0])
+            sizes.append(chunk[:, 1])
+            last = int(chunk[-1, 0])
+        if not ids:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(ids), np.concatenate(sizes)
+
     async def stored_words(self, image_ids: Sequence[int]) -> dict[int, bytes]:
         if not image_ids:
             return {}

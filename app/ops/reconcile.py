@@ -14,16 +14,18 @@ import logging
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor
 from datetime import timedelta
+from pathlib import Path
 
 import numpy as np
 
 from app.check.indexes import Indexes
 from app.check.stored_bytes import StoredBytes
+from app.domain.records import Stored
 from app.ports.backends import BlobStore, VectorIndex
 from app.ports.persistence import UnitsOfWork
 from app.vision.local_features import features_of_jpeg
 from app.vision.phash import PhashIndex
-from app.vision.visual_words import Vocabulary, encode_words
+from app.vision.visual_words import Vocabulary, WordIndex, encode_words
 
 log = logging.getLogger(__name__)
 
@@ -35,23 +37,36 @@ async def load_phash_index(units: UnitsOfWork, phash_index: PhashIndex) -> None:
         phash_index.add_many(await uow.images.accepted_phashes())
 
 
-async def load_word_index(units: UnitsOfWork, indexes: Indexes, executor: Executor, stored: StoredBytes) -> None:
-    """Every accepted image's visual words into the word index; those stored without (accepted before the index
-    existed) derived from their thumbnails once, and stored."""
-    if indexes.words is None or indexes.vocabulary is None:
+async def load_word_index(
+    units: UnitsOfWork, indexes: Indexes, executor: Executor, stored: StoredBytes, snapshot: Path | None = None
+) -> None:
+    """Every accepted image's visual words into the word index: from its snapshot where one is kept, brought up
+    to date with the database (by each image's id and number of words, without reading the words it holds),
+    else from the database whole; the words of images stored without (accepted before the index existed)
+    derived from their thumbnails once, and stored."""
+    words, vocabulary = indexes.words, indexes.vocabulary
+    if words is None or vocabulary is None:
         return
-    vocabulary = indexes.vocabulary
     loop = asyncio.get_running_loop()
     derived: list[tuple[int, bytes]] = []
-    async with units() as uow:
-        async for chunk in uow.images.accepted_words():
-            indexes.add_stored_words([(i, w) for i, w, _ in chunk if w is not None])
-            thumbnails = await stored.read({i: jpeg for i, w, jpeg in chunk if w is None and jpeg is not None})
-            missing = list(thumbnails.items())
-            found = await asyncio.gather(
-                *(loop.run_in_executor(executor, _words_of_thumbnail, vocabulary, jpeg) for _, jpeg in missing)
-            )
-            derived += [(i, encode_words(words)) for (i, _), words in zip(missing, found, strict=True)]
+
+    async def derive(thumbnails: dict[int, Stored]) -> None:
+        missing = list((await stored.read(thumbnails)).items())
+        found = await asyncio.gather(
+            *(loop.run_in_executor(executor, _words_of_thumbnail, vocabulary, jpeg) for _, jpeg in missing)
+        )
+        derived.extend((i, encode_words(w)) for (i, _), w in zip(missing, found, strict=True))
+
+    if snapshot is not None and await asyncio.to_thread(words.load, snapshot):
+        without = await _catch_up(units, indexes, words)
+        for start in range(0, len(without), 2000):
+            async with units() as uow:
+                await derive(await uow.images.thumbnails(without[start : start + 2000]))
+    else:
+        async with units() as uow:
+            async for chunk in uow.images.accepted_words():
+                indexes.add_stored_words([(i, w) for i, w, _ in chunk if w is not None])
+                await derive({i: jpeg for i, w, jpeg in chunk if w is None and jpeg is not None})
     if derived:
         indexes.add_stored_words(derived)
         async with units() as uow:
@@ -59,6 +74,36 @@ async def load_word_index(units: UnitsOfWork, indexes: Indexes, executor: Execut
                 await uow.images.save_words(image_id, data)
             await uow.commit()
         log.info("visual words derived from the thumbnails of %d accepted images", len(derived))
+
+
+async def _catch_up(units: UnitsOfWork, indexes: Indexes, words: WordIndex) -> list[int]:
+    """A loaded snapshot made to hold what the database says: images no longer accepted (or whose words differ
+    in number) leave it, images accepted since enter it with their stored words. The accepted images with no
+    words stored yet, which are left to derive."""
+    held, counts = words.word_counts()
+    async with units() as uow:
+        accepted, sizes = await uow.images.accepted_word_sizes()
+    order = np.argsort(held)
+    held, counts = held[order], counts[order]
+    at = np.searchsorted(held, accepted).clip(max=max(len(held) - 1, 0))
+    same = (held[at] == accepted) & (counts[at] == sizes // 2) if len(held) else np.zeros(len(accepted), bool)
+    stale = held[~np.isin(held, accepted[same])]
+    for image_id in stale.tolist():
+        words.remove(image_id)
+    due = accepted[~same & (sizes >= 0)].tolist()
+    for start in range(0, len(due), 5000):
+        async with units() as uow:
+            stored = await uow.images.stored_words(due[start : start + 5000])
+        indexes.add_stored_words(list(stored.items()))
+    if len(stale) or due:
+        log.info("word index snapshot brought up to date: %d images left it, %d entered", len(stale), len(due))
+    return [int(i) for i in accepted[sizes < 0]]
+
+
+async def save_word_index(indexes: Indexes, snapshot: Path) -> None:
+    """The word index's snapshot written if it changed since loaded (at a stop: the next start maps it)."""
+    if indexes.words is not None and indexes.words.changed:
+        await asyncio.to_thread(indexes.words.save, snapshot)
 
 
 def _words_of_thumbnail(vocabulary: Vocabulary, jpeg: bytes) -> np.ndarray:

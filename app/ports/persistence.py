@@ -93,6 +93,10 @@ class ImageRepository(Protocol):
 
     async def thumbnails(self, image_ids: Sequence[int]) -> dict[int, Stored]: ...
 
+    async def accepted_word_sizes(self) -> tuple[np.ndarray, np.ndarray]:
+        """Every accepted image with a thumbnail row, ascending, and its stored words' size in bytes (-1: none)."""
+        ...
+
     async def verification_bases(self, image_ids: Sequence[int]) -> dict[int, FeaturesKey | Stored]:
         """Each image's stored features (their key) where it has them, else its thumbnail to detect them from."""
         ...

@@ -13,6 +13,8 @@ methods are called from it, never from pool threads).
 
 from __future__ import annotations
 
+import hashlib
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +38,10 @@ class Vocabulary:
     @property
     def size(self) -> int:
         return len(self.centroids)
+
+    def digest(self) -> bytes:
+        """What identifies these words: a snapshot of another vocabulary's words means nothing here."""
+        return hashlib.sha256(self.centroids.tobytes() + self.idf.tobytes()).digest()
 
     def words(self, descriptors: np.ndarray) -> np.ndarray:
         """The distinct words of these descriptors, ascending (uint16)."""
@@ -69,6 +75,8 @@ class WordIndex:
         self._norms = np.ones(64, np.float64)
         self._alive = np.zeros(64, bool)
 
+        self.changed = False  # since it was loaded or saved: whether a snapshot would differ
+
     def __len__(self) -> int:
         return len(self._row_of)
 
@@ -77,6 +85,7 @@ class WordIndex:
 
     def add(self, image_id: int, words: np.ndarray) -> None:
         self.remove(image_id)
+        self.changed = True
         if len(words) == 0:
             return
         row = len(self._ids)
@@ -92,7 +101,7 @@ class WordIndex:
             count = int(self._counts[word])
             postings = self._postings[word]
             if count == len(postings):
-                postings = self._postings[word] = np.resize(postings, 2 * count)
+                postings = self._postings[word] = np.resize(postings, max(4, 2 * count))
             postings[count] = row
             self._counts[word] = count + 1
 
@@ -104,6 +113,7 @@ class WordIndex:
             latest.setdefault(image_id, words)
         for image_id in latest:
             self.remove(image_id)
+        self.changed = self.changed or bool(latest)
         items = [(i, w) for i, w in reversed(list(latest.items())) if len(w)]
         if not items:
             return
@@ -143,6 +153,70 @@ class WordIndex:
         row = self._row_of.pop(image_id, None)
         if row is not None:
             self._alive[row] = False
+            self.changed = True
+
+    def word_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        """The images in the index and how many words each has (two arrays): what a start compares with the
+        database's to trust a snapshot."""
+        size = len(self._ids)
+        rows = np.concatenate([p[:c] for p, c in zip(self._postings, self._counts.tolist(), strict=True)])
+        per_row = np.bincount(rows, minlength=size) if len(rows) else np.zeros(size, np.int64)
+        live = np.flatnonzero(self._alive[:size])
+        return np.array(self._ids, np.int64)[live], per_row[live]
+
+    def save(self, folder: Path) -> None:
+        """The index as .npy files in `folder` (replaced whole, atomically): its live images only, renumbered."""
+        size = len(self._ids)
+        live = np.flatnonzero(self._alive[:size])
+        renumbered = np.full(size, -1, np.int64)
+        renumbered[live] = np.arange(len(live))
+        lists = [renumbered[p[:c]] for p, c in zip(self._postings, self._counts.tolist(), strict=True)]
+        lists = [rows[rows >= 0].astype(np.int32) for rows in lists]
+        arrays: dict[str, np.ndarray] = {
+            "vocabulary": np.frombuffer(self._vocabulary.digest(), np.uint8),
+            "ids": np.array([self._ids[row] for row in live.tolist()], np.int64),
+            "norms": self._norms[live],
+            "offsets": np.concatenate(([0], np.cumsum([len(rows) for rows in lists]))).astype(np.int64),
+            "postings": np.concatenate(lists) if lists else np.zeros(0, np.int32),
+        }
+        fresh = folder.with_name(folder.name + ".new")
+        shutil.rmtree(fresh, ignore_errors=True)
+        fresh.mkdir(parents=True)
+        for name, array in arrays.items():
+            np.save(fresh / f"{name}.npy", array)
+        old = folder.with_name(folder.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        if folder.exists():
+            folder.rename(old)
+        fresh.rename(folder)
+        shutil.rmtree(old, ignore_errors=True)
+        self.changed = False
+
+    def load(self, folder: Path) -> bool:
+        """Become the index a `save` left, its postings mapped from the file (shared by every process on the
+        machine, copied only for a word an image is then added to). False, and unchanged, if there is none or it
+        is of another vocabulary."""
+        vocabulary = self._vocabulary
+        try:
+            if bytes(np.load(folder / "vocabulary.npy")) != vocabulary.digest():
+                return False
+            ids = np.load(folder / "ids.npy")
+            norms = np.load(folder / "norms.npy")
+            offsets = np.load(folder / "offsets.npy")
+            postings = np.load(folder / "postings.npy", mmap_mode="r")
+        except (OSError, ValueError):
+            return False
+        if len(offsets) != vocabulary.size + 1 or len(norms) != len(ids) or offsets[-1] != len(postings):
+            return False
+        size, capacity = len(ids), max(64, len(ids))
+        self._ids = ids.tolist()
+        self._row_of = dict(zip(self._ids, range(size), strict=True))
+        self._norms = np.concatenate([norms, np.ones(capacity - size)])
+        self._alive = np.concatenate([np.ones(size, bool), np.zeros(capacity - size, bool)])
+        self._postings = [postings[offsets[w] : offsets[w + 1]] for w in range(vocabulary.size)]
+        self._counts = np.diff(offsets).astype(np.int64)
+        self.changed = False
+        return True
 
     def search(self, words: np.ndarray, limit: int, exclude: set[int] | None = None) -> list[tuple[int, float]]:
         """The `limit` images sharing the most of these words (idf-weighted cosine), best first."""

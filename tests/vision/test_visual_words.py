@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -134,3 +136,45 @@ def test_adding_many_at_once_leaves_the_index_as_adding_one_by_one() -> None:
     mixed = np.unique(rng.integers(0, size, 6)).astype(np.uint16)
     for query in [np.array([4], np.uint16), np.array([1, 2], np.uint16), mixed]:
         assert at_once.search(query, 50) == one_by_one.search(query, 50)
+
+
+def test_a_saved_index_loads_as_it_was_and_keeps_changing(tmp_path: Path) -> None:
+    """The snapshot a stop leaves: the same images, rankings and word counts once mapped back, a removed image
+    left out; adding and removing after the load works on the mapped postings; another vocabulary's snapshot, or
+    a damaged one, is refused and leaves the index as it was."""
+    rng = np.random.default_rng(12)
+    size = 64
+    vocabulary = Vocabulary(np.eye(size, 128, dtype=np.float32), rng.uniform(0.5, 3.0, size).astype(np.float32))
+    original = WordIndex(vocabulary)
+    original.add_many(
+        [(i, np.unique(rng.integers(0, size, int(rng.integers(1, 9)))).astype(np.uint16)) for i in range(1, 300)]
+    )
+    original.remove(17)
+    folder = tmp_path / "words"
+    original.save(folder)
+    assert not original.changed
+    loaded = WordIndex(vocabulary)
+    assert loaded.load(folder) and not loaded.changed
+    assert len(loaded) == len(original) == 298 and 17 not in loaded
+    queries = [np.unique(rng.integers(0, size, 6)).astype(np.uint16) for _ in range(20)]
+    assert [loaded.search(q, 30) for q in queries] == [original.search(q, 30) for q in queries]
+    held, counts = loaded.word_counts()
+    assert dict(zip(held.tolist(), counts.tolist(), strict=True)) == dict(
+        zip(*(a.tolist() for a in original.word_counts()), strict=True)
+    )
+
+    for index in (original, loaded):
+        index.add(400, np.array([0, 1, 2], np.uint16))
+        index.add(5, np.array([3], np.uint16))
+        index.remove(6)
+    assert loaded.changed
+    assert [loaded.search(q, 30) for q in queries] == [original.search(q, 30) for q in queries]
+    loaded.save(folder)  # over the snapshot it was mapped from
+    again = WordIndex(vocabulary)
+    assert again.load(folder) and [again.search(q, 30) for q in queries] == [original.search(q, 30) for q in queries]
+
+    other = WordIndex(Vocabulary(np.eye(size, 128, dtype=np.float32), np.ones(size, np.float32)))
+    assert not other.load(folder) and len(other) == 0
+    (folder / "offsets.npy").write_bytes(b"damaged")
+    assert not WordIndex(vocabulary).load(folder)
+    assert not WordIndex(vocabulary).load(tmp_path / "nothing here")

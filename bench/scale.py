@@ -315,7 +315,8 @@ async def measure(
         begin = time.perf_counter()
         results = await post_all(client, [q.path for q in queries], False, args.concurrency, "dev")
         wall = time.perf_counter() - begin
-        stages = (await client.get("/stats")).json()["this_process"].get("latency_ms", {})
+        process_stats = (await client.get("/stats")).json()["this_process"]
+        stages = process_stats.get("latency_ms", {})
         rss = peak_rss_mb(pid)
     latencies = sorted(seconds for _, seconds in results)
     pick = lambda q: latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000  # noqa: E731
@@ -325,6 +326,7 @@ async def measure(
         "peak_rss_mb": rss,
         "images_per_s": len(queries) / wall,
         "stage_ms": {stage: figures for stage, figures in stages.items()},
+        "base_features": process_stats.get("base_features", {}),
         "p50_ms": pick(0.50),
         "p95_ms": pick(0.95),
         "p99_ms": pick(0.99),
@@ -403,6 +405,7 @@ async def run(args: argparse.Namespace, data_dir: Path) -> list[dict[str, Any]]:
         figures["index_file_bytes"] = index_bytes(data_dir)
         rows.append(figures)
         print(line(figures), flush=True)
+        print(f"  stages at {size:,}: {stages_line(figures)}", file=sys.stderr, flush=True)
         if args.keep_each and size != max(args.sizes):  # each size's stores, to measure again with --filled
             shutil.copytree(data_dir, data_dir.with_name(f"{data_dir.name}.{size}"), dirs_exist_ok=True)
     return rows
@@ -416,6 +419,14 @@ def line(f: dict[str, Any]) -> str:
         f"{f['db_bytes_per_image'] / 1024:.1f} | {f['blob_bytes'] / 2**20:,.0f} | "
         f"{f['index_file_bytes'] / 2**20:,.0f} |"
     )
+
+
+def stages_line(f: dict[str, Any]) -> str:
+    """Each stage's p50 / p95 ms and how many checks ran it, and where verified bases' features came from."""
+    stages = ", ".join(
+        f"{stage} {v['p50']:.0f} / {v['p95']:.0f} ({v['n']})" for stage, v in f["stage_ms"].items() if stage != "total"
+    )
+    return f"{stages}; base features {f.get('base_features', {})}"
 
 
 def main() -> None:

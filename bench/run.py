@@ -66,8 +66,8 @@ async def this_process(client: httpx.AsyncClient) -> dict[str, Any]:
     return figures
 
 
-async def wait_ready(client: httpx.AsyncClient, process: subprocess.Popen[bytes]) -> None:
-    for _ in range(240):
+async def wait_ready(client: httpx.AsyncClient, process: subprocess.Popen[bytes], timeout_s: float = 120) -> None:
+    for _ in range(int(timeout_s * 2)):
         if process.poll() is not None:
             raise SystemExit("the service exited during start-up")
         try:

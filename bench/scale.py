@@ -53,6 +53,8 @@ from bench.report import scores
 from bench.run import free_port, post_all, sample, service_arguments, start_service, wait_ready
 
 REPLICA_PHASH_BITS = 16
+# a start after a fill puts every new vector into the index: many minutes at a million on a slow machine
+READY_TIMEOUT_S = 3600
 CHUNK = 2000
 
 
@@ -290,7 +292,7 @@ async def served(args: argparse.Namespace, data_dir: Path) -> AsyncIterator[tupl
     process = start_service(data_dir, port, args.env)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=300) as client:
-            await wait_ready(client, process)
+            await wait_ready(client, process, READY_TIMEOUT_S)
             yield client, process.pid
     finally:
         process.terminate()

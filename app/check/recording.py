@@ -89,7 +89,7 @@ class Recorder:
                 if (thumbnail := kept.get((work.image_id, "thumbnail"))) is not None:
                     words = encode_words(work.words) if work.words is not None else None
                     features = kept.get((work.image_id, "features"))
-                    await uow.images.save_thumbnail(
+                    await uow.thumbnails.save_thumbnail(
                         work.image_id, thumbnail, words, features if isinstance(features, FeaturesKey) else None
                     )
                 if (preview := kept.get((work.image_id, "preview"))) is not None:

@@ -105,7 +105,7 @@ class RemovalService:
         if not keys or store is None:
             return
         async with self._units() as uow:
-            in_use = await uow.images.blobs_in_use(keys)
+            in_use = await uow.thumbnails.blobs_in_use(keys)
         await store.delete([k for k in keys if k not in in_use])
 
     async def lift(self, image_id: int, by: str) -> bool:

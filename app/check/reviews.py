@@ -134,7 +134,7 @@ class ReviewService:
                 if row.source_id is not None:
                     await uow.queue.rewrite(row.source_id, last.before["verdict"], last.before["similarity"])
                 vectors = await uow.images.embeddings([last.image_id], self._model)
-                words = await uow.images.stored_words([last.image_id])
+                words = await uow.thumbnails.stored_words([last.image_id])
                 await uow.commit()
                 restored = await self._reread(uow, last.image_id)
             if last.choice is Choice.DUPLICATE and restored.accepted and last.image_id in vectors:

@@ -207,13 +207,13 @@ class Verifier:
         if not wanted:
             return _Kept({}, {})
         async with self._units() as uow:
-            rows = await (uow.images.thumbnails(wanted) if fine else uow.images.verification_bases(wanted))
+            rows = await (uow.thumbnails.thumbnails(wanted) if fine else uow.thumbnails.verification_bases(wanted))
         keys = {c: k for c, k in rows.items() if isinstance(k, FeaturesKey)}
         found = await self._stored.read_features(keys) if keys else {}
         thumbnails: dict[int, Stored] = {c: s for c, s in rows.items() if c not in keys}
         if unreadable := [c for c in keys if c not in found]:
             async with self._units() as uow:
-                thumbnails |= await uow.images.thumbnails(unreadable)
+                thumbnails |= await uow.thumbnails.thumbnails(unreadable)
         return _Kept(found, await self._stored.read(thumbnails))
 
     def remember(self, work: ImageWork) -> None:

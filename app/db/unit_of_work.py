@@ -20,6 +20,7 @@ from app.db.removals import SqlRemovalRepository
 from app.db.reviews import SqlReviewRepository
 from app.db.sign_ins import SqlSignInRepository
 from app.db.tables import Tables
+from app.db.thumbnails import SqlThumbnailRepository
 from app.domain.errors import DatabaseUnavailable, TransientConflict
 from app.ports.persistence import Clock
 
@@ -41,6 +42,7 @@ class SqlUnitOfWork:
     async def __aenter__(self) -> Self:
         self._session = self._sessions()
         self.images = SqlImageRepository(self._session, self._tables, self.clock)
+        self.thumbnails = SqlThumbnailRepository(self._session, self._tables)
         self.queue = SqlQueueRepository(self._session, self._tables, self.clock)
         self.keys = SqlApiKeyRepository(self._session, self._tables, self.clock)
         self.reviews = SqlReviewRepository(self._session, self._tables, self.clock)

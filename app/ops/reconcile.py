@@ -61,17 +61,17 @@ async def load_word_index(
         without = await _catch_up(units, indexes, words)
         for start in range(0, len(without), 2000):
             async with units() as uow:
-                await derive(await uow.images.thumbnails(without[start : start + 2000]))
+                await derive(await uow.thumbnails.thumbnails(without[start : start + 2000]))
     else:
         async with units() as uow:
-            async for chunk in uow.images.accepted_words():
+            async for chunk in uow.thumbnails.accepted_words():
                 indexes.add_stored_words([(i, w) for i, w, _ in chunk if w is not None])
                 await derive({i: jpeg for i, w, jpeg in chunk if w is None and jpeg is not None})
     if derived:
         indexes.add_stored_words(derived)
         async with units() as uow:
             for image_id, data in derived:
-                await uow.images.save_words(image_id, data)
+                await uow.thumbnails.save_words(image_id, data)
             await uow.commit()
         log.info("visual words derived from the thumbnails of %d accepted images", len(derived))
 
@@ -82,7 +82,7 @@ async def _catch_up(units: UnitsOfWork, indexes: Indexes, words: WordIndex) -> l
     words stored yet, which are left to derive."""
     held, counts = words.word_counts()
     async with units() as uow:
-        accepted, sizes = await uow.images.accepted_word_sizes()
+        accepted, sizes = await uow.thumbnails.accepted_word_sizes()
     order = np.argsort(held)
     held, counts = held[order], counts[order]
     at = np.searchsorted(held, accepted).clip(max=max(len(held) - 1, 0))
@@ -93,7 +93,7 @@ async def _catch_up(units: UnitsOfWork, indexes: Indexes, words: WordIndex) -> l
     due = accepted[~same & (sizes >= 0)].tolist()
     for start in range(0, len(due), 5000):
         async with units() as uow:
-            stored = await uow.images.stored_words(due[start : start + 5000])
+            stored = await uow.thumbnails.stored_words(due[start : start + 5000])
         indexes.add_stored_words(list(stored.items()))
     if len(stale) or due:
         log.info("word index snapshot brought up to date: %d images left it, %d entered", len(stale), len(due))
@@ -160,7 +160,7 @@ async def sweep_blobs(units: UnitsOfWork, blobs: BlobStore, min_age_s: float = 3
     for start in range(0, len(keys), 5000):
         chunk = keys[start : start + 5000]
         async with units() as uow:
-            in_use = await uow.images.blobs_in_use(chunk)
+            in_use = await uow.thumbnails.blobs_in_use(chunk)
         orphans += [k for k in chunk if k not in in_use]
     await blobs.delete(orphans)
     if orphans:
@@ -176,11 +176,11 @@ async def move_blobs_out(
     moved = 0
     while True:
         async with units() as uow:
-            rows = await uow.images.inline_bytes(chunk)
+            rows = await uow.thumbnails.inline_bytes(chunk)
             if not rows:
                 return moved
             for table, image_id, data in rows:
-                await uow.images.name_blob(table, image_id, str(await stored.keep(data)))
+                await uow.thumbnails.name_blob(table, image_id, str(await stored.keep(data)))
             await uow.commit()
         moved += len(rows)
         if progress:
@@ -196,7 +196,7 @@ async def keep_features(
     done = last = 0
     while True:
         async with units() as uow:
-            rows = await uow.images.without_features(last, chunk)
+            rows = await uow.thumbnails.without_features(last, chunk)
         if not rows:
             return done
         last = rows[-1][0]
@@ -213,7 +213,7 @@ async def keep_features(
                 keys[image_id] = key
         async with units() as uow:
             for image_id, key in keys.items():
-                await uow.images.name_features(image_id, key)
+                await uow.thumbnails.name_features(image_id, key)
             await uow.commit()
         done += len(keys)
         if progress:

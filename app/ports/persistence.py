@@ -19,10 +19,8 @@ from app.domain.access import ApiKey, Scope
 from app.domain.blocking import BlockEntry
 from app.domain.records import (
     Acceptance,
-    BlobKey,
     ClaimedRow,
     Demoted,
-    FeaturesKey,
     HistoricCopy,
     ImageRow,
     QueueCounts,
@@ -31,6 +29,7 @@ from app.domain.records import (
     VerdictRecord,
 )
 from app.domain.review import Choice, Settled
+from app.ports.thumbnails import ThumbnailRepository
 
 
 class Clock(Protocol):
@@ -40,7 +39,7 @@ class Clock(Protocol):
 
 
 class ImageRepository(Protocol):
-    """Our side table of images: verdicts, hashes, embeddings and thumbnails."""
+    """Our side table of images: verdicts, hashes and embeddings (thumbnails: ThumbnailRepository)."""
 
     async def get(self, image_id: int) -> ImageRow | None: ...
 
@@ -77,45 +76,6 @@ class ImageRepository(Protocol):
         ...
 
     async def save_embedding(self, image_id: int, model: str, vector: np.ndarray) -> None: ...
-
-    async def save_thumbnail(
-        self, image_id: int, jpeg: Stored, words: bytes | None = None, features: BlobKey | None = None
-    ) -> None: ...
-
-    def accepted_words(self) -> AsyncIterator[list[tuple[int, bytes | None, Stored | None]]]:
-        """Every accepted image's stored visual words (None: not derived yet), in chunks; its thumbnail only where
-        the words are not derived yet."""
-        ...
-
-    async def save_words(self, image_id: int, words: bytes) -> None: ...
-
-    async def stored_words(self, image_ids: Sequence[int]) -> dict[int, bytes]: ...
-
-    async def thumbnails(self, image_ids: Sequence[int]) -> dict[int, Stored]: ...
-
-    async def accepted_word_sizes(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every accepted image with a thumbnail row, ascending, and its stored words' size in bytes (-1: none)."""
-        ...
-
-    async def verification_bases(self, image_ids: Sequence[int]) -> dict[int, FeaturesKey | Stored]:
-        """Each image's stored features (their key) where it has them, else its thumbnail to detect them from."""
-        ...
-
-    async def without_features(self, after: int, limit: int) -> list[tuple[int, Stored]]:
-        """Up to `limit` accepted images past `after` (by id) that have a thumbnail and no stored features."""
-        ...
-
-    async def name_features(self, image_id: int, key: BlobKey) -> None: ...
-
-    async def blobs_in_use(self, keys: Sequence[str]) -> set[str]:
-        """Which of these blob keys a thumbnail (its bytes or its features) or a preview still names."""
-        ...
-
-    async def inline_bytes(self, limit: int) -> list[tuple[str, int, bytes]]:
-        """Thumbnails and previews holding their bytes in the row: (table, image id, bytes)."""
-        ...
-
-    async def name_blob(self, table: str, image_id: int, key: str) -> None: ...
 
     async def embeddings(self, image_ids: Sequence[int], model: str) -> dict[int, np.ndarray]: ...
 
@@ -359,6 +319,9 @@ class LeaseHolders(Protocol):
 class UnitOfWork(Protocol):
     @property
     def images(self) -> ImageRepository: ...
+
+    @property
+    def thumbnails(self) -> ThumbnailRepository: ...
 
     @property
     def queue(self) -> QueueRepository: ...

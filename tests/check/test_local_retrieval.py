@@ -17,7 +17,7 @@ from testkit.images import jpeg, photo
 
 async def _stored_words(container, image_id: int) -> bytes | None:  # type: ignore[no-untyped-def]
     async with container.database.units() as uow:
-        return (await uow.images.stored_words([image_id])).get(image_id)
+        return (await uow.thumbnails.stored_words([image_id])).get(image_id)
 
 
 async def test_words_are_stored_loaded_again_and_derived_when_missing(make_settings: Callable[..., Settings]) -> None:

@@ -89,7 +89,7 @@ async def test_a_deleted_original_is_succeeded_by_its_earliest_copy(
 
         # its bytes are gone, it is not checked again, and a new copy of the picture names the successor
         async with build_container(settings, writes_index=False) as container, container.units() as uow:
-            assert await uow.images.thumbnails([ids[1]]) == {}
+            assert await uow.thumbnails.thumbnails([ids[1]]) == {}
             assert await uow.images.embeddings([ids[1]], container.embedder.model_name) == {}
         again = await client.post("/check", json={"image_id": ids[1]}, headers=admin)
         assert (again.status_code, again.json()["code"]) == (410, "image_removed")

@@ -199,7 +199,7 @@ async def preview(
     await _signed_in(request, container)
     async with container.units() as uow:
         # images accepted before previews were kept have their grey verification thumbnail only
-        stored = await uow.reviews.preview(image_id) or (await uow.images.thumbnails([image_id])).get(image_id)
+        stored = await uow.reviews.preview(image_id) or (await uow.thumbnails.thumbnails([image_id])).get(image_id)
     jpeg = await container.service.stored.read_one(stored)
     if jpeg is None:
         raise ImageNotFound(f"no preview of image {image_id}")

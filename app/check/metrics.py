@@ -12,7 +12,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from app.domain.models import Verdict
 
-STAGES = ("fetch", "decode", "embed", "search", "verify", "second_look", "decide", "record")
+# local_search: the visual-word search of images still in doubt (their words derived, the index searched)
+STAGES = ("fetch", "decode", "embed", "search", "local_search", "verify", "second_look", "decide", "record")
 
 
 class Metrics:

@@ -208,14 +208,17 @@ class SqlImageRepository:
         """Accepted image_ids per digest, lowest first."""
         if not digests:
             return {}
+        # `accepted` is filtered here, not in SQL: given both, SQLite (without statistics) walks the index of
+        # `accepted`, every accepted image, instead of the digest's (290 ms a check at a million)
         rows = await self._session.execute(
-            sa.select(self._t.c.sha256, self._t.c.image_id)
-            .where(self._t.c.sha256.in_(set(digests)), self._t.c.accepted.is_(True))
-            .order_by(self._t.c.image_id)
+            sa.select(self._t.c.sha256, self._t.c.image_id, self._t.c.accepted).where(
+                self._t.c.sha256.in_(set(digests))
+            )
         )
         found: dict[str, list[int]] = {}
-        for digest, image_id in rows:
-            found.setdefault(digest, []).append(int(image_id))
+        for digest, image_id, accepted in sorted(rows, key=lambda row: int(row[1])):
+            if accepted:
+                found.setdefault(digest, []).append(int(image_id))
         return found
 
     async def accepted_phashes(self) -> list[tuple[int, int]]:

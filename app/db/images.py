@@ -249,8 +249,11 @@ class SqlImageRepository:
                     self._e, sa.and_(self._e.c.image_id == self._t.c.image_id, self._e.c.model == model)
                 ).outerjoin(self._th, self._th.c.image_id == self._t.c.image_id)
             )
-            .where(self._t.c.accepted.is_(True), self._t.c.checked_at >= since)
+            .where(self._t.c.checked_at >= since)
+            .add_columns(self._t.c.accepted)
         )
+        # `accepted` filtered here: in SQL, SQLite (without statistics) would walk every accepted image's index
+        # entry rather than the recent ones by `checked_at`
         return [
             Acceptance(
                 int(i),
@@ -259,7 +262,8 @@ class SqlImageRepository:
                 decode_vector(v) if v is not None else None,
                 bytes(w) if w is not None else None,
             )
-            for i, sha, ph, v, w in rows
+            for i, sha, ph, v, w, accepted in rows
+            if accepted
         ]
 
     async def accepted_ids(self) -> set[int]:

@@ -85,7 +85,8 @@ class Tables:
             sa.Column("next_attempt_at", Timestamp, nullable=True),
             sa.Column("created_at", Timestamp, nullable=False),
             sa.Column("updated_at", Timestamp, nullable=False),
-            sa.Column("checked_at", Timestamp, nullable=True),
+            # indexed for the recent acceptances a shared index may not show yet, read at every decision
+            sa.Column("checked_at", Timestamp, nullable=True, index=True),
             sa.Column("version", sa.Integer, nullable=False, server_default="0"),
         )
         self.embedding = sa.Table(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 
 import numpy as np
 import pytest
@@ -85,12 +86,13 @@ def test_a_lock_conflict_says_what_happened_not_the_sql() -> None:
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-async def test_the_lookup_by_digest_reads_the_digest_index_not_every_accepted_image(
+async def test_per_check_lookups_read_their_own_index_not_every_accepted_image(
     make_settings: Callable[..., Settings],
 ) -> None:
-    """Every check looks its bytes up by SHA-256. Asked for the digest and `accepted` at once, SQLite (without
-    statistics) walked the index of `accepted`, every accepted image: 290 ms a check at a million. The plan of the
-    statement the repository sends must use the digest's index."""
+    """Every check looks its bytes up by SHA-256, and with a shared index every decision reads the recent
+    acceptances. Asked for `accepted` beside the digest, SQLite (without statistics) walked the index of `accepted`,
+    every accepted image: 290 ms a check at a million. The plans of the statements the repository sends must use
+    the digest's index and the check time's."""
     settings = make_settings()
     statements: list[str] = []
 
@@ -106,9 +108,16 @@ async def test_the_lookup_by_digest_reads_the_digest_index_not_every_accepted_im
         try:
             async with database.units() as uow:
                 assert list(await uow.images.accepted_with_sha256([f"{1:064x}"])) == [f"{1:064x}"]
+                since = uow.clock.now() - timedelta(minutes=1)
+                assert len(await uow.images.recent_acceptances(since, "m")) == 3
         finally:
             event.remove(Engine, "before_cursor_execute", seen)
-    (lookup,) = [s for s in statements if "sha256" in s]
+    (by_digest,) = [s for s in statements if "image.sha256 IN" in s]
+    (recent,) = [s for s in statements if "checked_at >=" in s]
     with sqlite3.connect(str(make_url(settings.database_url).database)) as plain:
-        plan = " ".join(str(row) for row in plain.execute(f"EXPLAIN QUERY PLAN {lookup}", (f"{1:064x}",)))
-    assert "ix_image_sha256" in plan, plan
+        for statement, arguments, index in (
+            (by_digest, (f"{1:064x}",), "ix_image_sha256"),
+            (recent, ("m", str(since)), "ix_image_checked_at"),
+        ):
+            plan = " ".join(str(row) for row in plain.execute(f"EXPLAIN QUERY PLAN {statement}", arguments))
+            assert index in plan, plan

@@ -4,6 +4,7 @@ features' key) and the blob keys of `preview`."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
@@ -35,53 +36,42 @@ class SqlThumbnailRepository:
         """Every accepted image's stored visual words, in chunks; its thumbnail only where the words are not
         derived yet (reading every thumbnail at each start would cost as much as the whole index)."""
         th = self._th
-        last = 0
-        while True:
-            rows = (
-                await self._session.execute(
-                    sa.select(
-                        th.c.image_id,
-                        th.c.words,
-                        sa.case((th.c.words.is_(None), th.c.jpeg), else_=sa.null()),
-                        sa.case((th.c.words.is_(None), th.c.blob_key), else_=sa.null()),
-                    )
-                    .join(self._t, self._t.c.image_id == th.c.image_id)
-                    .where(self._t.c.accepted.is_(True), th.c.image_id > last)
-                    .order_by(th.c.image_id)
-                    .limit(2000)
-                )
-            ).all()
-            if not rows:
-                return
-            last = int(rows[-1][0])
+        columns = (
+            th.c.words,
+            sa.case((th.c.words.is_(None), th.c.jpeg), else_=sa.null()),
+            sa.case((th.c.words.is_(None), th.c.blob_key), else_=sa.null()),
+        )
+        async for rows in self._accepted_pages(columns, 2000):
             yield [(int(i), bytes(w) if w is not None else None, stored_of(j, b)) for i, w, j, b in rows]
 
     async def accepted_word_sizes(self) -> tuple[np.ndarray, np.ndarray]:
         """Every accepted image with a thumbnail row, ascending, and its stored words' size in bytes (-1: none
         yet): what a start compares with a snapshot of the word index, without reading the words."""
+        size = sa.func.coalesce(sa.func.length(self._th.c.words), -1)
+        pages = [np.array(rows, np.int64) async for rows in self._accepted_pages((size,), 50_000)]
+        if not pages:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        both = np.concatenate(pages)
+        return both[:, 0], both[:, 1]
+
+    async def _accepted_pages(self, columns: Sequence[Any], page: int) -> AsyncIterator[Sequence[Any]]:
+        """The accepted images' thumbnail rows (their id, then `columns`) by ascending id, `page` at a time."""
         th = self._th
-        ids: list[np.ndarray] = []
-        sizes: list[np.ndarray] = []
         last = 0
         while True:
             rows = (
                 await self._session.execute(
-                    sa.select(th.c.image_id, sa.func.coalesce(sa.func.length(th.c.words), -1))
+                    sa.select(th.c.image_id, *columns)
                     .join(self._t, self._t.c.image_id == th.c.image_id)
                     .where(self._t.c.accepted.is_(True), th.c.image_id > last)
                     .order_by(th.c.image_id)
-                    .limit(50_000)
+                    .limit(page)
                 )
             ).all()
             if not rows:
-                break
-            chunk = np.array(rows, np.int64)
-            ids.append(chunk[:, 0])
-            sizes.append(chunk[:, 1])
-            last = int(chunk[-1, 0])
-        if not ids:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return np.concatenate(ids), np.concatenate(sizes)
+                return
+            last = int(rows[-1][0])
+            yield rows
 
     async def stored_words(self, image_ids: Sequence[int]) -> dict[int, bytes]:
         if not image_ids:

@@ -172,8 +172,9 @@ class Verifier:
             cached = cache.get(candidate)
             if cached is not None:
                 bases[candidate] = cached
-        # an image of this batch lends its pixels (it has no thumbnail yet); any other, its stored thumbnail
         self._metrics.observe_base_features("memory", len(bases))
+        # an image of this batch lends its pixels (it has no thumbnail yet); any other, its stored features or
+        # its stored thumbnail
         from_batch = [peers[c] for c in wanted if c not in bases and c in peers and peers[c].decoded is not None]
         lent = {p.image_id for p in from_batch}
         kept = await self._kept_features([c for c in wanted if c not in bases and c not in lent], fine)

@@ -32,7 +32,6 @@ class SqlImageRepository:
         self._t = tables.image
         self._e = tables.embedding
         self._th = tables.thumbnail
-        self._pv = tables.preview
 
     async def get(self, image_id: int) -> ImageRow | None:
         row = (await self._session.execute(sa.select(self._t).where(self._t.c.image_id == image_id))).mappings().first()

@@ -74,7 +74,6 @@ class WordIndex:
         # per row, grown by doubling: a search divides and masks all rows at once, so no list is converted per call
         self._norms = np.ones(64, np.float64)
         self._alive = np.zeros(64, bool)
-
         self.changed = False  # since it was loaded or saved: whether a snapshot would differ
 
     def __len__(self) -> int:
@@ -174,7 +173,7 @@ class WordIndex:
         lists = [rows[rows >= 0].astype(np.int32) for rows in lists]
         arrays: dict[str, np.ndarray] = {
             "vocabulary": np.frombuffer(self._vocabulary.digest(), np.uint8),
-            "ids": np.array([self._ids[row] for row in live.tolist()], np.int64),
+            "ids": np.array(self._ids, np.int64)[live],
             "norms": self._norms[live],
             "offsets": np.concatenate(([0], np.cumsum([len(rows) for rows in lists]))).astype(np.int64),
             "postings": np.concatenate(lists) if lists else np.zeros(0, np.int32),

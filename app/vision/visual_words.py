@@ -7,8 +7,8 @@ while its SIFT verification confirmed it. The picture's own keypoints survive th
 images sharing most of the query's words are the candidates worth verifying (never a verdict on their own).
 
 The vocabulary (`visual_words.npz`) is fixed: k-means centroids and idf over the dev split's fold-0 bases
-(`python -m bench.train_vocabulary`). Pure CPU work for the pool; the index is guarded by the event loop (its
-methods are called from it, never from pool threads).
+(`python -m bench.train_vocabulary`). Pure CPU work for the pool; the index changes only from the event loop,
+and its search, which reads every row at a million, runs in a pool thread (see `WordIndex.search`).
 """
 
 from __future__ import annotations
@@ -71,9 +71,10 @@ class WordIndex:
         self._counts = np.zeros(size, np.int64)
         self._row_of: dict[int, int] = {}
         self._ids: list[int] = []
-        # per row, grown by doubling: a search divides and masks all rows at once, so no list is converted per call
+        # per row, grown by doubling: a row's norm, and what a search scales its sum by (1 / norm, 0 once removed),
+        # so that a search weighs every row at once in one pass and no list is converted per call
         self._norms = np.ones(64, np.float64)
-        self._alive = np.zeros(64, bool)
+        self._scale = np.zeros(64, np.float64)
         self.changed = False  # since it was loaded or saved: whether a snapshot would differ
 
     def __len__(self) -> int:
@@ -90,11 +91,11 @@ class WordIndex:
         row = len(self._ids)
         if row == len(self._norms):
             self._norms = np.resize(self._norms, 2 * row)
-            self._alive = np.resize(self._alive, 2 * row)
+            self._scale = np.resize(self._scale, 2 * row)
         self._ids.append(image_id)
         weights = self._vocabulary.idf[words]
         self._norms[row] = float(np.sqrt(np.dot(weights, weights))) or 1.0
-        self._alive[row] = True
+        self._scale[row] = 1.0 / self._norms[row]
         self._row_of[image_id] = row
         for word in words.tolist():
             count = int(self._counts[word])
@@ -121,14 +122,14 @@ class WordIndex:
         if needed > len(self._norms):
             capacity = max(needed, 2 * len(self._norms))
             self._norms = np.resize(self._norms, capacity)
-            self._alive = np.resize(self._alive, capacity)
+            self._scale = np.resize(self._scale, capacity)
         words = np.concatenate([w for _, w in items]).astype(np.uint16, copy=False)
         lengths = np.fromiter((len(w) for _, w in items), np.int64, len(items))
         rows = np.repeat(np.arange(first, needed, dtype=np.int32), lengths)
         weights = self._vocabulary.idf[words]
         norms = np.sqrt(np.add.reduceat(weights * weights, np.concatenate(([0], np.cumsum(lengths)[:-1]))))
         self._norms[first:needed] = np.where(norms > 0, norms, 1.0)
-        self._alive[first:needed] = True
+        self._scale[first:needed] = 1.0 / self._norms[first:needed]
         for offset, (image_id, _) in enumerate(items):
             self._ids.append(image_id)
             self._row_of[image_id] = first + offset
@@ -151,7 +152,7 @@ class WordIndex:
     def remove(self, image_id: int) -> None:
         row = self._row_of.pop(image_id, None)
         if row is not None:
-            self._alive[row] = False
+            self._scale[row] = 0.0
             self.changed = True
 
     def word_counts(self) -> tuple[np.ndarray, np.ndarray]:
@@ -160,13 +161,13 @@ class WordIndex:
         size = len(self._ids)
         rows = np.concatenate([p[:c] for p, c in zip(self._postings, self._counts.tolist(), strict=True)])
         per_row = np.bincount(rows, minlength=size) if len(rows) else np.zeros(size, np.int64)
-        live = np.flatnonzero(self._alive[:size])
+        live = np.flatnonzero(self._scale[:size])
         return np.array(self._ids, np.int64)[live], per_row[live]
 
     def save(self, folder: Path) -> None:
         """The index as .npy files in `folder` (replaced whole, atomically): its live images only, renumbered."""
         size = len(self._ids)
-        live = np.flatnonzero(self._alive[:size])
+        live = np.flatnonzero(self._scale[:size])
         renumbered = np.full(size, -1, np.int64)
         renumbered[live] = np.arange(len(live))
         lists = [renumbered[p[:c]] for p, c in zip(self._postings, self._counts.tolist(), strict=True)]
@@ -211,39 +212,54 @@ class WordIndex:
         self._ids = ids.tolist()
         self._row_of = dict(zip(self._ids, range(size), strict=True))
         self._norms = np.concatenate([norms, np.ones(capacity - size)])
-        self._alive = np.concatenate([np.ones(size, bool), np.zeros(capacity - size, bool)])
+        self._scale = np.concatenate([1.0 / self._norms[:size], np.zeros(capacity - size)])
         self._postings = [postings[offsets[w] : offsets[w + 1]] for w in range(vocabulary.size)]
         self._counts = np.diff(offsets).astype(np.int64)
         self.changed = False
         return True
 
     def search(self, words: np.ndarray, limit: int, exclude: set[int] | None = None) -> list[tuple[int, float]]:
-        """The `limit` images sharing the most of these words (idf-weighted cosine), best first."""
+        """The `limit` images sharing the most of these words (idf-weighted cosine), best first.
+
+        Safe from a pool thread while the event loop adds and removes: the counts are read before the size, so
+        every row read is below it, and a list or array grown meanwhile is a new one (the old stays as it was)."""
         words = words[self._counts[words] > 0] if len(words) else words
         if len(words) == 0 or limit <= 0:
             return []
+        counts = self._counts[words]
+        size = len(self._ids)
         weights = self._vocabulary.idf[words]
         query_norm = float(np.sqrt(np.dot(weights, weights))) or 1.0
-        counts = self._counts[words]
+        # rows as intp: bincount converts any other type first, and that took half its time at a million
         rows = np.concatenate([self._postings[w][:c] for w, c in zip(words.tolist(), counts.tolist(), strict=True)])
         votes = np.repeat(weights * weights, counts)
-        size = len(self._ids)
-        scores = np.bincount(rows, weights=votes, minlength=size).astype(np.float64, copy=False)
-        scores /= self._norms[:size] * query_norm
-        scores[~self._alive[:size]] = 0.0
+        scores = np.bincount(rows.astype(np.intp), weights=votes, minlength=size)[:size].astype(np.float64, copy=False)
+        scores *= self._scale[:size]  # each row's norm, and 0 for a removed one
         found: list[tuple[int, float]] = []
         for row in _best_rows(scores, limit + (len(exclude) if exclude else 0)).tolist():
-            if scores[row] <= 0.0 or len(found) == limit:
+            if len(found) == limit:
                 break
             image_id = self._ids[row]
             if not exclude or image_id not in exclude:
-                found.append((image_id, round(float(scores[row]), 4)))
+                found.append((image_id, round(float(scores[row]) / query_norm, 4)))
         return found
+
+
+BLOCK = 256
 
 
 def _best_rows(scores: np.ndarray, wanted: int) -> np.ndarray:
     """The rows of the `wanted` highest positive scores (and any tied with the last), highest first, ties by row:
-    what a stable sort of every row would put first, without sorting every row of a large index."""
-    kth = np.partition(scores, len(scores) - wanted)[len(scores) - wanted] if wanted < len(scores) else 0.0
-    rows = np.flatnonzero(scores >= kth) if kth > 0.0 else np.flatnonzero(scores > 0.0)  # none shared: not found
-    return rows[np.argsort(-scores[rows], kind="stable")]
+    what a stable sort of every row would put first. The `wanted`-th highest of the blocks' maxima is a score
+    that many rows reach, so no row below it can be among the best: one pass over the scores finds the few to sort,
+    where a partition of all of them took as long as the scoring at a million."""
+    whole = len(scores) // BLOCK * BLOCK
+    maxima = scores[:whole].reshape(-1, BLOCK).max(axis=1)
+    if whole < len(scores):
+        maxima = np.append(maxima, scores[whole:].max())
+    floor = np.partition(maxima, len(maxima) - wanted)[len(maxima) - wanted] if wanted < len(maxima) else 0.0
+    rows = np.flatnonzero(scores >= floor) if floor > 0.0 else np.flatnonzero(scores > 0.0)
+    rows = rows[np.argsort(-scores[rows], kind="stable")]
+    if len(rows) > wanted:  # the last wanted score, and any tied with it
+        rows = rows[: wanted + int(np.count_nonzero(scores[rows[wanted:]] == scores[rows[wanted - 1]]))]
+    return rows

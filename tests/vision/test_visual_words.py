@@ -93,6 +93,9 @@ def test_a_large_index_ranks_as_a_full_sort_would() -> None:
         assert {i for i, _ in everything} == {i for i, w in kept.items() if w & set(query.tolist())} - exclude
         assert [s for _, s in everything] == sorted((s for _, s in everything), reverse=True)
         assert index.search(query, limit, exclude) == everything[:limit]
+    for limit in range(1, 14):  # fewer and more than the index's blocks of rows
+        query = np.unique(rng.integers(0, size, 5)).astype(np.uint16)
+        assert index.search(query, limit) == index.search(query, 10**6)[:limit]
     tied = [i for i, _ in index.search(np.array([1, 2, 3], np.uint16), 5)]
     assert tied == sorted(tied) and all(i % 10 == 0 for i in tied)  # equal scores: the earlier added first
 

@@ -11,7 +11,8 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
     """Decide duplicate / review / unique.
 
     Exact hits win, then the nearest pHash hit (while pHash may decide alone), then each vector candidate, best
-    first: the first at or above the duplicate threshold decides. In the grey band (review <= s < duplicate)
+    first: the first at or above the duplicate threshold decides, or the first in the grey band that is also a
+    pHash hit (at any index size: the embedding backs the hash). Otherwise in the grey band (review <= s < duplicate)
     verification decides: confirmed is a duplicate, rejected is no match, ambiguous (or not verified) makes the
     image `review` unless a later candidate makes it a duplicate. Thresholds learned from people's decisions on
     such images settle them instead: a duplicate at or above `settled_duplicate`, no match below `settled_unique`.
@@ -70,6 +71,20 @@ def _by_vector(candidate: Candidate, policy: Policy) -> Decision | None:
     return _duplicate(candidate, DecidedBy.VECTOR, similarity) if similarity >= policy.thresholds.duplicate else None
 
 
+def _by_phash_and_vector(candidate: Candidate, policy: Policy) -> Decision | None:
+    """Within the pHash threshold, and the embedding puts the same image in the grey band at least: what a pHash hit
+    alone settles in a smaller index, still settled where a hit alone no longer does. Past that size a hit alone
+    may be chance; one the embedding also finds among the query's few closest is not. These are mostly flat or
+    recoloured pictures, whose few keypoints verification cannot line up."""
+    limits = policy.thresholds
+    backed = (
+        candidate.phash_distance is not None
+        and candidate.phash_distance <= limits.phash
+        and (candidate.similarity or 0.0) >= limits.review
+    )
+    return _duplicate(candidate, DecidedBy.PHASH, candidate.similarity or 0.0) if backed else None
+
+
 def _by_framed_part(candidate: Candidate, policy: Policy) -> Decision | None:
     """The framed part agrees with the candidate twice over (embedding and pHash): no verification needed."""
     if not framed_part_agrees(candidate, policy):
@@ -95,7 +110,7 @@ def _by_learned_threshold(candidate: Candidate, policy: Policy) -> Decision | No
     return _duplicate(candidate, DecidedBy.LEARNED, reach(candidate)) if learned else None
 
 
-_ROUTES = (_by_person, _by_vector, _by_framed_part, _by_verification, _by_learned_threshold)
+_ROUTES = (_by_person, _by_vector, _by_phash_and_vector, _by_framed_part, _by_verification, _by_learned_threshold)
 
 
 def _in_band(candidate: Candidate, limits: Thresholds) -> bool:

@@ -83,6 +83,24 @@ def load_extra(corpus_dir: Path, cache_dir: Path) -> list[Query]:
     return _labelled(ensure_variants(corpus_dir, cache_dir, "bench.extra_variants", "extra"))
 
 
+def load_window_states(cache_dir: Path, pairs: int = 40) -> Corpus:
+    """The window-state hard negatives (bench/window_states.py), made once: the first state of each pair to
+    register, the second state's queries (never duplicates) and the first state's overlaid copies."""
+    out = cache_dir / f"window-states-{pairs}"
+    if not (out / "labels.csv").exists():
+        print(f"generating window states into {out} (once)", file=sys.stderr)
+        subprocess.run([sys.executable, "-m", "bench.window_states", str(out), "--pairs", str(pairs)], check=True)
+    indexed = [(p.stem, p) for p in sorted((out / "bases").glob("*.png"))]
+    with open(out / "labels.csv", newline="") as handle:
+        queries = [
+            Query(
+                out / "queries" / row["query_file"], row["base_id"], row["transform"], row["expected_duplicate"] == "1"
+            )
+            for row in csv.DictReader(handle)
+        ]
+    return Corpus(indexed, queries)
+
+
 def corpus_arguments(description: str | None) -> argparse.ArgumentParser:
     """A parser with the options every bench command shares: which corpus, and where its variants are cached."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)

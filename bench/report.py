@@ -44,6 +44,7 @@ def scores(queries: list[Query], results: Results, base_of: dict[int, str]) -> d
 
 def summarise(queries: list[Query], results: Results, base_of: dict[int, str], wall: float) -> dict[str, Any]:
     per_transform: dict[str, list[bool]] = defaultdict(list)
+    negatives_per_transform: dict[str, Counter[str]] = defaultdict(Counter)
     stages: Counter[str] = Counter()
     review_positive = review_negative = 0
     for query, (body, _) in zip(queries, results, strict=True):
@@ -54,6 +55,8 @@ def summarise(queries: list[Query], results: Results, base_of: dict[int, str], w
         if verdict == "review":
             review_positive += query.expected_duplicate
             review_negative += not query.expected_duplicate
+        if not query.expected_duplicate:
+            negatives_per_transform[query.transform].update(["n", verdict])
         if query.expected_duplicate:
             right = verdict == "duplicate" and base_of.get(body["matched_image_id"]) == query.base_id
             per_transform[query.transform].append(right)
@@ -66,6 +69,8 @@ def summarise(queries: list[Query], results: Results, base_of: dict[int, str], w
         "review_rate_negative": review_negative / negatives if negatives else None,
         "recall_per_transform": {t: float(np.mean(v)) for t, v in sorted(per_transform.items())},
         "decided_by": dict(stages),
+        # what became of the queries that are no copy, by how they were made (the window states' second states)
+        "negatives_per_transform": {t: dict(c) for t, c in sorted(negatives_per_transform.items())},
         "per_fold": {
             str(fold): scores(*_fold(queries, results, fold), base_of) for fold in (0, 1)
         },  # how much the figures move between two halves of the corpus
@@ -128,6 +133,19 @@ def _row(name: str, s: dict[str, Any], speed: str = "") -> str:
     )
 
 
+def window_states_line(extra: dict[str, Any]) -> str:
+    """How the window-state hard negatives fared: second states never duplicates, overlaid first states copies."""
+    states = [c for t, c in extra.get("negatives_per_transform", {}).items() if t.startswith("state_")]
+    overlays = [r for t, r in extra["recall_per_transform"].items() if t.startswith("overlay_")]
+    total = sum(c.get("n", 0) for c in states)
+    duplicates, reviews = (sum(c.get(v, 0) for c in states) for v in ("duplicate", "review"))
+    recall = f"{sum(overlays) / len(overlays):.2f}" if overlays else "-"
+    return (
+        f"window states (extra): {duplicates} of {total} second states duplicate, {reviews} review; "
+        f"overlaid first states: recall {recall} (mean over {len(overlays)} overlays)"
+    )
+
+
 def print_report(report: dict[str, Any]) -> None:
     q = report["queries_phase"]
     extra = report.get("extra_phase")
@@ -149,6 +167,7 @@ def print_report(report: dict[str, Any]) -> None:
             + ", ".join(f"{t} {r:.2f}" for t, r in extra["recall_per_transform"].items())
         )
         print(f"decided by (extra): {extra['decided_by']}")
+        print(window_states_line(extra))
     print(f"decided by (dev): {q['decided_by']}")
     lat = report["latency_ms"]
     print(f"latency ms (all queries): p50 {lat['p50']:.0f}, p95 {lat['p95']:.0f}, p99 {lat['p99']:.0f}")

@@ -27,7 +27,7 @@ import numpy as np
 
 from app.vision.decode import decode_image
 from app.vision.phash import PhashIndex
-from bench.corpus import Query, corpus_arguments, load_corpus, load_extra, parse
+from bench.corpus import Corpus, Query, corpus_arguments, load_corpus, load_extra, load_window_states, parse
 from bench.machine import describe
 from bench.report import plot_report, print_report, summarise
 
@@ -152,6 +152,9 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Phase, Phase]:
     corpus = load_corpus(args.corpus, args.cache)
     queries = sample(corpus.queries, args.limit)
     extra = [] if args.no_extra else sample(load_extra(args.corpus, args.cache), args.limit)
+    # registered after the dev queries, checked with the extra ones: the dev phase faces the dev bases alone
+    windows = Corpus([], []) if args.no_extra else load_window_states(args.cache)
+    extra += windows.queries
     print("  measuring the machine (one thread, before the service starts)", file=sys.stderr, flush=True)
     machine = describe(sorted((args.corpus / "base").glob("*.jpg")))
     with tempfile.TemporaryDirectory(prefix="imgdedup-bench-") as tmp:
@@ -172,6 +175,14 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Phase, Phase]:
                 embedded_start = (await this_process(client))["embedder_calls"]
                 results = await post_all(client, [q.path for q in queries], False, args.concurrency, "dev queries")
                 wall = time.perf_counter() - start
+                cpu_dev = cpu_seconds(process.pid) - cpu_start
+                windows_registered = await post_all(
+                    client, [p for _, p in windows.indexed], True, args.concurrency, "registering the window states"
+                )
+                base_of |= {
+                    body["image_id"]: b for (b, _), (body, _) in zip(windows.indexed, windows_registered, strict=True)
+                }
+                cpu_start = cpu_seconds(process.pid) - cpu_dev
                 extra_start = time.perf_counter()
                 extra_results = await post_all(client, [q.path for q in extra], False, args.concurrency, "extra")
                 extra_wall = time.perf_counter() - extra_start

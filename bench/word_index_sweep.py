@@ -1,4 +1,4 @@
-"""How the visual-word index's search cost grows with the index (it runs on the event loop, once per image in doubt
+"""How the visual-word index's search cost grows with the index (it runs in the pool, once per image in doubt
 and once per framed part).
 
 python -m bench.word_index_sweep [--sizes 1000,10000,100000] [--words 85]

@@ -92,7 +92,7 @@ class LocalRetrieval:
     async def _search(
         self, words: np.ndarray, limit: int, exclude: set[int], image_id: int | None
     ) -> list[tuple[int, float]]:
-        """The word index searched in the pool: linear in the index (≈ 15 ms at a million), too long for the
+        """The word index searched in the pool: linear in the index (≈ 20 ms at a million), too long for the
         event loop, where every other check would wait."""
         exclude = exclude | {image_id} if image_id else exclude
         loop = asyncio.get_running_loop()

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.db.codecs import stored_of, stored_values
 from app.db.tables import Tables
-from app.domain.records import BlobKey, FeaturesKey, Stored
+from app.domain.records import BlobKey, FeaturesKey, Stored, WordsDigest
 
 
 class SqlThumbnailRepository:
@@ -53,6 +53,29 @@ class SqlThumbnailRepository:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         both = np.concatenate(pages)
         return both[:, 0], both[:, 1]
+
+    async def accepted_words_digest(self) -> tuple[WordsDigest, int]:
+        """One aggregate over the accepted images' thumbnail rows, computed by the database: a start compares it with
+        a snapshot's instead of reading a million rows' sizes."""
+        th, size = self._th, sa.func.length(self._th.c.words)
+        holding = size > 0
+        row = (
+            await self._session.execute(
+                sa.select(
+                    sa.func.sum(sa.case((holding, 1), else_=0)),  # MySQL has no FILTER clause
+                    sa.func.sum(sa.case((holding, th.c.image_id), else_=0)),
+                    sa.func.sum(sa.case((holding, size), else_=0)),
+                    sa.func.sum(
+                        sa.case((holding, (th.c.image_id * WordsDigest.MIX + size) % WordsDigest.MODULUS), else_=0)
+                    ),
+                    sa.func.sum(sa.case((th.c.words.is_(None), 1), else_=0)),
+                )
+                .select_from(th.join(self._t, self._t.c.image_id == th.c.image_id))
+                .where(self._t.c.accepted.is_(True))
+            )
+        ).one()
+        images, id_sum, size_sum, mixed, unstored = (int(value or 0) for value in row)
+        return WordsDigest(images, id_sum, size_sum, mixed), unstored
 
     async def _accepted_pages(self, columns: Sequence[Any], page: int) -> AsyncIterator[Sequence[Any]]:
         """The accepted images' thumbnail rows (their id, then `columns`) by ascending id, `page` at a time."""

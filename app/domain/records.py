@@ -141,3 +141,23 @@ class HistoricCopy:
     matched_image_id: int | None
     similarity: float | None
     decided_by: str | None
+
+
+@dataclass(frozen=True)
+class WordsDigest:
+    """What identifies the accepted images' stored visual words as a whole (those holding at least one word): a
+    start trusts a word-index snapshot whose digest is the database's, without comparing them image by image."""
+
+    images: int
+    id_sum: int
+    size_sum: int  # bytes, two a word
+    mixed: int  # each image's (id * MIX + size) % MODULUS, summed: a change that keeps both sums still shows here
+
+    MIX = 7919
+    MODULUS = 1_000_003
+
+    @classmethod
+    def of(cls, ids: np.ndarray, sizes: np.ndarray) -> WordsDigest:
+        ids, sizes = ids.astype(np.int64), sizes.astype(np.int64)
+        mixed = (ids * cls.MIX + sizes) % cls.MODULUS
+        return cls(len(ids), int(ids.sum()), int(sizes.sum()), int(mixed.sum()))

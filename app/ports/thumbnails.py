@@ -8,7 +8,7 @@ from typing import Protocol
 
 import numpy as np
 
-from app.domain.records import BlobKey, FeaturesKey, Stored
+from app.domain.records import BlobKey, FeaturesKey, Stored, WordsDigest
 
 
 class ThumbnailRepository(Protocol):
@@ -29,6 +29,11 @@ class ThumbnailRepository(Protocol):
 
     async def accepted_word_sizes(self) -> tuple[np.ndarray, np.ndarray]:
         """Every accepted image with a thumbnail row, ascending, and its stored words' size in bytes (-1: none)."""
+        ...
+
+    async def accepted_words_digest(self) -> tuple[WordsDigest, int]:
+        """The digest of the accepted images' stored words (those with at least one), and how many accepted images
+        have none stored yet."""
         ...
 
     async def verification_bases(self, image_ids: Sequence[int]) -> dict[int, FeaturesKey | Stored]:

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
+from app.domain.records import WordsDigest
+
 VOCABULARY_FILE = Path(__file__).with_name("visual_words.npz")
 
 
@@ -76,6 +78,7 @@ class WordIndex:
         self._norms = np.ones(64, np.float64)
         self._scale = np.zeros(64, np.float64)
         self.changed = False  # since it was loaded or saved: whether a snapshot would differ
+        self.loaded_digest: WordsDigest | None = None  # what the snapshot it was loaded from (or saved as) holds
 
     def __len__(self) -> int:
         return len(self._row_of)
@@ -172,8 +175,11 @@ class WordIndex:
         renumbered[live] = np.arange(len(live))
         lists = [renumbered[p[:c]] for p, c in zip(self._postings, self._counts.tolist(), strict=True)]
         lists = [rows[rows >= 0].astype(np.int32) for rows in lists]
+        ids, counts = self.word_counts()
+        digest = WordsDigest.of(ids, 2 * counts)
         arrays: dict[str, np.ndarray] = {
             "vocabulary": np.frombuffer(self._vocabulary.digest(), np.uint8),
+            "digest": np.array([digest.images, digest.id_sum, digest.size_sum, digest.mixed], np.int64),
             "ids": np.array(self._ids, np.int64)[live],
             "norms": self._norms[live],
             "offsets": np.concatenate(([0], np.cumsum([len(rows) for rows in lists]))).astype(np.int64),
@@ -191,6 +197,7 @@ class WordIndex:
         fresh.rename(folder)
         shutil.rmtree(old, ignore_errors=True)
         self.changed = False
+        self.loaded_digest = digest
 
     def load(self, folder: Path) -> bool:
         """Become the index a `save` left, its postings mapped from the file (shared by every process on the
@@ -215,7 +222,12 @@ class WordIndex:
         self._scale = np.concatenate([1.0 / self._norms[:size], np.zeros(capacity - size)])
         self._postings = [postings[offsets[w] : offsets[w + 1]] for w in range(vocabulary.size)]
         self._counts = np.diff(offsets).astype(np.int64)
-        self.changed = False
+        try:
+            held = np.load(folder / "digest.npy")
+            self.loaded_digest = WordsDigest(*(int(v) for v in held))
+        except (OSError, ValueError, TypeError):
+            self.loaded_digest = None
+        self.changed = self.loaded_digest is None  # a snapshot written before digests were: written again at stop
         return True
 
     def search(self, words: np.ndarray, limit: int, exclude: set[int] | None = None) -> list[tuple[int, float]]:

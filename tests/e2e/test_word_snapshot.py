@@ -63,4 +63,7 @@ async def test_a_start_maps_the_snapshot_and_catches_up_with_the_database(
     async with build_container(settings) as container:  # nothing changed since: mapped, and left as it is
         words = container.service.indexes.words
         assert words is not None and not words.changed and rankings(words) == expected
+        # trusted by its digest, which the database's own sums match (no image compared one by one)
+        async with container.units() as uow:
+            assert await uow.thumbnails.accepted_words_digest() == (words.loaded_digest, 0)
         assert isinstance(words._postings[int(np.argmax(words._counts))].base, np.memmap)

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app.domain.records import WordsDigest
 from app.vision.local_features import features, grey
 from app.vision.visual_words import Vocabulary, WordIndex, decode_words, encode_words
 from testkit.images import busy_page, cropped, photo, screenshot
@@ -175,6 +176,12 @@ def test_a_saved_index_loads_as_it_was_and_keeps_changing(tmp_path: Path) -> Non
     loaded.save(folder)  # over the snapshot it was mapped from
     again = WordIndex(vocabulary)
     assert again.load(folder) and [again.search(q, 30) for q in queries] == [original.search(q, 30) for q in queries]
+
+    # the snapshot says what it holds, as the database would add it up: ids, and two bytes a word
+    assert again.loaded_digest == WordsDigest.of(*(lambda ids, counts: (ids, 2 * counts))(*original.word_counts()))
+    (folder / "digest.npy").unlink()  # as written before snapshots carried one: trusted, and written again
+    older = WordIndex(vocabulary)
+    assert older.load(folder) and older.loaded_digest is None and older.changed
 
     other = WordIndex(Vocabulary(np.eye(size, 128, dtype=np.float32), np.ones(size, np.float32)))
     assert not other.load(folder) and len(other) == 0

@@ -175,15 +175,16 @@ class WordIndex:
         renumbered[live] = np.arange(len(live))
         lists = [renumbered[p[:c]] for p, c in zip(self._postings, self._counts.tolist(), strict=True)]
         lists = [rows[rows >= 0].astype(np.int32) for rows in lists]
-        ids, counts = self.word_counts()
-        digest = WordsDigest.of(ids, 2 * counts)
+        ids = np.array(self._ids, np.int64)[live]
+        postings = np.concatenate(lists) if lists else np.zeros(0, np.int32)
+        digest = WordsDigest.of(ids, 2 * np.bincount(postings, minlength=len(live)))  # two bytes a word
         arrays: dict[str, np.ndarray] = {
             "vocabulary": np.frombuffer(self._vocabulary.digest(), np.uint8),
             "digest": np.array([digest.images, digest.id_sum, digest.size_sum, digest.mixed], np.int64),
-            "ids": np.array(self._ids, np.int64)[live],
+            "ids": ids,
             "norms": self._norms[live],
             "offsets": np.concatenate(([0], np.cumsum([len(rows) for rows in lists]))).astype(np.int64),
-            "postings": np.concatenate(lists) if lists else np.zeros(0, np.int32),
+            "postings": postings,
         }
         fresh = folder.with_name(folder.name + ".new")
         shutil.rmtree(fresh, ignore_errors=True)

@@ -40,10 +40,11 @@ async def load_phash_index(units: UnitsOfWork, phash_index: PhashIndex) -> None:
 async def load_word_index(
     units: UnitsOfWork, indexes: Indexes, executor: Executor, stored: StoredBytes, snapshot: Path | None = None
 ) -> None:
-    """Every accepted image's visual words into the word index: from its snapshot where one is kept, brought up
-    to date with the database (by each image's id and number of words, without reading the words it holds),
-    else from the database whole; the words of images stored without (accepted before the index existed)
-    derived from their thumbnails once, and stored."""
+    """Every accepted image's visual words into the word index: from its snapshot where one is kept, trusted
+    when the database's sums match its digest, else brought up to date with the database (by each image's id
+    and number of words, without reading the words it holds); without a snapshot, from the database whole. The
+    words of images stored without (accepted before the index existed) derived from their thumbnails once, and
+    stored."""
     words, vocabulary = indexes.words, indexes.vocabulary
     if words is None or vocabulary is None:
         return

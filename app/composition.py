@@ -312,6 +312,7 @@ async def build_container(
                 part_words=settings.verify.part_words,
                 part_words_parts=settings.verify.part_words_parts,
                 locate=settings.verify.locate,
+                screen_states=settings.verify.screen_states,
             ),
             blobs=blobs,
         )

@@ -73,6 +73,9 @@ def candidates_of(work: ImageWork, recent: Sequence[Acceptance], earlier: Sequen
         note(acceptance.image_id, **_compare(work, acceptance.sha256, acceptance.phash, acceptance.vector))
     for other in earlier:
         note(other.image_id, **_compare(work, other.sha256, other.phash, other.vector))
+    for image_id in work.other_states:
+        if image_id in found:
+            found[image_id]["other_state"] = True
     return [Candidate(image_id=i, **v) for i, v in found.items()]
 
 

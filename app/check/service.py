@@ -37,6 +37,7 @@ from app.check.precedence import (
     unverified_queue_candidates,
 )
 from app.check.recording import Recorder
+from app.check.screen_states import ScreenStates
 from app.check.second_look import SecondLook
 from app.check.state import ImageWork, alive
 from app.check.stored_bytes import StoredBytes
@@ -90,6 +91,8 @@ class CheckOptions:
     part_words_parts: int = 1
     # The second look also locates each closest candidate inside the image by its sketch and compares the cut.
     locate: bool = True
+    # A screen-like image is compared pixel by pixel with the candidates that could make it a duplicate.
+    screen_states: bool = True
 
 
 class CheckService:
@@ -153,6 +156,11 @@ class CheckService:
             if self._verifier is not None and options.second_look
             else None
         )
+        self._screens = (
+            ScreenStates(self._verifier, units, self.stored, executor)
+            if self._verifier is not None and options.screen_states
+            else None
+        )
         self.indexes = Indexes(
             index,
             phash_index,
@@ -201,6 +209,7 @@ class CheckService:
             await self._embedding.embed([w for w in alive(works) if w.vector is None and not self._hash_settled(w)])
             await self._embedding.search(alive(works))
             await self._verify(alive(works))
+            await self._compare_screens(alive(works))
             await self._find_by_local_features([w for w in alive(works) if not self._settled(w)])
             await self._take_second_look([w for w in alive(works) if not self._settled(w) and w.item.vector is None])
             await self._make_thumbnails([w for w in alive(works) if self._may_be_kept(w)])
@@ -231,7 +240,10 @@ class CheckService:
         return settled_by_hashes(work, self.policy())
 
     def _settled(self, work: ImageWork) -> bool:
-        """A duplicate before any second look: by hash (no vector), by similarity, or verified."""
+        """A duplicate before any second look: by hash (no vector), by similarity, or verified; never another
+        state of a screen, which goes to a person unless another candidate settles it."""
+        if work.other_states:
+            return False
         if work.vector is None:
             return True
         return outright_duplicate(work.neighbours, self.thresholds) or work.confirmed
@@ -246,6 +258,16 @@ class CheckService:
                 # a pair a person called distinct is never verified (so never confirmed) again
                 lambda w: [c for c in grey_candidates(w.neighbours, self.thresholds) if c not in w.distinct_from],
             )
+
+    async def _compare_screens(self, works: Sequence[ImageWork]) -> None:
+        if self._screens is None:
+            return
+        await self._screens.run(works, self.thresholds)
+        # an image a pHash hit settled had no embedding; another state of that hit needs one now
+        unembedded = [w for w in works if w.other_states and w.vector is None and w.item.vector is None]
+        if unembedded:
+            await self._embedding.embed(unembedded)
+            await self._embedding.search(alive(unembedded))
 
     async def _load_reviewed_pairs(self, works: Sequence[ImageWork]) -> None:
         ids = [w.image_id for w in works if w.image_id is not None]

@@ -72,6 +72,8 @@ class ImageWork:
     # what a person said of it: the images it is not a copy of, and those it is a copy of
     distinct_from: set[int] = field(default_factory=set)
     same_as: set[int] = field(default_factory=set)
+    # screen-like accepted images it lines up with but for a small change (app/check/screen_states.py)
+    other_states: set[int] = field(default_factory=set)
     # How it ended.
     decision: Decision | None = None
     blocked_reason: str | None = None  # why the image it copies was taken down (a `blocked` decision)

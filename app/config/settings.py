@@ -221,6 +221,11 @@ class VerifySettings(BaseModel):
     second_look: bool = Field(
         True, description="embed and verify the picture inside a frame (screenshot, border) when still in doubt"
     )
+    screen_states: bool = Field(
+        True,
+        description="compare a screen-like image (a window, a dialog) pixel by pixel with what would make it a "
+        "duplicate: one that differs in a small change only (a box ticked, a value) is another state, `review`",
+    )
     sub_crops: bool = Field(
         True,
         description="the second look also embeds three fixed parts (centre, top corners) of a doubtful image that "

@@ -14,7 +14,9 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
     first: the first at or above the duplicate threshold decides, or the first in the grey band that is also a
     pHash hit (at any index size: the embedding backs the hash). Otherwise in the grey band (review <= s < duplicate)
     verification decides: confirmed is a duplicate, rejected is no match, ambiguous (or not verified) makes the
-    image `review` unless a later candidate makes it a duplicate. Thresholds learned from people's decisions on
+    image `review` unless a later candidate makes it a duplicate. A candidate the image is another state of (a
+    screen with a small change, `other_state`) is a duplicate only by a person's word; else, when nothing else
+    decides, it makes the image `review`. Thresholds learned from people's decisions on
     such images settle them instead: a duplicate at or above `settled_duplicate`, no match below `settled_unique`.
     A candidate that only the framed part of the image found (second look, `crop_similarity`) enters the grey
     band the same way and skips verification only when the part agrees with it twice over: at the duplicate
@@ -39,6 +41,8 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
     )
     review: Candidate | None = None
     for candidate in scored:
+        if candidate.other_state and candidate.verified is not Verified.PERSON:
+            continue  # another state of the same screen: a person's word alone makes it a duplicate
         for route in _ROUTES:
             decision = route(candidate, policy)
             if decision is not None:
@@ -46,6 +50,11 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
         if review is None and _waits_for_review(candidate, limits):
             review = candidate
 
+    # the picture it lines up with but for a small change is the one a person should see it beside
+    other_states = sorted((c for c in candidates if c.other_state), key=lambda c: (-reach(c), c.image_id))
+    if other_states:
+        other = other_states[0]
+        return Decision(VerdictLabel.REVIEW, DecidedBy.OTHER_STATE, other.image_id, reach(other), other.phash_distance)
     if review is not None:
         return Decision(VerdictLabel.REVIEW, DecidedBy.VECTOR, review.image_id, reach(review), review.phash_distance)
     return Decision(
@@ -139,7 +148,7 @@ def decide_by_hashes(candidates: Sequence[Candidate], policy: Policy) -> Decisio
         return Decision(VerdictLabel.DUPLICATE, DecidedBy.EXACT, best.image_id, 1.0, 0)
     if not policy.phash_decides_alone:
         return None
-    hashed = [c for c in candidates if c.phash_distance is not None]
+    hashed = [c for c in candidates if c.phash_distance is not None and not c.other_state]
     if not hashed:
         return None
     nearest = min(hashed, key=lambda c: (c.phash_distance or 0, c.image_id))

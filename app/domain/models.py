@@ -36,6 +36,9 @@ class DecidedBy(StrEnum):
     BLOCKED = "blocked"
     # a duplicate whose original was deleted and that the caller chose to leave pointing at nothing
     ORPHANED = "orphaned"
+    # `review`: a screen-like picture that lines up with an accepted one but for a small change (a box ticked, a
+    # value): another state of the same window, or a copy with a small mark; a person tells
+    OTHER_STATE = "other_state"
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,9 @@ class Candidate:
     # Found by its local features (the visual words both share; idf-weighted cosine of the two word sets): below
     # the grey band it counts only when verification confirms it.
     word_similarity: float | None = None
+    # Both screen-like, and compared pixel by pixel once aligned they differ in a small change only
+    # (app/vision/screen_changes.py): no route but a person's makes it a duplicate; it makes the image `review`.
+    other_state: bool = False
 
 
 @dataclass(frozen=True)

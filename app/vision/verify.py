@@ -13,7 +13,7 @@ CPU work: callers run it on the bounded thread pool. Pure: pixels in, a result o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -81,6 +81,8 @@ class Verification:
     disagreement: float = 1.0
     overlap: float = 0.0
     compared_cells: int = 0
+    # query pixels (as verified, mirrored if `mirrored`) -> base pixels, 2x3 or 3x3: what a closer look warps by
+    matrix: np.ndarray | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -328,6 +330,7 @@ def verify(query: QueryFeatures, base: Features, policy: VerifyPolicy) -> Verifi
         round(looks.disagreement, 4),
         round(looks.overlap, 4),
         looks.compared,
+        best.matrix,
     )
 
 

@@ -1,0 +1,112 @@
+"""The screen comparison (issue #33, docs/how-it-decides.md): a screen-like image that a pHash hit, its embedding or
+verification would make a duplicate is compared pixel by pixel with each such candidate's grey thumbnail; one it
+lines up with but for a small change is another state of that screen (`ImageWork.other_states`), which `decide()`
+sends to a person.
+
+Only for images that look like a screen (a cheap look at the query's own grey pixels first), and only for the
+few candidates that could make it a duplicate, so photos cost nothing. Runs on the CPU pool, never under a lock.
+Images of the same batch are not compared with each other (they have no thumbnail yet).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import Sequence
+from concurrent.futures import Executor
+
+import numpy as np
+from PIL import Image
+
+from app.check.state import ImageWork, Stopwatch
+from app.check.stored_bytes import StoredBytes
+from app.check.verification import Verifier
+from app.domain.models import Thresholds, Verified
+from app.ports.persistence import UnitsOfWork
+from app.vision.local_features import grey
+from app.vision.screen_changes import ScreenChanges, compare_screens, screen_like
+
+log = logging.getLogger(__name__)
+
+# candidates compared per image, the closest first: a screen has few candidates that could make it a duplicate
+MAX_COMPARED = 3
+
+
+class ScreenStates:
+    def __init__(self, verifier: Verifier, units: UnitsOfWork, stored: StoredBytes, executor: Executor) -> None:
+        self._verifier = verifier
+        self._units = units
+        self._stored = stored
+        self._executor = executor
+
+    async def run(self, works: Sequence[ImageWork], thresholds: Thresholds) -> None:
+        loop = asyncio.get_running_loop()
+        side = self._verifier.policy.query_side
+        looked = [w for w in works if w.decoded is not None and _at_stake(w, thresholds)]
+        if not looked:
+            return
+        with Stopwatch(looked, "screens"):
+            greys = await asyncio.gather(
+                *(loop.run_in_executor(self._executor, _screen_grey, w.decoded.pixels, side) for w in looked)  # type: ignore[union-attr]
+            )
+            screens = [(w, g) for w, g in zip(looked, greys, strict=True) if g is not None]
+            if not screens:
+                return
+            await self._verifier.query_features([w for w, _ in screens])
+            pairs = [(w, g, c) for w, g in screens for c in _at_stake(w, thresholds)]
+            wanted = {c for _, _, c in pairs}
+            bases = await self._verifier.base_features(wanted)
+            thumbnails = await self._thumbnails(wanted)
+            policy = self._verifier.policy
+            jobs = [
+                (w, c, loop.run_in_executor(self._executor, compare_screens, q, g, bases[c], thumbnails[c], policy))
+                for w, g, c in pairs
+                if c in bases and c in thumbnails and (q := w.features) is not None
+            ]
+            results = await asyncio.gather(*(job for _, _, job in jobs), return_exceptions=True)
+        for (work, candidate, _), result in zip(jobs, results, strict=True):
+            if isinstance(result, ScreenChanges) and result.other_state:
+                work.other_states.add(candidate)
+            elif isinstance(result, Exception):  # one pair's failure leaves that pair as it was
+                log.warning("comparing image %s with %d failed: %s", work.image_id, candidate, result)
+            elif isinstance(result, BaseException):
+                raise result
+
+    async def _thumbnails(self, wanted: set[int]) -> dict[int, np.ndarray]:
+        async with self._units() as uow:
+            rows = await uow.thumbnails.thumbnails(sorted(wanted))
+        found = await self._stored.read(rows)
+        decoded: dict[int, np.ndarray] = {}
+        for image_id, data in found.items():
+            try:
+                with Image.open(io.BytesIO(data)) as image:
+                    decoded[image_id] = np.asarray(image.convert("L"), dtype=np.uint8)
+            except (OSError, ValueError) as error:
+                log.warning("image %d's thumbnail is unreadable: %s", image_id, error)
+        return decoded
+
+
+def _at_stake(work: ImageWork, thresholds: Thresholds) -> list[int]:
+    """The candidates that could make the image a duplicate: a pHash hit within the threshold, a neighbour in the
+    grey band or above, a confirmed pair; the closest few. Not an exact hit (the same bytes) nor one a person
+    has already judged."""
+    reach: dict[int, float] = {}
+    for image_id, distance in work.phash_near:
+        if distance <= thresholds.phash:
+            reach[image_id] = max(reach.get(image_id, 0.0), 1.0 - distance / 64)
+    for neighbour in work.neighbours:
+        if neighbour.similarity >= thresholds.review:
+            reach[neighbour.image_id] = max(reach.get(neighbour.image_id, 0.0), neighbour.similarity)
+    for image_id, verification in work.verified.items():
+        if verification.outcome is Verified.CONFIRMED:
+            reach[image_id] = max(reach.get(image_id, 0.0), 1.0)
+    judged = set(work.exact_ids) | work.distinct_from | work.same_as | {work.image_id}
+    ranked = sorted((i for i in reach if i not in judged), key=lambda i: (-reach[i], i))
+    return ranked[:MAX_COMPARED]
+
+
+def _screen_grey(pixels: Image.Image, side: int) -> np.ndarray | None:
+    """The query's grey pixels in the frame its features are detected in, if it looks like a screen."""
+    found = grey(pixels, side)
+    return found if screen_like(found) else None

@@ -1,11 +1,12 @@
-"""How `app.vision.screen_changes` sees pairs of a window-state family and photo controls (issue #33's study).
+"""How the screen comparison (app/vision/screen_changes.py) sees a fitting family of window states and copies made
+with the dev split's transforms (issue #33's study; no service involved, nothing of the extra corpus).
 
 python -m bench.screen_study WINDOW_DIR [--photos DEV_BASE_DIR] [--limit N]
-WINDOW_DIR is made by `python -m bench.window_states WINDOW_DIR --family NAME` (fit on a family the benchmark does
-not measure). Each query is verified against its base's grey thumbnail as the service does, then compared pixel by
-pixel; the plain copies of each first state (re-encoded, resized, cropped, bordered, in a window) are made here.
-Prints one line per pair (kind, outcome, the base's flat and straight shares, the changes), then a summary by
-kind: how screen-like the bases are, and the share found to be another state.
+WINDOW_DIR is made by `python -m bench.window_states WINDOW_DIR --family window-fit`: a family of its own, apart
+from the one the benchmark measures. Each query is compared with its base as the service does (both screen-like,
+aligned by verification, then pixel by pixel); the copies of each first state (by three of the dev split's single
+transforms) and of the dev bases (by two, the overlays among them) are made here. Prints one line per pair, then
+by kind: how many pairs were compared (both screen-like and aligned) and the share found to be another state.
 """
 
 from __future__ import annotations
@@ -22,69 +23,71 @@ import numpy as np
 from PIL import Image
 
 from app.vision.local_features import QueryFeatures, features, grey, thumbnail_jpeg
-from app.vision.screen_changes import screen_changes, screen_likeness
-from app.vision.verify import VerifyPolicy, verify
-from bench.window_states import NEGATIVE_TRANSFORMS
-from testkit.variants import t_text, t_watermark
+from app.vision.screen_changes import ScreenChanges, compare_screens, screen_like
+from app.vision.verify import VerifyPolicy
+from testkit.variants import SINGLE
+
+OVERLAYS = ("text", "watermark")
 
 
-def study(base: Image.Image, query: Image.Image) -> tuple[str, object, float]:
+def study(base: Image.Image, query: Image.Image) -> tuple[ScreenChanges | None, float]:
+    """What the service's comparison finds (None: not compared), and how long the comparison took."""
     thumb = np.asarray(Image.open(io.BytesIO(thumbnail_jpeg(base))))
-    found = verify(QueryFeatures(query), features(thumb), VerifyPolicy())
-    if found.matrix is None:
-        return found.outcome.value, None, 0.0
     pixels = grey(query)
-    if found.mirrored:
-        pixels = np.ascontiguousarray(pixels[:, ::-1])
+    if not screen_like(pixels):
+        return None, 0.0
+    found = QueryFeatures(query)
     started = time.perf_counter()
-    changes = screen_changes(pixels, thumb, found.matrix)
-    return found.outcome.value, (screen_likeness(thumb), changes), time.perf_counter() - started
+    changes = compare_screens(found, pixels, features(thumb), thumb, VerifyPolicy())
+    return changes, time.perf_counter() - started
+
+
+def pairs_of(window_dir: Path, photos: Path | None, limit: int) -> list[tuple[str, Image.Image, Image.Image]]:
+    pairs: list[tuple[str, Image.Image, Image.Image]] = []
+    bases: dict[str, Image.Image] = {}
+    with open(window_dir / "labels.csv") as handle:
+        for row in csv.DictReader(handle):
+            base = bases.setdefault(row["base_id"], Image.open(window_dir / "bases" / f"{row['base_id']}.png"))
+            kind = row["transform"].split("+")[0].replace("_", ":", 1)
+            pairs.append((kind, base, Image.open(window_dir / "queries" / row["query_file"])))
+    plain = [(n, t) for n, t in SINGLE if n not in OVERLAYS]
+    for base_id, base in bases.items():
+        rng = random.Random(f"screen-study:{base_id}")
+        for name, transform in rng.sample(plain, 3):
+            pairs.append((f"copy:{name}", base, transform(base.convert("RGB"), rng)[0]))
+    for path in sorted(photos.glob("*.jpg"))[:limit] if photos else []:
+        rng = random.Random(f"screen-study:{path.name}")
+        picture = Image.open(path).convert("RGB")
+        for name, transform in rng.sample(SINGLE, 2):
+            kind = "photo overlay" if name in OVERLAYS else "photo copy"
+            pairs.append((f"{kind}:{name}", picture, transform(picture, rng)[0]))
+    return pairs
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("window_dir", type=Path)
     parser.add_argument("--photos", type=Path)
-    parser.add_argument("--limit", type=int, default=60)
+    parser.add_argument("--limit", type=int, default=400)
     args = parser.parse_args()
-    pairs: list[tuple[str, Image.Image, Image.Image]] = []
-    bases: dict[str, Image.Image] = {}
-    with open(args.window_dir / "labels.csv") as handle:
-        for row in csv.DictReader(handle):
-            base = bases.setdefault(row["base_id"], Image.open(args.window_dir / "bases" / f"{row['base_id']}.png"))
-            kind = row["transform"].split("+")[0].split("_")[0] + ":" + row["transform"].split("_", 1)[1]
-            pairs.append((kind, base, Image.open(args.window_dir / "queries" / row["query_file"])))
-    for base_id, base in bases.items():
-        rng = random.Random(f"screen-study:{base_id}")
-        for name, transform in rng.sample(NEGATIVE_TRANSFORMS, 2):
-            pairs.append((f"copy:{name}", base, transform(base, rng)[0]))
-    if args.photos:
-        for path in sorted(args.photos.glob("*.jpg"))[: args.limit]:
-            rng = random.Random(f"screen-study:{path.name}")
-            photo = Image.open(path).convert("RGB")
-            for name, transform in [("text", t_text), ("watermark", t_watermark)] + rng.sample(NEGATIVE_TRANSFORMS, 1):
-                pairs.append((f"photo:{name}", photo, transform(photo, rng)[0]))
-    summary: dict[str, list] = defaultdict(list)
+    summary: dict[str, list[ScreenChanges | None]] = defaultdict(list)
     elapsed, calls = 0.0, 0
-    for kind, base, query in pairs:
-        outcome, changes, seconds = study(base, query.convert("RGB"))
-        print(kind, outcome, changes)
+    for kind, base, query in pairs_of(args.window_dir, args.photos, args.limit):
+        changes, seconds = study(base, query.convert("RGB"))
+        print(kind, changes)
+        summary[kind].append(changes)
         if changes is not None:
-            summary[kind].append((outcome, changes))
             elapsed, calls = elapsed + seconds, calls + 1
-    for kind, found in sorted(summary.items()):
-        other = np.array([c.other_state for _, (_, c) in found])
-        flat = np.array([f for _, ((f, _), _) in found])
-        straight = np.array([s for _, ((_, s), _) in found])
-        confirmed = np.array([o == "confirmed" for o, _ in found])
-        print(
-            f"{kind:26s} n={len(found):3d} confirmed {confirmed.mean():.2f} flat p10/p90"
-            f" {np.percentile(flat, 10):.2f}/{np.percentile(flat, 90):.2f} straight p10/p90"
-            f" {np.percentile(straight, 10):.2f}/{np.percentile(straight, 90):.2f}"
-            f" another state {np.mean(other):.2f}, confirmed and another state"
-            f" {np.mean(confirmed & other):.2f}"
-        )
-    print(f"{elapsed / max(1, calls) * 1000:.1f} ms a comparison")
+    for group in ("state", "overlay", "copy", "photo overlay", "photo copy"):
+        found = [c for kind, cs in summary.items() if kind.split(":")[0] == group for c in cs]
+        compared = [c for c in found if c is not None]
+        others = sum(c.other_state for c in compared)
+        print(f"{group:14s} {len(found):4d} pairs, {len(compared):4d} compared, {others:4d} another state")
+        for kind, cs in sorted(summary.items()):
+            if kind.split(":")[0] == group and (hits := [c for c in cs if c is not None and c.other_state]):
+                places = sorted(c.places for c in hits)
+                print(f"    {kind:24s} {len(hits)} of {len(cs)}, places {places}")
+    print(f"{elapsed / max(1, calls) * 1000:.1f} ms a comparison (verification and the pixel comparison)")
 
 
 if __name__ == "__main__":

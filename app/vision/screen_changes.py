@@ -47,17 +47,22 @@ MIN_CHANGED_CELLS = 2
 # verification's own comparison of the two pictures may tell from a copy with an overlay. A ticked box, a changed
 # value or line of text: 2-20 cells.
 MAX_CHANGED_SHARE = 0.01
+# ... all in one place: changed cells closer than this (rows, columns of cells) are one place, so that the words
+# of a changed line of text join. The misfits of a copy re-coloured (its clipped accents) or resampled (bold
+# glyphs' edges) lie in two to five places; a ticked box, a value, a line in one, and four in five changed lines.
+JOIN = (3, 11)
 
 
 @dataclass(frozen=True)
 class ScreenChanges:
     changed_cells: int  # cells of the compared frame holding a change
     compared_cells: int  # cells of the base the aligned query covers
+    places: int = 0  # separate places the changed cells lie in (cells a cell apart are one place)
 
     @property
     def other_state(self) -> bool:
-        """A small change, in a picture that lines up with the base everywhere else."""
-        return MIN_CHANGED_CELLS <= self.changed_cells <= MAX_CHANGED_SHARE * self.compared_cells
+        """A small change in one place, in a picture that lines up with the base everywhere else."""
+        return MIN_CHANGED_CELLS <= self.changed_cells <= MAX_CHANGED_SHARE * self.compared_cells and self.places == 1
 
 
 def screen_like(pixels: np.ndarray) -> bool:
@@ -110,19 +115,37 @@ def screen_changes(query: np.ndarray, base: np.ndarray, matrix: np.ndarray) -> S
     rows, cols = height // CELL, width // CELL
     if inside.sum() < CELL * CELL or rows == 0 or cols == 0:
         return ScreenChanges(0, 0)
-    a = cv2.GaussianBlur(base.astype(np.float32), (0, 0), 0.8)
-    b = cv2.GaussianBlur(warped.astype(np.float32), (0, 0), 0.8)
-    slope, offset = np.polyfit(b[inside], a[inside], 1)  # brightness and contrast, by least squares
-    if not np.isfinite(slope) or slope <= 0.2:  # an inverted or flattened copy: brightness only
-        slope, offset = 1.0, float(a[inside].mean() - b[inside].mean())
-    b = (b * slope + offset).astype(np.float32)
+    a, b = _matched(base.astype(np.float32), warped.astype(np.float32), inside)
     near = np.ones((3, 3), np.uint8)
     query_new = (b > cv2.dilate(a, near) + TOLERANCE) | (b < cv2.erode(a, near) - TOLERANCE)
     base_gone = (a > cv2.dilate(b, near) + TOLERANCE) | (a < cv2.erode(b, near) - TOLERANCE)
     changed = (query_new | base_gone) & inside
     covered = _cells(inside.astype(np.float32), rows, cols).sum(axis=2) == CELL * CELL
     counts = _cells(changed.astype(np.float32), rows, cols).sum(axis=2)
-    return ScreenChanges(int((covered & (counts >= CHANGED_PIXELS_PER_CELL)).sum()), int(covered.sum()))
+    hit = covered & (counts >= CHANGED_PIXELS_PER_CELL)
+    return ScreenChanges(int(hit.sum()), int(covered.sum()), _places(hit))
+
+
+def _places(hit: np.ndarray) -> int:
+    """Separate places among the changed cells: a ticked box or a changed line is one, the scattered misfits of
+    a copy re-coloured or resampled are many."""
+    if not hit.any():
+        return 0
+    joined = cv2.dilate(hit.astype(np.uint8), np.ones(JOIN, np.uint8))
+    return int(cv2.connectedComponents(joined, connectivity=8)[0]) - 1
+
+
+def _matched(a: np.ndarray, b: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two pictures made comparable: blurred a little (JPEG blocks, resampling), the query's brightness and
+    contrast matched to the base's by least squares over the overlap. (Matching the grey levels' whole
+    distribution, or blurring the sharper picture as much as the other, found more changes in the fitting
+    family's copies, not fewer.)"""
+    a = cv2.GaussianBlur(a, (0, 0), 0.8)
+    b = cv2.GaussianBlur(b, (0, 0), 0.8)
+    slope, offset = np.polyfit(b[inside], a[inside], 1)
+    if not np.isfinite(slope) or slope <= 0.2:  # an inverted or flattened copy: brightness only
+        slope, offset = 1.0, float(a[inside].mean() - b[inside].mean())
+    return a, (b * slope + offset).astype(np.float32)
 
 
 def _cells(pixels: np.ndarray, rows: int, cols: int) -> np.ndarray:

@@ -158,6 +158,28 @@ CASES = [
         "learned: a confirmed one is verified",
         [C(4, similarity=0.81, verified=V.CONFIRMED)], LEARNED, "duplicate", "verified", 4, 0.81,
     ),
+    # another state of a screen (a small change once aligned): a person's word alone makes it a duplicate
+    (
+        "another state above the duplicate threshold, confirmed too",
+        [C(4, similarity=0.97, phash_distance=2, verified=V.CONFIRMED, other_state=True)], POLICY, "review",
+        "other_state", 4, 0.97,
+    ),
+    ("another state by a pHash hit alone", [C(4, phash_distance=1, other_state=True)], POLICY, "review",
+     "other_state", 4, 0.0),
+    ("another state, settled by learned thresholds otherwise", [C(4, similarity=0.88, other_state=True)], LEARNED,
+     "review", "other_state", 4, 0.88),
+    ("another state that a person called the same", [C(4, similarity=0.85, verified=V.PERSON, other_state=True)],
+     POLICY, "duplicate", "review", 4, 0.85),
+    (
+        "another candidate still makes it a duplicate",
+        [C(4, similarity=0.97, other_state=True), C(6, similarity=0.84, verified=V.CONFIRMED)], POLICY,
+        "duplicate", "verified", 6, 0.84,
+    ),
+    (
+        "another state is named over a grey-band candidate",
+        [C(4, similarity=0.85, other_state=True), C(6, similarity=0.88, verified=V.AMBIGUOUS)], POLICY,
+        "review", "other_state", 4, 0.85,
+    ),
 ]  # fmt: skip
 
 

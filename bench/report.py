@@ -24,7 +24,8 @@ def scores(queries: list[Query], results: Results, base_of: dict[int, str]) -> d
             errors += 1
             continue
         is_dup = verdict == "duplicate"
-        right = is_dup and base_of.get(body["matched_image_id"]) == query.base_id
+        # a hard negative (a window's second state) matched to its own first state is a false duplicate, not a hit
+        right = is_dup and query.expected_duplicate and base_of.get(body["matched_image_id"]) == query.base_id
         flagged += is_dup
         correct += right
         reviews += verdict == "review"

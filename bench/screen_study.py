@@ -6,7 +6,8 @@ WINDOW_DIR is made by `python -m bench.window_states WINDOW_DIR --family window-
 from the one the benchmark measures. Each query is compared with its base as the service does (both screen-like,
 aligned by verification, then pixel by pixel); the copies of each first state (by three of the dev split's single
 transforms) and of the dev bases (by two, the overlays among them) are made here. Prints one line per pair, then
-by kind: how many pairs were compared (both screen-like and aligned) and the share found to be another state.
+by kind: how many pairs were compared (both screen-like) and how many came out not a copy (another state, another
+screen). Windows of the family that are not the same window are paired too.
 """
 
 from __future__ import annotations
@@ -50,6 +51,10 @@ def pairs_of(window_dir: Path, photos: Path | None, limit: int) -> list[tuple[st
             base = bases.setdefault(row["base_id"], Image.open(window_dir / "bases" / f"{row['base_id']}.png"))
             kind = row["transform"].split("+")[0].replace("_", ":", 1)
             pairs.append((kind, base, Image.open(window_dir / "queries" / row["query_file"])))
+    names = sorted(bases)
+    for i, name in enumerate(names[:-1]):  # windows that are not the same window: every 5th pair is of one style
+        for other in {names[i + 1], names[min(i + 5, len(names) - 1)]} - {name}:
+            pairs.append(("another window:", bases[name], bases[other]))
     plain = [(n, t) for n, t in SINGLE if n not in OVERLAYS]
     for base_id, base in bases.items():
         rng = random.Random(f"screen-study:{base_id}")
@@ -78,15 +83,17 @@ def main() -> None:
         summary[kind].append(changes)
         if changes is not None:
             elapsed, calls = elapsed + seconds, calls + 1
-    for group in ("state", "overlay", "copy", "photo overlay", "photo copy"):
+    for group in ("state", "another window", "overlay", "copy", "photo overlay", "photo copy"):
         found = [c for kind, cs in summary.items() if kind.split(":")[0] == group for c in cs]
         compared = [c for c in found if c is not None]
-        others = sum(c.other_state for c in compared)
-        print(f"{group:14s} {len(found):4d} pairs, {len(compared):4d} compared, {others:4d} another state")
+        print(
+            f"{group:14s} {len(found):4d} pairs, {len(compared):4d} compared, {sum(c.not_a_copy for c in compared):4d}"
+            f" not a copy ({sum(c.other_state for c in compared)} another state,"
+            f" {sum(c.another_screen for c in compared)} another screen)"
+        )
         for kind, cs in sorted(summary.items()):
-            if kind.split(":")[0] == group and (hits := [c for c in cs if c is not None and c.other_state]):
-                places = sorted(c.places for c in hits)
-                print(f"    {kind:24s} {len(hits)} of {len(cs)}, places {places}")
+            if kind.split(":")[0] == group and (hits := [c for c in cs if c is not None and c.not_a_copy]):
+                print(f"    {kind:24s} {len(hits)} of {len(cs)}")
     print(f"{elapsed / max(1, calls) * 1000:.1f} ms a comparison (verification and the pixel comparison)")
 
 

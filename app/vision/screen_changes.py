@@ -17,11 +17,12 @@ CPU work: callers run it on the bounded thread pool. Pure: pixels in, a result o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
 
+from app.domain.models import Verified
 from app.vision.local_features import Features, QueryFeatures
 from app.vision.verify import VerifyPolicy, verify
 
@@ -51,6 +52,11 @@ MAX_CHANGED_SHARE = 0.01
 # of a changed line of text join. The misfits of a copy re-coloured (its clipped accents) or resampled (bold
 # glyphs' edges) lie in two to five places; a ticked box, a value, a line in one, and four in five changed lines.
 JOIN = (3, 11)
+# Another screen (of the same application, in the same style): verification does not confirm the pair, and its
+# keypoints do not line up at all, or once aligned at least this share of the base's drawn cells changed. On the
+# fitting family, windows of one style that are not the same window: 0.65 at the 10th percentile, when they line
+# up at all (57 of 114 do not); copies of a window always line up, and without an overlay change no drawn cell.
+ANOTHER_SCREEN_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -58,11 +64,28 @@ class ScreenChanges:
     changed_cells: int  # cells of the compared frame holding a change
     compared_cells: int  # cells of the base the aligned query covers
     places: int = 0  # separate places the changed cells lie in (cells a cell apart are one place)
+    textured_cells: int = 0  # covered cells with something drawn in the base
+    textured_changed: int = 0  # ... that changed
+    aligned: bool = True  # verification found an alignment to compare by
+    confirmed: bool = True  # ... and confirmed the pair
 
     @property
     def other_state(self) -> bool:
         """A small change in one place, in a picture that lines up with the base everywhere else."""
-        return MIN_CHANGED_CELLS <= self.changed_cells <= MAX_CHANGED_SHARE * self.compared_cells and self.places == 1
+        small = MIN_CHANGED_CELLS <= self.changed_cells <= MAX_CHANGED_SHARE * self.compared_cells
+        return self.aligned and small and self.places == 1
+
+    @property
+    def another_screen(self) -> bool:
+        """Not the same screen: verification does not confirm it, and nothing lines up or most of what is drawn
+        differs. (Confirmed pairs with large changes are copies with a caption or a sticker as often.)"""
+        mostly_changed = self.textured_changed >= ANOTHER_SCREEN_SHARE * max(1, self.textured_cells)
+        return not self.confirmed and (not self.aligned or mostly_changed)
+
+    @property
+    def not_a_copy(self) -> bool:
+        """What makes the pair a person's to decide."""
+        return self.other_state or self.another_screen
 
 
 def screen_like(pixels: np.ndarray) -> bool:
@@ -91,16 +114,15 @@ def compare_screens(
     query: QueryFeatures, query_pixels: np.ndarray, base: Features, thumbnail: np.ndarray, policy: VerifyPolicy
 ) -> ScreenChanges | None:
     """How the query (grey, in the frame its features were detected in) differs from the base's grey thumbnail;
-    None when either is not screen-like or the two do not line up."""
-    if not screen_like(thumbnail):
+    None when the base is not screen-like (or its features were detected in another frame)."""
+    if not screen_like(thumbnail) or (base.width, base.height) != (thumbnail.shape[1], thumbnail.shape[0]):
         return None
     found = verify(query, base, policy)
+    confirmed = found.outcome is Verified.CONFIRMED
     if found.matrix is None:
-        return None
+        return ScreenChanges(0, 0, aligned=False, confirmed=confirmed)
     pixels = np.ascontiguousarray(query_pixels[:, ::-1]) if found.mirrored else query_pixels
-    if (base.width, base.height) != (thumbnail.shape[1], thumbnail.shape[0]):  # features of another frame
-        return None
-    return screen_changes(pixels, thumbnail, found.matrix)
+    return replace(screen_changes(pixels, thumbnail, found.matrix), confirmed=confirmed)
 
 
 def screen_changes(query: np.ndarray, base: np.ndarray, matrix: np.ndarray) -> ScreenChanges:
@@ -112,6 +134,9 @@ def screen_changes(query: np.ndarray, base: np.ndarray, matrix: np.ndarray) -> S
     valid = cv2.warpPerspective(np.full(query.shape, 255, np.uint8), full, (width, height), flags=cv2.INTER_NEAREST)
     # the query's own edge (a frame around it, the canvas it was pasted on) is not the picture
     inside = cv2.erode(valid, np.ones((5, 5), np.uint8)) > 0
+    # ... nor is the base's own edge, where a border or a crop meets the picture
+    inside[:2, :] = inside[-2:, :] = False
+    inside[:, :2] = inside[:, -2:] = False
     rows, cols = height // CELL, width // CELL
     if inside.sum() < CELL * CELL or rows == 0 or cols == 0:
         return ScreenChanges(0, 0)
@@ -123,7 +148,10 @@ def screen_changes(query: np.ndarray, base: np.ndarray, matrix: np.ndarray) -> S
     covered = _cells(inside.astype(np.float32), rows, cols).sum(axis=2) == CELL * CELL
     counts = _cells(changed.astype(np.float32), rows, cols).sum(axis=2)
     hit = covered & (counts >= CHANGED_PIXELS_PER_CELL)
-    return ScreenChanges(int(hit.sum()), int(covered.sum()), _places(hit))
+    textured = covered & (_cells(a, rows, cols).std(axis=2) >= FLAT)
+    return ScreenChanges(
+        int(hit.sum()), int(covered.sum()), _places(hit), int(textured.sum()), int((textured & hit).sum())
+    )
 
 
 def _places(hit: np.ndarray) -> int:
@@ -137,9 +165,9 @@ def _places(hit: np.ndarray) -> int:
 
 def _matched(a: np.ndarray, b: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The two pictures made comparable: blurred a little (JPEG blocks, resampling), the query's brightness and
-    contrast matched to the base's by least squares over the overlap. (Matching the grey levels' whole
-    distribution, or blurring the sharper picture as much as the other, found more changes in the fitting
-    family's copies, not fewer.)"""
+    contrast matched to the base's by least squares over the overlap. (Measured on the fitting family and the dev
+    bases and not kept: a tone curve from the base's levels to the query's, which a colour change's clipping
+    calls for, flagged more copies, not fewer; so did blurring the sharper picture to the other's blur.)"""
     a = cv2.GaussianBlur(a, (0, 0), 0.8)
     b = cv2.GaussianBlur(b, (0, 0), 0.8)
     slope, offset = np.polyfit(b[inside], a[inside], 1)

@@ -173,6 +173,8 @@ def print_report(report: dict[str, Any]) -> None:
     lat = report["latency_ms"]
     print(f"latency ms (all queries): p50 {lat['p50']:.0f}, p95 {lat['p95']:.0f}, p99 {lat['p99']:.0f}")
     print(f"registration: {report['registration']}")
+    if report.get("window_registration"):
+        print(f"window states' first states registered (each a window of its own): {report['window_registration']}")
     print(
         f"speed, all queries: {report['images_per_s']:.1f} images/s; peak service memory:"
         f" {report['peak_rss_mb']:.0f} MB;"

@@ -202,6 +202,8 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Phase, Phase]:
         "indexed": len(corpus.indexed),
         "machine": machine,
         "registration": {"verdicts": dict(labels), "images_per_s": len(registered) / register_wall},
+        # 40 windows, each a picture of its own: one registered as a duplicate of another is a false duplicate too
+        "window_registration": dict(Counter(body.get("verdict", "error") for body, _ in windows_registered)),
         "queries_phase": summarise(queries, results, base_of, wall),
         "phash_baseline": phash_baseline(corpus.indexed, queries),
         "peak_rss_mb": peak_kb / 1024,

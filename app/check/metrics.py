@@ -12,8 +12,11 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from app.domain.models import Verdict
 
-# local_search: the visual-word search of images still in doubt (their words derived, the index searched)
-STAGES = ("fetch", "decode", "embed", "search", "local_search", "verify", "second_look", "decide", "record")
+# local_search: the visual-word search of images still in doubt (their words derived, the index searched);
+# screens: screen-like images compared pixel by pixel with what would make them duplicates
+STAGES = (
+    "fetch", "decode", "embed", "search", "local_search", "verify", "screens", "second_look", "decide", "record"
+)  # fmt: skip
 
 
 class Metrics:

@@ -66,7 +66,7 @@ class ScreenStates:
             ]
             results = await asyncio.gather(*(job for _, _, job in jobs), return_exceptions=True)
         for (work, candidate, _), result in zip(jobs, results, strict=True):
-            if isinstance(result, ScreenChanges) and result.not_a_copy:
+            if isinstance(result, ScreenChanges) and result.other_state:
                 work.other_states.add(candidate)
             elif isinstance(result, Exception):  # one pair's failure leaves that pair as it was
                 log.warning("comparing image %s with %d failed: %s", work.image_id, candidate, result)

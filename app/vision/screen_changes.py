@@ -17,12 +17,11 @@ CPU work: callers run it on the bounded thread pool. Pure: pixels in, a result o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from app.domain.models import Verified
 from app.vision.local_features import Features, QueryFeatures
 from app.vision.verify import VerifyPolicy, verify
 
@@ -52,11 +51,6 @@ MAX_CHANGED_SHARE = 0.01
 # of a changed line of text join. The misfits of a copy re-coloured (its clipped accents) or resampled (bold
 # glyphs' edges) lie in two to five places; a ticked box, a value, a line in one, and four in five changed lines.
 JOIN = (3, 11)
-# Another screen (of the same application, in the same style): verification does not confirm the pair, and its
-# keypoints do not line up at all, or once aligned at least this share of the base's drawn cells changed. On the
-# fitting family, windows of one style that are not the same window: 0.65 at the 10th percentile, when they line
-# up at all (57 of 114 do not); copies of a window always line up, and without an overlay change no drawn cell.
-ANOTHER_SCREEN_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -64,28 +58,12 @@ class ScreenChanges:
     changed_cells: int  # cells of the compared frame holding a change
     compared_cells: int  # cells of the base the aligned query covers
     places: int = 0  # separate places the changed cells lie in (cells a cell apart are one place)
-    textured_cells: int = 0  # covered cells with something drawn in the base
-    textured_changed: int = 0  # ... that changed
-    aligned: bool = True  # verification found an alignment to compare by
-    confirmed: bool = True  # ... and confirmed the pair
 
     @property
     def other_state(self) -> bool:
         """A small change in one place, in a picture that lines up with the base everywhere else."""
         small = MIN_CHANGED_CELLS <= self.changed_cells <= MAX_CHANGED_SHARE * self.compared_cells
-        return self.aligned and small and self.places == 1
-
-    @property
-    def another_screen(self) -> bool:
-        """Not the same screen: verification does not confirm it, and nothing lines up or most of what is drawn
-        differs. (Confirmed pairs with large changes are copies with a caption or a sticker as often.)"""
-        mostly_changed = self.textured_changed >= ANOTHER_SCREEN_SHARE * max(1, self.textured_cells)
-        return not self.confirmed and (not self.aligned or mostly_changed)
-
-    @property
-    def not_a_copy(self) -> bool:
-        """What makes the pair a person's to decide."""
-        return self.other_state or self.another_screen
+        return small and self.places == 1
 
 
 def screen_like(pixels: np.ndarray) -> bool:
@@ -114,15 +92,15 @@ def compare_screens(
     query: QueryFeatures, query_pixels: np.ndarray, base: Features, thumbnail: np.ndarray, policy: VerifyPolicy
 ) -> ScreenChanges | None:
     """How the query (grey, in the frame its features were detected in) differs from the base's grey thumbnail;
-    None when the base is not screen-like (or its features were detected in another frame)."""
+    None when the base is not screen-like (or its features were detected in another frame) or the two do not
+    line up."""
     if not screen_like(thumbnail) or (base.width, base.height) != (thumbnail.shape[1], thumbnail.shape[0]):
         return None
     found = verify(query, base, policy)
-    confirmed = found.outcome is Verified.CONFIRMED
     if found.matrix is None:
-        return ScreenChanges(0, 0, aligned=False, confirmed=confirmed)
+        return None
     pixels = np.ascontiguousarray(query_pixels[:, ::-1]) if found.mirrored else query_pixels
-    return replace(screen_changes(pixels, thumbnail, found.matrix), confirmed=confirmed)
+    return screen_changes(pixels, thumbnail, found.matrix)
 
 
 def screen_changes(query: np.ndarray, base: np.ndarray, matrix: np.ndarray) -> ScreenChanges:
@@ -148,10 +126,7 @@ def screen_changes(query: np.ndarray, base: np.ndarray, matrix: np.ndarray) -> S
     covered = _cells(inside.astype(np.float32), rows, cols).sum(axis=2) == CELL * CELL
     counts = _cells(changed.astype(np.float32), rows, cols).sum(axis=2)
     hit = covered & (counts >= CHANGED_PIXELS_PER_CELL)
-    textured = covered & (_cells(a, rows, cols).std(axis=2) >= FLAT)
-    return ScreenChanges(
-        int(hit.sum()), int(covered.sum()), _places(hit), int(textured.sum()), int((textured & hit).sum())
-    )
+    return ScreenChanges(int(hit.sum()), int(covered.sum()), _places(hit))
 
 
 def _places(hit: np.ndarray) -> int:
@@ -170,10 +145,13 @@ def _matched(a: np.ndarray, b: np.ndarray, inside: np.ndarray) -> tuple[np.ndarr
     calls for, flagged more copies, not fewer; so did blurring the sharper picture to the other's blur.)"""
     a = cv2.GaussianBlur(a, (0, 0), 0.8)
     b = cv2.GaussianBlur(b, (0, 0), 0.8)
-    slope, offset = np.polyfit(b[inside], a[inside], 1)
+    xs, ys = b[inside], a[inside]
+    mean_x, mean_y = float(xs.mean()), float(ys.mean())
+    spread = float(np.dot(xs - mean_x, xs - mean_x))
+    slope = float(np.dot(xs - mean_x, ys - mean_y)) / spread if spread > 0 else 1.0  # least squares, closed form
     if not np.isfinite(slope) or slope <= 0.2:  # an inverted or flattened copy: brightness only
-        slope, offset = 1.0, float(a[inside].mean() - b[inside].mean())
-    return a, (b * slope + offset).astype(np.float32)
+        slope = 1.0
+    return a, (b * slope + (mean_y - slope * mean_x)).astype(np.float32)
 
 
 def _cells(pixels: np.ndarray, rows: int, cols: int) -> np.ndarray:

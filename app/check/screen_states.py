@@ -1,7 +1,7 @@
 """The screen comparison (issue #33, docs/how-it-decides.md): a screen-like image that a pHash hit, its embedding or
-verification would make a duplicate is compared pixel by pixel with each such candidate's grey thumbnail; one it
-lines up with but for a small change is another state of that screen (`ImageWork.other_states`), which `decide()`
-sends to a person.
+a confirmed verification (of the whole image, its visual words or its framed part) would make a duplicate is
+compared pixel by pixel with each such candidate's grey thumbnail; one it lines up with but for a small change is
+another state of that screen (`ImageWork.other_states`), which `decide()` sends to a person.
 
 Only for images that look like a screen (a cheap look at the query's own grey pixels first), and only for the
 few candidates that could make it a duplicate, so photos cost nothing. Runs on the CPU pool, never under a lock.
@@ -88,15 +88,19 @@ class ScreenStates:
 
 
 def _at_stake(work: ImageWork, thresholds: Thresholds) -> list[int]:
-    """The candidates that could make the image a duplicate: a pHash hit within the threshold, a neighbour in the
-    grey band or above, a confirmed pair; the closest few. Not an exact hit (the same bytes) nor one a person
-    has already judged."""
+    """The candidates that could make the image a duplicate: a pHash hit within the threshold, a neighbour (of the
+    whole image or its framed part) at the duplicate threshold (or a learned one), a confirmed pair; the closest
+    few. Not an exact hit (the same bytes), one a person has already judged, nor a grey-band candidate that
+    verification left in doubt (it can make the image `review` at most, as another state does)."""
     reach: dict[int, float] = {}
     for image_id, distance in work.phash_near:
         if distance <= thresholds.phash:
             reach[image_id] = max(reach.get(image_id, 0.0), 1.0 - distance / 64)
-    for neighbour in work.neighbours:
-        if neighbour.similarity >= thresholds.review:
+    framed = work.framed.neighbours if work.framed is not None else []
+    # thresholds learned from people's decisions may settle a duplicate lower in the grey band
+    settles = min(thresholds.duplicate, thresholds.settled_duplicate or thresholds.duplicate)
+    for neighbour in [*work.neighbours, *framed]:
+        if neighbour.similarity >= settles:
             reach[neighbour.image_id] = max(reach.get(neighbour.image_id, 0.0), neighbour.similarity)
     for image_id, verification in work.verified.items():
         if verification.outcome is Verified.CONFIRMED:

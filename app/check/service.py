@@ -209,9 +209,9 @@ class CheckService:
             await self._embedding.embed([w for w in alive(works) if w.vector is None and not self._hash_settled(w)])
             await self._embedding.search(alive(works))
             await self._verify(alive(works))
-            await self._compare_screens(alive(works))
             await self._find_by_local_features([w for w in alive(works) if not self._settled(w)])
             await self._take_second_look([w for w in alive(works) if not self._settled(w) and w.item.vector is None])
+            await self._compare_screens(alive(works))
             await self._make_thumbnails([w for w in alive(works) if self._may_be_kept(w)])
             if before_decide is not None:
                 await before_decide()

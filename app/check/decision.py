@@ -50,9 +50,7 @@ def candidates_of(work: ImageWork, recent: Sequence[Acceptance], earlier: Sequen
     found: dict[int, dict[str, Any]] = {}
 
     def note(image_id: int | None, **values: Any) -> None:
-        if image_id is None or image_id == work.image_id:
-            return
-        if image_id not in work.distinct_from and image_id not in work.other_screens:
+        if image_id is not None and image_id != work.image_id and image_id not in work.distinct_from:
             found.setdefault(image_id, {}).update(values)
 
     for image_id in work.exact_ids:

@@ -68,8 +68,6 @@ class ScreenStates:
         for (work, candidate, _), result in zip(jobs, results, strict=True):
             if isinstance(result, ScreenChanges) and result.other_state:
                 work.other_states.add(candidate)
-            elif isinstance(result, ScreenChanges) and result.another_screen:
-                work.other_screens.add(candidate)
             elif isinstance(result, Exception):  # one pair's failure leaves that pair as it was
                 log.warning("comparing image %s with %d failed: %s", work.image_id, candidate, result)
             elif isinstance(result, BaseException):

@@ -242,7 +242,7 @@ class CheckService:
     def _settled(self, work: ImageWork) -> bool:
         """A duplicate before any second look: by hash (no vector), by similarity, or verified; never another
         state of a screen, which goes to a person unless another candidate settles it."""
-        if work.other_states or work.other_screens:
+        if work.other_states:
             return False
         if work.vector is None:
             return True
@@ -263,10 +263,8 @@ class CheckService:
         if self._screens is None:
             return
         await self._screens.run(works, self.thresholds)
-        # an image a pHash hit settled had no embedding; another state or screen of that hit needs one now
-        unembedded = [
-            w for w in works if (w.other_states or w.other_screens) and w.vector is None and w.item.vector is None
-        ]
+        # an image a pHash hit settled had no embedding; another state of that hit needs one now
+        unembedded = [w for w in works if w.other_states and w.vector is None and w.item.vector is None]
         if unembedded:
             await self._embedding.embed(unembedded)
             await self._embedding.search(alive(unembedded))

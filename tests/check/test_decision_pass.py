@@ -57,3 +57,17 @@ def test_identical_copies_in_one_batch_are_all_verified_against_the_original_in_
         4: VerdictLabel.DUPLICATE,
     }
     assert all(d.matched_image_id == 1 for w, d in second.decisions if w in copies)
+
+
+def test_another_state_of_a_screen_is_review_beside_it_where_a_phash_hit_alone_would_be_a_duplicate() -> None:
+    """What the screen comparison noted (app/check/screen_states.py) reaches decide() through the pass."""
+    stage = Policy(Thresholds(phash=5, duplicate=0.95, review=0.6))  # a pHash hit alone decides at this size
+    # two unlike images (cosine 0.54, pHash far apart), each a pHash hit of accepted image 1
+    state = work(10, "s" * 64, unit(0.0), phash=0)
+    state.phash_near = [(1, 2)]
+    state.other_states = {1}
+    plain = work(12, "u" * 64, unit(1.0), phash=2**64 - 1)
+    plain.phash_near = [(1, 2)]
+    outcome = plan([state, plain], [], stage, last_round=True)
+    decided = {w.image_id: (d.label.value, d.decided_by.value, d.matched_image_id) for w, d in outcome.decisions}
+    assert decided == {10: ("review", "other_state", 1), 12: ("duplicate", "phash", 1)}

@@ -19,7 +19,8 @@ from concurrent.futures import Executor
 import numpy as np
 from PIL import Image
 
-from app.check.state import ImageWork, Stopwatch
+from app.check.embedding import Embedding
+from app.check.state import ImageWork, Stopwatch, alive
 from app.check.stored_bytes import StoredBytes
 from app.check.verification import Verifier
 from app.domain.models import Thresholds, Verified
@@ -34,13 +35,24 @@ MAX_COMPARED = 3
 
 
 class ScreenStates:
-    def __init__(self, verifier: Verifier, units: UnitsOfWork, stored: StoredBytes, executor: Executor) -> None:
+    def __init__(
+        self, verifier: Verifier, embedding: Embedding, units: UnitsOfWork, stored: StoredBytes, executor: Executor
+    ) -> None:
         self._verifier = verifier
+        self._embedding = embedding
         self._units = units
         self._stored = stored
         self._executor = executor
 
     async def run(self, works: Sequence[ImageWork], thresholds: Thresholds) -> None:
+        await self._compare(works, thresholds)
+        # an image a pHash hit settled had no embedding; another state or screen of that hit needs one now
+        unembedded = [w for w in works if (w.other_states or w.other_screens) and w.vector is None]
+        if unembedded:
+            await self._embedding.embed([w for w in unembedded if w.item.vector is None])
+            await self._embedding.search(alive(unembedded))
+
+    async def _compare(self, works: Sequence[ImageWork], thresholds: Thresholds) -> None:
         loop = asyncio.get_running_loop()
         side = self._verifier.policy.query_side
         looked = [w for w in works if w.decoded is not None and _at_stake(w, thresholds)]
@@ -68,6 +80,8 @@ class ScreenStates:
         for (work, candidate, _), result in zip(jobs, results, strict=True):
             if isinstance(result, ScreenChanges) and result.other_state:
                 work.other_states.add(candidate)
+            elif isinstance(result, ScreenChanges) and result.another_screen:
+                work.other_screens.add(candidate)
             elif isinstance(result, Exception):  # one pair's failure leaves that pair as it was
                 log.warning("comparing image %s with %d failed: %s", work.image_id, candidate, result)
             elif isinstance(result, BaseException):

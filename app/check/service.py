@@ -17,8 +17,6 @@ from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
 
-from PIL import Image
-
 from app.check.block_list import BlockList
 from app.check.decision import Plan, plan, settled_by_hashes
 from app.check.embedding import Embedding
@@ -41,6 +39,7 @@ from app.check.screen_states import ScreenStates
 from app.check.second_look import SecondLook
 from app.check.state import ImageWork, alive
 from app.check.stored_bytes import StoredBytes
+from app.check.thumbnails import make_thumbnails
 from app.check.verification import Verifier
 from app.domain.errors import AppError, CheckRaced
 from app.domain.models import CheckItem, Decision, Policy, Thresholds, Verdict
@@ -49,9 +48,7 @@ from app.domain.rules import grey_candidates, outright_duplicate
 from app.ports.backends import BlobStore, Embedder, ImageFetcher, VectorIndex
 from app.ports.persistence import DecisionLock, UnitsOfWork
 from app.runtime.oldest_first import checking
-from app.vision.local_features import thumbnail_jpeg
 from app.vision.phash import PhashIndex
-from app.vision.preview import preview_jpeg
 from app.vision.verify import VerifyPolicy
 from app.vision.visual_words import Vocabulary, WordIndex
 
@@ -157,7 +154,7 @@ class CheckService:
             else None
         )
         self._screens = (
-            ScreenStates(self._verifier, units, self.stored, executor)
+            ScreenStates(self._verifier, self._embedding, units, self.stored, executor)
             if self._verifier is not None and options.screen_states
             else None
         )
@@ -211,8 +208,9 @@ class CheckService:
             await self._verify(alive(works))
             await self._find_by_local_features([w for w in alive(works) if not self._settled(w)])
             await self._take_second_look([w for w in alive(works) if not self._settled(w) and w.item.vector is None])
-            await self._compare_screens(alive(works))
-            await self._make_thumbnails([w for w in alive(works) if self._may_be_kept(w)])
+            if self._screens is not None:  # after the second look: a pair it confirmed is compared too
+                await self._screens.run(alive(works), self.thresholds)
+            await make_thumbnails([w for w in alive(works) if self._may_be_kept(w)], self._executor)
             if before_decide is not None:
                 await before_decide()
             await self._decide_and_record(alive(works), generation)
@@ -240,10 +238,7 @@ class CheckService:
         return settled_by_hashes(work, self.policy())
 
     def _settled(self, work: ImageWork) -> bool:
-        """A duplicate before any second look: by hash (no vector), by similarity, or verified; never another
-        state of a screen, which goes to a person unless another candidate settles it."""
-        if work.other_states:
-            return False
+        """A duplicate before any second look: by hash (no vector), by similarity, or verified."""
         if work.vector is None:
             return True
         return outright_duplicate(work.neighbours, self.thresholds) or work.confirmed
@@ -258,16 +253,6 @@ class CheckService:
                 # a pair a person called distinct is never verified (so never confirmed) again
                 lambda w: [c for c in grey_candidates(w.neighbours, self.thresholds) if c not in w.distinct_from],
             )
-
-    async def _compare_screens(self, works: Sequence[ImageWork]) -> None:
-        if self._screens is None:
-            return
-        await self._screens.run(works, self.thresholds)
-        # an image a pHash hit settled had no embedding; another state of that hit needs one now
-        unembedded = [w for w in works if w.other_states and w.vector is None and w.item.vector is None]
-        if unembedded:
-            await self._embedding.embed(unembedded)
-            await self._embedding.search(alive(unembedded))
 
     async def _load_reviewed_pairs(self, works: Sequence[ImageWork]) -> None:
         ids = [w.image_id for w in works if w.image_id is not None]
@@ -293,17 +278,6 @@ class CheckService:
     async def _take_second_look(self, works: Sequence[ImageWork]) -> None:
         if self._second_look is not None:
             await self._second_look.run(works, self.thresholds)
-
-    async def _make_thumbnails(self, works: Sequence[ImageWork]) -> None:
-        """The grey thumbnail an accepted image keeps as a verification base, and its colour preview for the
-        review page."""
-        loop = asyncio.get_running_loop()
-        decoded = [(w, w.decoded) for w in works if w.decoded is not None]
-        made = await asyncio.gather(
-            *(loop.run_in_executor(self._executor, _thumbnail_and_preview, image.pixels) for _, image in decoded)
-        )
-        for (work, _), (thumbnail, preview) in zip(decoded, made, strict=True):
-            work.thumbnail, work.preview = thumbnail, preview
 
     # ---- under the locks ----------------------------------------------------------------------------------
     async def _decide_and_record(self, works: list[ImageWork], generation: int) -> None:
@@ -389,7 +363,7 @@ class CheckService:
         if not swaps:
             return decisions, []
         chosen = list(swaps.values())
-        await self._make_thumbnails([swap.original for swap in chosen if swap.original.thumbnail is None])
+        await make_thumbnails([swap.original for swap in chosen if swap.original.thumbnail is None], self._executor)
         log.info(
             "originals restored: %s",
             ", ".join(f"{s.original.image_id} (was a duplicate of the later {s.later.image_id})" for s in chosen),
@@ -405,7 +379,7 @@ class CheckService:
         if pending.to_verify and self._verifier is not None:
             peers = {w.image_id: w for w, _ in outcome.decisions if w.image_id is not None}
             await self._verifier.verify_pairs(pending.to_verify, peers=peers)
-        await self._make_thumbnails(pending.to_thumbnail)
+        await make_thumbnails(pending.to_thumbnail, self._executor)
 
     def _outcome(self, work: ImageWork) -> CheckOutcome:
         if work.error is not None:
@@ -415,7 +389,3 @@ class CheckService:
             raise RuntimeError(f"image at position {work.position} left the check with neither verdict nor error")
         self.metrics.observe_verdict(work.verdict)
         return CheckOutcome(work.item, verdict=work.verdict)
-
-
-def _thumbnail_and_preview(pixels: Image.Image) -> tuple[bytes, bytes]:
-    return thumbnail_jpeg(pixels), preview_jpeg(pixels)

@@ -46,8 +46,8 @@ class ScreenStates:
 
     async def run(self, works: Sequence[ImageWork], thresholds: Thresholds) -> None:
         await self._compare(works, thresholds)
-        # an image a pHash hit settled had no embedding; another state or screen of that hit needs one now
-        unembedded = [w for w in works if (w.other_states or w.other_screens) and w.vector is None]
+        # an image a pHash hit settled had no embedding; another state of that hit needs one now
+        unembedded = [w for w in works if w.other_states and w.vector is None]
         if unembedded:
             await self._embedding.embed([w for w in unembedded if w.item.vector is None])
             await self._embedding.search(alive(unembedded))
@@ -80,8 +80,6 @@ class ScreenStates:
         for (work, candidate, _), result in zip(jobs, results, strict=True):
             if isinstance(result, ScreenChanges) and result.other_state:
                 work.other_states.add(candidate)
-            elif isinstance(result, ScreenChanges) and result.another_screen:
-                work.other_screens.add(candidate)
             elif isinstance(result, Exception):  # one pair's failure leaves that pair as it was
                 log.warning("comparing image %s with %d failed: %s", work.image_id, candidate, result)
             elif isinstance(result, BaseException):

@@ -74,8 +74,6 @@ class ImageWork:
     same_as: set[int] = field(default_factory=set)
     # screen-like accepted images it lines up with but for a small change (app/check/screen_states.py)
     other_states: set[int] = field(default_factory=set)
-    # ... and those it is another screen of (most of what is drawn differs): no pHash hit of theirs counts
-    other_screens: set[int] = field(default_factory=set)
     # How it ended.
     decision: Decision | None = None
     blocked_reason: str | None = None  # why the image it copies was taken down (a `blocked` decision)

@@ -87,8 +87,7 @@ def _by_phash_and_vector(candidate: Candidate, policy: Policy) -> Decision | Non
     recoloured pictures, whose few keypoints verification cannot line up."""
     limits = policy.thresholds
     backed = (
-        not candidate.other_screen
-        and candidate.phash_distance is not None
+        candidate.phash_distance is not None
         and candidate.phash_distance <= limits.phash
         and (candidate.similarity or 0.0) >= limits.review
     )
@@ -149,7 +148,7 @@ def decide_by_hashes(candidates: Sequence[Candidate], policy: Policy) -> Decisio
         return Decision(VerdictLabel.DUPLICATE, DecidedBy.EXACT, best.image_id, 1.0, 0)
     if not policy.phash_decides_alone:
         return None
-    hashed = [c for c in candidates if c.phash_distance is not None and not c.other_state and not c.other_screen]
+    hashed = [c for c in candidates if c.phash_distance is not None and not c.other_state]
     if not hashed:
         return None
     nearest = min(hashed, key=lambda c: (c.phash_distance or 0, c.image_id))

@@ -118,9 +118,6 @@ class Candidate:
     # Both screen-like, and compared pixel by pixel once aligned they differ in a small change only
     # (app/vision/screen_changes.py): no route but a person's makes it a duplicate; it makes the image `review`.
     other_state: bool = False
-    # Both screen-like, verification unconvinced, and most of what is drawn differs once aligned: another screen of
-    # the same application, whose pHash hit (a layout shared) no longer counts; the other routes still may.
-    other_screen: bool = False
 
 
 @dataclass(frozen=True)

@@ -17,12 +17,11 @@ CPU work: callers run it on the bounded thread pool. Pure: pixels in, a result o
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
-from app.domain.models import Verified
 from app.vision.local_features import Features, QueryFeatures
 from app.vision.verify import VerifyPolicy, verify
 
@@ -52,10 +51,6 @@ MAX_CHANGED_SHARE = 0.01
 # of a changed line of text join. The misfits of a copy re-coloured (its clipped accents) or resampled (bold
 # glyphs' edges) lie in two to five places; a ticked box, a value, a line in one, and four in five changed lines.
 JOIN = (3, 11)
-# Another screen (of the same application, in the same style): verification does not confirm the pair, and once
-# aligned at least this share of the base's drawn cells changed. Windows of one style that are not the same
-# window, on the fitting family: 0.65 at the 10th percentile where they line up at all.
-ANOTHER_SCREEN_SHARE = 0.6
 
 
 @dataclass(frozen=True)
@@ -63,22 +58,12 @@ class ScreenChanges:
     changed_cells: int  # cells of the compared frame holding a change
     compared_cells: int  # cells of the base the aligned query covers
     places: int = 0  # separate places the changed cells lie in (cells a cell apart are one place)
-    drawn_cells: int = 0  # covered cells with something drawn in the base
-    drawn_changed: int = 0  # ... that changed
-    confirmed: bool = False  # verification confirmed the pair
 
     @property
     def other_state(self) -> bool:
         """A small change in one place, in a picture that lines up with the base everywhere else."""
         small = MIN_CHANGED_CELLS <= self.changed_cells <= MAX_CHANGED_SHARE * self.compared_cells
         return small and self.places == 1
-
-    @property
-    def another_screen(self) -> bool:
-        """Not the same screen, by all the pixels can tell: verification does not confirm the pair, and most of
-        what is drawn differs (as much as a caption bar over a small window, so a pHash hit alone is what it
-        overrules)."""
-        return not self.confirmed and self.drawn_changed >= ANOTHER_SCREEN_SHARE * max(1, self.drawn_cells)
 
 
 def screen_like(pixels: np.ndarray) -> bool:
@@ -115,7 +100,7 @@ def compare_screens(
     if found.matrix is None or found.inliers < policy.min_inliers:  # too few keypoints agree to align by
         return None
     pixels = np.ascontiguousarray(query_pixels[:, ::-1]) if found.mirrored else query_pixels
-    return replace(screen_changes(pixels, thumbnail, found.matrix), confirmed=found.outcome is Verified.CONFIRMED)
+    return screen_changes(pixels, thumbnail, found.matrix)
 
 
 def screen_changes(query: np.ndarray, base: np.ndarray, matrix: np.ndarray) -> ScreenChanges:
@@ -141,8 +126,7 @@ def screen_changes(query: np.ndarray, base: np.ndarray, matrix: np.ndarray) -> S
     covered = _cells(inside.astype(np.float32), rows, cols).sum(axis=2) == CELL * CELL
     counts = _cells(changed.astype(np.float32), rows, cols).sum(axis=2)
     hit = covered & (counts >= CHANGED_PIXELS_PER_CELL)
-    drawn = covered & (_cells(a, rows, cols).std(axis=2) >= FLAT)
-    return ScreenChanges(int(hit.sum()), int(covered.sum()), _places(hit), int(drawn.sum()), int((drawn & hit).sum()))
+    return ScreenChanges(int(hit.sum()), int(covered.sum()), _places(hit))
 
 
 def _places(hit: np.ndarray) -> int:

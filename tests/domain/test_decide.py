@@ -175,13 +175,6 @@ CASES = [
         [C(4, similarity=0.97, other_state=True), C(6, similarity=0.84, verified=V.CONFIRMED)], POLICY,
         "duplicate", "verified", 6, 0.84,
     ),
-    # another screen (verification unconvinced, most of what is drawn differs): its pHash hit no longer counts
-    ("another screen's pHash hit alone", [C(4, phash_distance=1, other_screen=True)], POLICY, "unique", "vector",
-     None, None),
-    ("another screen's pHash hit in the grey band", [C(4, phash_distance=1, similarity=0.85, other_screen=True)],
-     NO_PHASH_ALONE, "review", "vector", 4, 0.85),
-    ("another screen at the duplicate threshold still", [C(4, phash_distance=1, similarity=0.93, other_screen=True)],
-     POLICY, "duplicate", "vector", 4, 0.93),
     (
         "another state is named over a grey-band candidate",
         [C(4, similarity=0.85, other_state=True), C(6, similarity=0.88, verified=V.AMBIGUOUS)], POLICY,

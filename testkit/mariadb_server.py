@@ -23,6 +23,7 @@ class PrivateMariaDB:
         self.port = _free_port()
         self.database = database
         self._process: subprocess.Popen[bytes] | None = None
+        self._started = False
         self.restarts = 0
 
     @property
@@ -44,6 +45,22 @@ class PrivateMariaDB:
                 check=True,
                 capture_output=True,
             )
+        # A first start may find its port taken meanwhile by another process of the suite (the port was free when
+        # chosen): it takes another. A restart keeps its port, which the service's URL names.
+        for _ in range(1 if self._started else 3):
+            if self._serve():
+                break
+            if not self._started:
+                self.port = _free_port()
+        else:
+            raise RuntimeError(f"the private MariaDB did not come up; see {self.folder / 'server.log'}")
+        self._started = True
+        self._sql(f"CREATE DATABASE IF NOT EXISTS {self.database}")
+        return self
+
+    def _serve(self) -> bool:
+        """Start the server on this port and wait until it answers; False (and no process) if it exits first."""
+        data = self.folder / "data"
         log = (self.folder / "server.log").open("ab")
         self._process = subprocess.Popen(
             [
@@ -63,13 +80,13 @@ class PrivateMariaDB:
         )
         log.close()
         for _ in range(300):
+            if self._process.poll() is not None:  # it gave up (its port taken, say): nothing will answer
+                self._process = None
+                return False
             if self._answers():
-                break
+                return True
             time.sleep(0.1)
-        else:
-            raise RuntimeError(f"the private MariaDB did not come up; see {self.folder / 'server.log'}")
-        self._sql(f"CREATE DATABASE IF NOT EXISTS {self.database}")
-        return self
+        raise RuntimeError(f"the private MariaDB did not answer; see {self.folder / 'server.log'}")
 
     def stop(self) -> None:
         """A clean shutdown (SIGTERM), as a restart by an operator or a package upgrade does."""
@@ -85,11 +102,16 @@ class PrivateMariaDB:
         self.restarts += 1
 
     def _answers(self) -> bool:
-        return self._sql("SELECT 1", check=False).returncode == 0
+        try:
+            return self._sql("SELECT 1", check=False, timeout=10).returncode == 0
+        except subprocess.TimeoutExpired:  # something else listens on the port and never speaks MariaDB
+            return False
 
-    def _sql(self, statement: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+    def _sql(self, statement: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess[bytes]:
         return subprocess.run(
-            ["mariadb", "--protocol=tcp", "-h", "127.0.0.1", "-P", str(self.port), "-u", "root", "-e", statement],
+            ["mariadb", "--protocol=tcp", "--connect-timeout=2", "-h", "127.0.0.1", "-P", str(self.port), "-u", "root"]
+            + ["-e", statement],
             check=check,
             capture_output=True,
+            timeout=timeout,
         )

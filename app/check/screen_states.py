@@ -55,7 +55,8 @@ class ScreenStates:
     async def _compare(self, works: Sequence[ImageWork], thresholds: Thresholds) -> None:
         loop = asyncio.get_running_loop()
         side = self._verifier.policy.query_side
-        looked = [w for w in works if w.decoded is not None and _at_stake(w, thresholds)]
+        stakes = {w.position: found for w in works if w.decoded is not None and (found := _at_stake(w, thresholds))}
+        looked = [w for w in works if w.position in stakes]
         if not looked:
             return
         with Stopwatch(looked, "screens"):
@@ -65,16 +66,18 @@ class ScreenStates:
             screens = [(w, g) for w, g in zip(looked, greys, strict=True) if g is not None]
             if not screens:
                 return
+            # the candidates' thumbnails first: only those that look like screens are worth their features
+            thumbnails = await self._screen_thumbnails({c for w, _ in screens for c in stakes[w.position]})
+            pairs = [(w, g, c) for w, g in screens for c in stakes[w.position] if c in thumbnails]
+            if not pairs:
+                return
             await self._verifier.query_features([w for w, _ in screens])
-            pairs = [(w, g, c) for w, g in screens for c in _at_stake(w, thresholds)]
-            wanted = {c for _, _, c in pairs}
-            bases = await self._verifier.base_features(wanted)
-            thumbnails = await self._thumbnails(wanted)
+            bases = await self._verifier.base_features({c for _, _, c in pairs})
             policy = self._verifier.policy
             jobs = [
                 (w, c, loop.run_in_executor(self._executor, compare_screens, q, g, bases[c], thumbnails[c], policy))
                 for w, g, c in pairs
-                if c in bases and c in thumbnails and (q := w.features) is not None
+                if c in bases and (q := w.features) is not None
             ]
             results = await asyncio.gather(*(job for _, _, job in jobs), return_exceptions=True)
         for (work, candidate, _), result in zip(jobs, results, strict=True):
@@ -85,18 +88,25 @@ class ScreenStates:
             elif isinstance(result, BaseException):
                 raise result
 
-    async def _thumbnails(self, wanted: set[int]) -> dict[int, np.ndarray]:
+    async def _screen_thumbnails(self, wanted: set[int]) -> dict[int, np.ndarray]:
+        """The grey thumbnails of those candidates that look like screens, decoded on the CPU pool."""
         async with self._units() as uow:
             rows = await uow.thumbnails.thumbnails(sorted(wanted))
         found = await self._stored.read(rows)
-        decoded: dict[int, np.ndarray] = {}
-        for image_id, data in found.items():
-            try:
-                with Image.open(io.BytesIO(data)) as image:
-                    decoded[image_id] = np.asarray(image.convert("L"), dtype=np.uint8)
-            except (OSError, ValueError) as error:
-                log.warning("image %d's thumbnail is unreadable: %s", image_id, error)
-        return decoded
+        loop = asyncio.get_running_loop()
+        ids = list(found)
+        decoded = await asyncio.gather(
+            *(loop.run_in_executor(self._executor, _screen_thumbnail, found[i]) for i in ids), return_exceptions=True
+        )
+        kept: dict[int, np.ndarray] = {}
+        for image_id, pixels in zip(ids, decoded, strict=True):
+            if isinstance(pixels, np.ndarray):
+                kept[image_id] = pixels
+            elif isinstance(pixels, Exception):
+                log.warning("image %d's thumbnail is unreadable: %s", image_id, pixels)
+            elif isinstance(pixels, BaseException):
+                raise pixels
+        return kept
 
 
 def _at_stake(work: ImageWork, thresholds: Thresholds) -> list[int]:
@@ -126,3 +136,10 @@ def _screen_grey(pixels: Image.Image, side: int) -> np.ndarray | None:
     """The query's grey pixels in the frame its features are detected in, if it looks like a screen."""
     found = grey(pixels, side)
     return found if screen_like(found) else None
+
+
+def _screen_thumbnail(data: bytes) -> np.ndarray | None:
+    """A candidate's grey thumbnail, if it looks like a screen."""
+    with Image.open(io.BytesIO(data)) as image:
+        pixels = np.asarray(image.convert("L"), dtype=np.uint8)
+    return pixels if screen_like(pixels) else None

@@ -184,6 +184,12 @@ def print_report(report: dict[str, Any]) -> None:
     )
     if "machine" in report:  # reports from before it was measured have none
         print(machine_summary(report["machine"]))
+        sift = report["machine"]["reference_ms"].get("sift_512")
+        if sift:  # what travels between machines (issue #33's targets: CPU at most 3x, p99 at most 40x)
+            print(
+                f"against the one-thread SIFT reference ({sift:.1f} ms): service CPU per query"
+                f" {report['service_cpu_ms_per_query'] / sift:.1f}x, p99 latency {lat['p99'] / sift:.0f}x"
+            )
     stages = report["stage_latency_ms"]
     print(
         "service stage latency ms (p50/p95): "

@@ -17,7 +17,6 @@ CPU work: callers run it on the bounded thread pool. Pure: pixels in, a result o
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import cv2
@@ -52,18 +51,6 @@ MAX_CHANGED_SHARE = 0.01
 # of a changed line of text join. The misfits of a copy re-coloured (its clipped accents) or resampled (bold
 # glyphs' edges) lie in two to five places; a ticked box, a value, a line in one, and four in five changed lines.
 JOIN = (3, 11)
-# Another picture in a picture box (a gallery, a preview, an avatar): too large a change for the rule above, but the
-# change fills a box the base draws around it, which an overlay laid over the window does not. A place of at least
-# this many changed cells filling at least this share of the base's box around it, where such places hold at
-# least half of all changed cells. On the fitting family: 14 of 26 other pictures, 1 of 16 re-coloured copies (a
-# coloured picture in a grey window), no caption, sticker, watermark or photo.
-MIN_BOXED_CELLS = 40
-MIN_BOX_FILL = 0.8
-MIN_BOXED_SHARE = 0.5
-# A box's side: a step of this many grey levels between two rows (columns) of the base along this share of the
-# side, within a pixel.
-BOX_EDGE = 10.0
-BOX_SIDE_SUPPORT = 0.85
 
 
 @dataclass(frozen=True)
@@ -71,19 +58,12 @@ class ScreenChanges:
     changed_cells: int  # cells of the compared frame holding a change
     compared_cells: int  # cells of the base the aligned query covers
     places: int = 0  # separate places the changed cells lie in (cells a cell apart are one place)
-    boxed_cells: int = 0  # changed cells in large places that fill a box the base draws around them
 
     @property
     def other_state(self) -> bool:
-        """A small change in one place, or a change that fills the base's boxes, in a picture that lines up with
-        the base everywhere else."""
+        """A small change in one place, in a picture that lines up with the base everywhere else."""
         small = MIN_CHANGED_CELLS <= self.changed_cells <= MAX_CHANGED_SHARE * self.compared_cells
-        return (small and self.places == 1) or self.fills_boxes
-
-    @property
-    def fills_boxes(self) -> bool:
-        """Most of the change fills boxes of the base's layout (another picture in a picture box)."""
-        return self.boxed_cells > 0 and self.boxed_cells >= MIN_BOXED_SHARE * self.changed_cells
+        return small and self.places == 1
 
 
 def screen_like(pixels: np.ndarray) -> bool:
@@ -146,78 +126,16 @@ def screen_changes(query: np.ndarray, base: np.ndarray, matrix: np.ndarray) -> S
     covered = _cells(inside.astype(np.float32), rows, cols).sum(axis=2) == CELL * CELL
     counts = _cells(changed.astype(np.float32), rows, cols).sum(axis=2)
     hit = covered & (counts >= CHANGED_PIXELS_PER_CELL)
-    places = _places(hit)
-    return ScreenChanges(int(hit.sum()), int(covered.sum()), len(places), _boxed_cells(places, base))
+    return ScreenChanges(int(hit.sum()), int(covered.sum()), _places(hit))
 
 
-def _places(hit: np.ndarray) -> list[np.ndarray]:
-    """Separate places among the changed cells, each a mask of its cells: a ticked box or a changed line is one,
-    the scattered misfits of a copy re-coloured or resampled are many."""
+def _places(hit: np.ndarray) -> int:
+    """Separate places among the changed cells: a ticked box or a changed line is one, the scattered misfits of
+    a copy re-coloured or resampled are many."""
     if not hit.any():
-        return []
-    joined = cv2.dilate(hit.astype(np.uint8), np.ones(JOIN, np.uint8))
-    count, labels = cv2.connectedComponents(joined, connectivity=8)
-    return [hit & (labels == label) for label in range(1, count)]
-
-
-def _boxed_cells(places: list[np.ndarray], base: np.ndarray) -> int:
-    """Changed cells in the places of at least MIN_BOXED_CELLS that fill MIN_BOX_FILL of the base's box around
-    them (found along the base's own lines: what an overlay covers is not a box of the base's layout)."""
-    large = [p for p in places if int(p.sum()) >= MIN_BOXED_CELLS]
-    if not large:
         return 0
-    across, down = _lines(base)
-    boxed = 0
-    for place in large:
-        rows, cols = np.nonzero(place)
-        extent = (
-            int(cols.min()) * CELL,
-            int(rows.min()) * CELL,
-            (int(cols.max()) + 1) * CELL,
-            (int(rows.max()) + 1) * CELL,
-        )
-        box = _enclosing_box(across, down, extent)
-        if box is None:
-            continue
-        area = (box[2] - box[0]) * (box[3] - box[1])
-        cells = int(place.sum())
-        if 0 < area <= base.size / 2 and cells * CELL * CELL >= MIN_BOX_FILL * area:
-            boxed += cells
-    return boxed
-
-
-def _lines(pixels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Where the picture steps between two rows (across) or two columns (down), within a pixel."""
-    grey = pixels.astype(np.float32)
-    across = np.zeros(grey.shape, bool)
-    down = np.zeros(grey.shape, bool)
-    across[:-1] = np.abs(grey[1:] - grey[:-1]) >= BOX_EDGE
-    down[:, :-1] = np.abs(grey[:, 1:] - grey[:, :-1]) >= BOX_EDGE
-    across[1:] |= across[:-1].copy()
-    down[:, 1:] |= down[:, :-1].copy()
-    return across, down
-
-
-def _enclosing_box(
-    across: np.ndarray, down: np.ndarray, extent: tuple[int, int, int, int]
-) -> tuple[int, int, int, int] | None:
-    """The nearest lines of the base around a place's extent (from a cell inside it outwards), or None when a
-    side reaches the picture's edge first."""
-    height, width = across.shape
-    left, top, right, bottom = extent
-
-    def first(candidates: range, side: Callable[[int], float]) -> int | None:
-        return next((i for i in candidates if side(i) >= BOX_SIDE_SUPPORT), None)
-
-    upper = first(range(min(top + CELL, bottom - 1), 1, -1), lambda y: float(across[y, left:right].mean()))
-    lower = first(range(max(bottom - CELL, top + 1), height - 2), lambda y: float(across[y, left:right].mean()))
-    if upper is None or lower is None or lower <= upper:
-        return None
-    start = first(range(min(left + CELL, right - 1), 1, -1), lambda x: float(down[upper:lower, x].mean()))
-    end = first(range(max(right - CELL, left + 1), width - 2), lambda x: float(down[upper:lower, x].mean()))
-    if start is None or end is None or end <= start:
-        return None
-    return start, upper, end, lower
+    joined = cv2.dilate(hit.astype(np.uint8), np.ones(JOIN, np.uint8))
+    return int(cv2.connectedComponents(joined, connectivity=8)[0]) - 1
 
 
 def _matched(a: np.ndarray, b: np.ndarray, inside: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -13,7 +13,7 @@ from PIL import Image
 from app.vision.local_features import QueryFeatures, features, grey, thumbnail_jpeg
 from app.vision.screen_changes import ScreenChanges, compare_screens, screen_like
 from app.vision.verify import VerifyPolicy
-from bench.window_states import OVERLAYS, draw, first_state, second_state
+from bench.window_states import draw, first_state, second_state
 from testkit.images import jpeg, photo, resized
 from testkit.variants import check_fonts
 
@@ -62,29 +62,8 @@ def test_copies_of_a_window_are_not_another_state() -> None:
             assert found is not None and found.changed_cells == 0 and not found.other_state
 
 
-def test_another_picture_in_its_box_is_another_state() -> None:
-    """Too large a change for the small-change rule, but it fills the picture box the base draws around it."""
-    found = [compared(base, jpeg(other)) for base, other in (window(n, "picture") for n in range(PAIRS))]
-    assert all(f is not None and f.changed_cells > 0.01 * f.compared_cells for f in found)
-    # a smooth picture swapped for another agrees with it in places, which then do not fill the box: about half
-    # of the fitting family's are seen, and none without the box rule
-    assert sum(f.other_state for f in found if f is not None) >= 2
-    assert all(f.fills_boxes for f in found if f is not None and f.other_state)
-
-
-@pytest.mark.parametrize("overlay", [name for name, _ in OVERLAYS])
-def test_a_window_under_an_overlay_is_not_another_state(overlay: str) -> None:
-    """A caption, a sticker or a watermark is laid over the window wherever it falls, not in a box of its layout."""
-    transform = dict(OVERLAYS)[overlay]
-    for n in range(PAIRS):
-        base, _ = window(n, "check")
-        rng = random.Random(f"screen-changes-test:overlay:{overlay}:{n}")
-        found = compared(base, jpeg(transform(base, rng)[0]))
-        assert found is None or not found.fills_boxes
-
-
-def test_a_large_change_of_another_kind_is_left_to_verification() -> None:
-    base, other = window(0, "tab")
+def test_a_large_change_is_left_to_verification() -> None:
+    base, other = window(0, "picture")
     found = compared(base, jpeg(other))
     assert found is not None and found.changed_cells > 0.01 * found.compared_cells and not found.other_state
 

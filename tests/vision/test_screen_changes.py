@@ -38,7 +38,8 @@ def thumbnail(image: Image.Image) -> np.ndarray:
 def compared(base: Image.Image, query_bytes: bytes) -> ScreenChanges | None:
     query = Image.open(io.BytesIO(query_bytes)).convert("RGB")
     thumb = thumbnail(base)
-    return compare_screens(QueryFeatures(query), grey(query), features(thumb), thumb, VerifyPolicy())
+    found = compare_screens(QueryFeatures(query), grey(query), features(thumb), thumb, VerifyPolicy())
+    return found.changes if found is not None else None
 
 
 def test_windows_are_screen_like_and_photos_are_not() -> None:

@@ -39,8 +39,8 @@ def study(base: Image.Image, query: Image.Image) -> tuple[ScreenChanges | None, 
         return None, 0.0
     found = QueryFeatures(query)
     started = time.perf_counter()
-    compared = compare_screens(found, pixels, features(thumb), thumb, VerifyPolicy())
-    return (compared.changes if compared else None), time.perf_counter() - started
+    changes = compare_screens(found, pixels, features(thumb), thumb, VerifyPolicy())
+    return changes, time.perf_counter() - started
 
 
 def pairs_of(window_dir: Path, photos: Path | None, limit: int) -> list[tuple[str, Image.Image, Image.Image]]:

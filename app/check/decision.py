@@ -76,9 +76,6 @@ def candidates_of(work: ImageWork, recent: Sequence[Acceptance], earlier: Sequen
     for image_id in work.other_states:
         if image_id in found:
             found[image_id]["other_state"] = True
-    for image_id in work.screen_pairs:
-        if image_id in found:
-            found[image_id]["screen_pair"] = True
     return [Candidate(image_id=i, **v) for i, v in found.items()]
 
 

@@ -26,7 +26,7 @@ from app.check.verification import Verifier
 from app.domain.models import Thresholds, Verified
 from app.ports.persistence import UnitsOfWork
 from app.vision.local_features import grey
-from app.vision.screen_changes import ScreenComparison, compare_screens, screen_like
+from app.vision.screen_changes import ScreenChanges, compare_screens, screen_like
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,8 @@ class ScreenStates:
 
     async def run(self, works: Sequence[ImageWork], thresholds: Thresholds) -> None:
         await self._compare(works, thresholds)
-        # an image a pHash hit settled had no embedding; another state of that hit, or a screen it must be
-        # verified against, needs one now
-        unembedded = [w for w in works if (w.other_states or w.screen_pairs) and w.vector is None]
+        # an image a pHash hit settled had no embedding; another state of that hit needs one now
+        unembedded = [w for w in works if w.other_states and w.vector is None]
         if unembedded:
             await self._embedding.embed([w for w in unembedded if w.item.vector is None])
             await self._embedding.search(alive(unembedded))
@@ -82,11 +81,8 @@ class ScreenStates:
             ]
             results = await asyncio.gather(*(job for _, _, job in jobs), return_exceptions=True)
         for (work, candidate, _), result in zip(jobs, results, strict=True):
-            if isinstance(result, ScreenComparison):
-                work.screen_pairs.add(candidate)
-                work.note(candidate, result.verification)
-                if result.changes is not None and result.changes.other_state:
-                    work.other_states.add(candidate)
+            if isinstance(result, ScreenChanges) and result.other_state:
+                work.other_states.add(candidate)
             elif isinstance(result, Exception):  # one pair's failure leaves that pair as it was
                 log.warning("comparing image %s with %d failed: %s", work.image_id, candidate, result)
             elif isinstance(result, BaseException):

@@ -22,8 +22,7 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
     band the same way and skips verification only when the part agrees with it twice over: at the duplicate
     threshold by the embedding and within the pHash threshold by the part's pHash. One found by its local
     features (`word_similarity`) below the grey band is a duplicate when verification confirms it, and is
-    otherwise no match. A pair of screen-like pictures (`screen_pair`) is a duplicate only when verification
-    confirms it (or a person said so): its pHash hit and its embedding do not count.
+    otherwise no match.
     """
     by_hash = decide_by_hashes(candidates, policy)
     if by_hash is not None:
@@ -44,7 +43,7 @@ def decide(candidates: Sequence[Candidate], policy: Policy) -> Decision:
     for candidate in scored:
         if candidate.other_state and candidate.verified is not Verified.PERSON:
             continue  # another state of the same screen: a person's word alone makes it a duplicate
-        for route in _SCREEN_ROUTES if candidate.screen_pair else _ROUTES:
+        for route in _ROUTES:
             decision = route(candidate, policy)
             if decision is not None:
                 return decision
@@ -121,9 +120,6 @@ def _by_learned_threshold(candidate: Candidate, policy: Policy) -> Decision | No
 
 
 _ROUTES = (_by_person, _by_vector, _by_phash_and_vector, _by_framed_part, _by_verification, _by_learned_threshold)
-# Two screen-like pictures: windows of one application share their pHash and come close by the embedding, so only
-# the local check (or a person) makes such a pair a duplicate.
-_SCREEN_ROUTES = (_by_person, _by_verification)
 
 
 def _in_band(candidate: Candidate, limits: Thresholds) -> bool:
@@ -152,7 +148,7 @@ def decide_by_hashes(candidates: Sequence[Candidate], policy: Policy) -> Decisio
         return Decision(VerdictLabel.DUPLICATE, DecidedBy.EXACT, best.image_id, 1.0, 0)
     if not policy.phash_decides_alone:
         return None
-    hashed = [c for c in candidates if c.phash_distance is not None and not (c.other_state or c.screen_pair)]
+    hashed = [c for c in candidates if c.phash_distance is not None and not c.other_state]
     if not hashed:
         return None
     nearest = min(hashed, key=lambda c: (c.phash_distance or 0, c.image_id))

@@ -118,9 +118,6 @@ class Candidate:
     # Both screen-like, and compared pixel by pixel once aligned they differ in a small change only
     # (app/vision/screen_changes.py): no route but a person's makes it a duplicate; it makes the image `review`.
     other_state: bool = False
-    # Both screen-like (compared pixel by pixel): a pHash hit or the embedding alone never makes such a pair a
-    # duplicate, since windows of one application share both; verification (or a person) must confirm it.
-    screen_pair: bool = False
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import cv2
 import numpy as np
 
 from app.vision.local_features import Features, QueryFeatures
-from app.vision.verify import Verification, VerifyPolicy, verify
+from app.vision.verify import VerifyPolicy, verify
 
 CELL = 8
 FLAT = 2.0  # grey-level standard deviation of a cell with nothing drawn in it (after JPEG at quality 85)
@@ -88,27 +88,19 @@ def screen_likeness(pixels: np.ndarray) -> tuple[float, float]:
     return flat, float(np.logical_or(across, down).sum()) / total
 
 
-@dataclass(frozen=True)
-class ScreenComparison:
-    """A pair of screen-like pictures: verification's outcome, and how they differ once aligned (None when they
-    do not line up on enough keypoints: a phone feed's small picture rejected on 5 inliers aligns by chance)."""
-
-    verification: Verification
-    changes: ScreenChanges | None
-
-
 def compare_screens(
     query: QueryFeatures, query_pixels: np.ndarray, base: Features, thumbnail: np.ndarray, policy: VerifyPolicy
-) -> ScreenComparison | None:
-    """How the query (grey, in the frame its features were detected in) compares with the base's grey thumbnail;
-    None when the base is not screen-like (or its features were detected in another frame)."""
+) -> ScreenChanges | None:
+    """How the query (grey, in the frame its features were detected in) differs from the base's grey thumbnail;
+    None when the base is not screen-like (or its features were detected in another frame) or the two do not
+    line up on enough keypoints (a phone feed's small picture rejected on 5 inliers aligns by chance)."""
     if not screen_like(thumbnail) or (base.width, base.height) != (thumbnail.shape[1], thumbnail.shape[0]):
         return None
     found = verify(query, base, policy)
     if found.matrix is None or found.inliers < policy.min_inliers:  # too few keypoints agree to align by
-        return ScreenComparison(found, None)
+        return None
     pixels = np.ascontiguousarray(query_pixels[:, ::-1]) if found.mirrored else query_pixels
-    return ScreenComparison(found, screen_changes(pixels, thumbnail, found.matrix))
+    return screen_changes(pixels, thumbnail, found.matrix)
 
 
 def screen_changes(query: np.ndarray, base: np.ndarray, matrix: np.ndarray) -> ScreenChanges:

@@ -38,8 +38,7 @@ def thumbnail(image: Image.Image) -> np.ndarray:
 def compared(base: Image.Image, query_bytes: bytes) -> ScreenChanges | None:
     query = Image.open(io.BytesIO(query_bytes)).convert("RGB")
     thumb = thumbnail(base)
-    found = compare_screens(QueryFeatures(query), grey(query), features(thumb), thumb, VerifyPolicy())
-    return found.changes if found is not None else None
+    return compare_screens(QueryFeatures(query), grey(query), features(thumb), thumb, VerifyPolicy())
 
 
 def test_windows_are_screen_like_and_photos_are_not() -> None:

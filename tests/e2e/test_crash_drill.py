@@ -43,7 +43,7 @@ async def test_crash_drill_repeated_kill_9_loses_nothing_and_keeps_the_originals
     for run in range(KILLS + 1):
         service = spawn(["serve", "--port", str(free_port())], env, log=tmp_path / f"serve-{run}.log")
         try:
-            for _ in range(6000):
+            for _ in range(1500):
                 rows = await outcomes(settings)
                 done = sum(r["similarity"] == "done" for r in rows.values())
                 if run < KILLS and done >= marks[run]:
@@ -51,7 +51,7 @@ async def test_crash_drill_repeated_kill_9_loses_nothing_and_keeps_the_originals
                     break
                 if run == KILLS and done == total:
                     break
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(0.2)  # each look at the rows costs the two shared cores a connection
             else:
                 raise AssertionError(f"run {run} made no progress; see {tmp_path}")
         finally:

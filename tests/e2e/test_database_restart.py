@@ -71,20 +71,20 @@ async def test_database_restart_mid_drain_loses_nothing(
     service = spawn(["serve", "--port", str(port)], env, log=log)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
-            for _ in range(1200):  # restart while the drain is in full swing
+            for _ in range(480):  # restart while the drain is in full swing
                 done = sum(r["similarity"] == "done" for r in (await outcomes(settings)).values())
                 if done >= 100:
                     break
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.25)
             else:
                 raise AssertionError(f"the drain never got going; see {log}")
             await asyncio.to_thread(private_mariadb.restart, 3.0)
             restarted_at_done = done
-            for _ in range(1200):  # well inside the 300 s lease: rows a failed write-back held must come back
+            for _ in range(480):  # well inside the 300 s lease: rows a failed write-back held must come back
                 rows = await outcomes(settings)
                 if all(r["similarity"] == "done" for r in rows.values()):
                     break
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.25)
             else:
                 raise AssertionError(f"rows never finished after the restart; see {log}")
             assert (await client.get("/readyz")).status_code == 200  # the same process, reconnected

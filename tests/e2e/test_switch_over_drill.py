@@ -53,10 +53,10 @@ async def registered(settings: Settings) -> int:
 
 
 async def until_registered(settings: Settings, count: int, process: subprocess.Popen[str]) -> None:
-    for _ in range(600):
+    for _ in range(150):
         if await registered(settings) >= count:
             break
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(0.2)
     assert process.poll() is None, "the backfill ended before it could be stopped"
 
 

@@ -35,9 +35,11 @@ test-services:
 # fifteen slowest are listed at the end.
 # The project's own bytecode written first: where PYTHONDONTWRITEBYTECODE is set, every process the suite starts
 # (each served process, worker and drill restart) would otherwise compile the app's modules again, 0.4 s of CPU.
+# --maxschedchunk 1: xdist would otherwise hand each worker a quarter of its share at once, in order, so that the
+# first worker got every one of the longest tests (tests/conftest.py puts them first) and ran them one after another.
 test: venv test-services
 	$(PY) -m compileall -q -j 0 app testkit tests migrations
-	$(PY) -m pytest -q -n 4 --dist load --durations=15
+	$(PY) -m pytest -q -n 4 --dist load --maxschedchunk 1 --durations=15
 
 # ruff (lint and format), mypy (strict on domain, vision, check, ports), the import contracts of the layers.
 # mypy's cache lives beside pip's and uv's: it is keyed by the files' contents, so every clone may share it.

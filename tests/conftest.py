@@ -106,8 +106,9 @@ def make_cloud_settings(
 
 
 # ---- order ----------------------------------------------------------------------------------------------------
-# The longest tests first (the drills, the served processes, the fuzzer, the browser): with a worker per core the
-# run ends when its last long test does, so none of them should start near the end.
+# The longest tests first (the drills, the served processes, the fuzzer, the browser): the run ends when its last
+# long test does, so none of them should start near the end. The Makefile's `--maxschedchunk 1` hands them out one
+# at a time, so that they spread over the workers.
 LONGEST_FIRST = (
     "tests/e2e/test_database_restart.py",
     "tests/e2e/test_crash_drill.py",

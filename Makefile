@@ -31,12 +31,11 @@ test-services:
 	bash scripts/ensure-test-services.sh
 
 # One worker per core and as many again: the suite's served processes and drills wait as much as they compute.
-# The longest tests are collected first (tests/conftest.py) and handed out one by one as workers come free; the
-# fifteen slowest are listed at the end.
-# The project's own bytecode written first: where PYTHONDONTWRITEBYTECODE is set, every process the suite starts
-# (each served process, worker and drill restart) would otherwise compile the app's modules again, 0.4 s of CPU.
-# --maxschedchunk 1: xdist would otherwise hand each worker a quarter of its share at once, in order, so that the
-# first worker got every one of the longest tests (tests/conftest.py puts them first) and ran them one after another.
+# The longest tests are collected first (tests/conftest.py) and handed out one by one as workers come free
+# (--maxschedchunk 1: by default xdist hands each worker a quarter of its share at once, in order, and the first
+# worker got every one of the longest tests); the fifteen slowest are listed at the end. The project's own bytecode
+# is written first: where PYTHONDONTWRITEBYTECODE is set, every process the suite starts (each served process,
+# worker and drill restart) would otherwise compile the app's modules again, 0.4 s of CPU each.
 test: venv test-services
 	$(PY) -m compileall -q -j 0 app testkit tests migrations
 	$(PY) -m pytest -q -n 4 --dist load --maxschedchunk 1 --durations=15

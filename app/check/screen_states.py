@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import io
-import logging
 from collections.abc import Sequence
 from concurrent.futures import Executor
 
 import numpy as np
 from PIL import Image
 
+from app.check.each import each_result
 from app.check.embedding import Embedding
 from app.check.state import ImageWork, Stopwatch, alive
 from app.check.stored_bytes import StoredBytes
@@ -27,8 +27,6 @@ from app.domain.models import Thresholds, Verified
 from app.ports.persistence import UnitsOfWork
 from app.vision.local_features import grey
 from app.vision.screen_changes import ScreenChanges, compare_screens, screen_like
-
-log = logging.getLogger(__name__)
 
 # candidates compared per image, the closest first: a screen has few candidates that could make it a duplicate
 MAX_COMPARED = 3
@@ -79,14 +77,11 @@ class ScreenStates:
                 for w, g, c in pairs
                 if c in bases and (q := w.features) is not None
             ]
-            results = await asyncio.gather(*(job for _, _, job in jobs), return_exceptions=True)
+            # one pair's failure leaves that pair as it was
+            results = await each_result([job for _, _, job in jobs], "comparing a screen pair")
         for (work, candidate, _), result in zip(jobs, results, strict=True):
             if isinstance(result, ScreenChanges) and result.other_state:
                 work.other_states.add(candidate)
-            elif isinstance(result, Exception):  # one pair's failure leaves that pair as it was
-                log.warning("comparing image %s with %d failed: %s", work.image_id, candidate, result)
-            elif isinstance(result, BaseException):
-                raise result
 
     async def _screen_thumbnails(self, wanted: set[int]) -> dict[int, np.ndarray]:
         """The grey thumbnails of those candidates that look like screens, decoded on the CPU pool."""
@@ -95,18 +90,11 @@ class ScreenStates:
         found = await self._stored.read(rows)
         loop = asyncio.get_running_loop()
         ids = list(found)
-        decoded = await asyncio.gather(
-            *(loop.run_in_executor(self._executor, _screen_thumbnail, found[i]) for i in ids), return_exceptions=True
+        decoded = await each_result(
+            [loop.run_in_executor(self._executor, _screen_thumbnail, found[i]) for i in ids],
+            "decoding a candidate's thumbnail",
         )
-        kept: dict[int, np.ndarray] = {}
-        for image_id, pixels in zip(ids, decoded, strict=True):
-            if isinstance(pixels, np.ndarray):
-                kept[image_id] = pixels
-            elif isinstance(pixels, Exception):
-                log.warning("image %d's thumbnail is unreadable: %s", image_id, pixels)
-            elif isinstance(pixels, BaseException):
-                raise pixels
-        return kept
+        return {i: pixels for i, pixels in zip(ids, decoded, strict=True) if isinstance(pixels, np.ndarray)}
 
 
 def _at_stake(work: ImageWork, thresholds: Thresholds) -> list[int]:

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from enum import Enum
-from typing import TypeVar
 
 from PIL import Image
 
+from app.check.each import each_result
 from app.check.metrics import Metrics
 from app.check.state import FramedPart, ImageWork, Stopwatch
 from app.check.stored_bytes import StoredBytes
@@ -26,9 +25,6 @@ from app.domain.records import FeaturesKey, Stored
 from app.ports.persistence import UnitsOfWork
 from app.vision.local_features import VERIFY_SIDE, Features, QueryFeatures, features, features_of_jpeg, grey
 from app.vision.verify import Verification, VerifyPolicy, verify
-
-log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 class View(Enum):
@@ -131,7 +127,7 @@ class Verifier:
         # a pair without features on either side (its detection failed) stays unverified: decide() then
         # treats a grey-band candidate as undecided, which is `review`
         checks = [(w, c, q) for w, c in pairs if c in bases and (q := _query_of(w, view, fine)) is not None]
-        outcomes = await _each(
+        outcomes = await each_result(
             [loop.run_in_executor(self._executor, verify, q, bases[c], self.policy) for _, c, q in checks],
             "verifying a pair",
         )
@@ -150,7 +146,7 @@ class Verifier:
             list(works) if view is View.WHOLE else [w.framed for w in works if w.framed]
         )
         due = [(s, p) for s in sources if _features_in(s, fine) is None and (p := _pixels_of(s)) is not None]
-        found = await _each(
+        found = await each_result(
             [loop.run_in_executor(self._executor, QueryFeatures, pixels, side, fine) for _, pixels in due],
             f"detecting {'a framed part' if view is View.FRAMED else 'an image'}'s features",
         )
@@ -193,7 +189,7 @@ class Verifier:
             for p in from_batch
             if p.image_id is not None and p.decoded is not None
         ]
-        results = await _each(
+        results = await each_result(
             [loop.run_in_executor(self._executor, job) for _, job in jobs], "detecting a base's features"
         )
         for (candidate, _), result in zip(jobs, results, strict=True):
@@ -254,14 +250,3 @@ def _pixels_of(source: ImageWork | FramedPart) -> Image.Image | None:
 def _query_of(work: ImageWork, view: View, fine: bool) -> QueryFeatures | None:
     source: ImageWork | FramedPart | None = work.framed if view is View.FRAMED else work
     return _features_in(source, fine) if source is not None else None
-
-
-async def _each(jobs: Sequence[Awaitable[T]], what: str) -> list[T | BaseException]:
-    """Every job's result, or its error: one image's failure (a corrupt thumbnail, an OpenCV error) stays its own."""
-    results = await asyncio.gather(*jobs, return_exceptions=True)
-    for result in results:
-        if isinstance(result, Exception):
-            log.warning("%s failed: %s: %s", what, type(result).__name__, result)
-        elif isinstance(result, BaseException):  # cancellation and the like are not one image's fault
-            raise result
-    return results

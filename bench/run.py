@@ -228,11 +228,12 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Phase, Phase]:
 def write_queries(
     path: Path, queries: list[Query], results: list[tuple[dict[str, Any], float]], base_of: dict[str, str]
 ) -> None:
-    """Per query, for calibration and inspection; its latency at the client and the service's own stages."""
+    """Per query, for calibration and inspection; its latency at the client, the service's own time and where
+    that went (its stages' milliseconds, `stage=ms` joined by spaces: what a slow query waited for)."""
     with open(path, "w") as handle:
         handle.write(
             "file,base_id,transform,expected_duplicate,verdict,decided_by,similarity,matched_image_id,matched_base,"
-            "latency_ms,service_ms\n"
+            "latency_ms,service_ms,stages_ms\n"
         )
         for q, (b, latency) in zip(queries, results, strict=True):
             stages = b.get("timings_ms") or {}
@@ -240,7 +241,8 @@ def write_queries(
                 f"{q.path.name},{q.base_id},{q.transform},{int(q.expected_duplicate)},{b.get('verdict')},"
                 f"{b.get('decided_by')},{b.get('similarity')},{b.get('matched_image_id')},"
                 f"{base_of.get(str(b.get('matched_image_id')), '')},{latency * 1000:.1f},"
-                f"{stages.get('total', sum(stages.values())):.1f}\n"
+                f"{stages.get('total', sum(stages.values())):.1f},"
+                f"{' '.join(f'{name}={ms:.0f}' for name, ms in stages.items() if name != 'total')}\n"
             )
 
 

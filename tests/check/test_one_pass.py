@@ -144,3 +144,39 @@ async def test_a_candidate_recorded_meanwhile_is_searched_under_the_lock_and_ver
         spy.assert_each_pair_verified_once()
         # searched before the lock (the crop, then the original's own check), and again under it: the index changed
         assert spy.searches.count(True) == 1
+
+
+async def test_verification_stops_at_a_confirmed_closest_candidate_and_takes_the_rest_at_once(
+    make_settings: Callable[..., Settings],
+) -> None:
+    """The closest candidate is verified first; a copy it confirms stops there, and an image still in doubt has
+    the rest of its candidates verified in one go, not one after another (issue #33: the slowest checks)."""
+    wide = PolicySettings(duplicate_threshold=0.95, review_threshold=0.05)  # every neighbour in the grey band
+    async with build_container(make_settings(policy=wide)) as container:
+        service = container.service
+        indexed = []
+        for name in ("b0587", "b0420", "b0433"):
+            verdict = (await service.check([upload(jpeg(photo(name)))]))[0].verdict
+            assert verdict is not None and verdict.image_id is not None
+            indexed.append(verdict.image_id)
+        verifier = service.verifier
+        assert verifier is not None
+        verify_pairs, calls = verifier.verify_pairs, []
+
+        async def spy_verify(pairs: Sequence[Any], view: View = View.WHOLE, peers: Any = None) -> None:
+            if view is View.WHOLE:
+                calls.append([c for w, c in pairs if c not in w.verified])
+            await verify_pairs(pairs, view, peers)
+
+        verifier.verify_pairs = spy_verify  # type: ignore[method-assign]
+
+        copy = (await service.check([upload(jpeg(cropped(photo("b0587"), 0.72)), register=False)]))[0].verdict
+        assert copy is not None
+        assert (copy.label.value, copy.decided_by.value, copy.matched_image_id) == ("duplicate", "verified", indexed[0])
+        assert calls == [[indexed[0]]]  # the others were never looked at
+
+        calls.clear()
+        other = (await service.check([upload(jpeg(photo("b0348")), register=False)]))[0].verdict
+        assert other is not None and other.label.value == "unique", other
+        closest, rest = calls[0], calls[1]
+        assert len(closest) == 1 and sorted(closest + rest) == sorted(indexed)

@@ -81,8 +81,8 @@ class Verifier:
         """Each image's closest candidate first: an image leaves at its first confirmed candidate, since decide()
         looks no further, which spares most copies the rest of their checks and the mirrored query's detection.
         What an image still in doubt has left is verified at once, not one round per rank: an image that confirms
-        nothing (a look-alike, one bound for `review`) waited for its candidates one after another, the slowest
-        checks there were (issue #33: verification was 600 of the 850 ms of the slowest 1 %)."""
+        nothing (a look-alike, one bound for `review`) waited for its candidates one after another: the slowest
+        checks were those (docs/benchmark.md, EPYC-512d)."""
         order = {w.position: ranked(w) for w in works}
         closest = [(w, order[w.position][0]) for w in works if order[w.position] and not w.confirmed]
         if closest:

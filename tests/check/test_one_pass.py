@@ -27,6 +27,7 @@ class Spy:
         self.embedded: list[tuple[str, tuple[int, int], bool]] = []
         self.searches: list[bool] = []
         self.verified: list[tuple[int, int, str, bool]] = []
+        self.whole_calls: list[list[int]] = []  # each call's candidates not verified before, whole images only
         service = container.service
         embed, search = container.embedder.embed, container.index.search
         verifier = service.verifier
@@ -44,6 +45,8 @@ class Spy:
         async def spy_verify(pairs: Sequence[Any], view: View = View.WHOLE, peers: Any = None) -> None:
             fresh = [(w, c) for w, c in pairs if view is View.FRAMED or c not in w.verified]
             self.verified += [(w.position, c, view.value, service.deciding) for w, c in fresh]
+            if view is View.WHOLE:
+                self.whole_calls.append([c for _, c in fresh])
             await verify_pairs(pairs, view, peers)
 
         container.embedder.embed = spy_embed  # type: ignore[method-assign]
@@ -159,24 +162,14 @@ async def test_verification_stops_at_a_confirmed_closest_candidate_and_takes_the
             verdict = (await service.check([upload(jpeg(photo(name)))]))[0].verdict
             assert verdict is not None and verdict.image_id is not None
             indexed.append(verdict.image_id)
-        verifier = service.verifier
-        assert verifier is not None
-        verify_pairs, calls = verifier.verify_pairs, []
-
-        async def spy_verify(pairs: Sequence[Any], view: View = View.WHOLE, peers: Any = None) -> None:
-            if view is View.WHOLE:
-                calls.append([c for w, c in pairs if c not in w.verified])
-            await verify_pairs(pairs, view, peers)
-
-        verifier.verify_pairs = spy_verify  # type: ignore[method-assign]
-
+        spy = Spy(container)
         copy = (await service.check([upload(jpeg(cropped(photo("b0587"), 0.72)), register=False)]))[0].verdict
         assert copy is not None
         assert (copy.label.value, copy.decided_by.value, copy.matched_image_id) == ("duplicate", "verified", indexed[0])
-        assert calls == [[indexed[0]]]  # the others were never looked at
+        assert spy.whole_calls == [[indexed[0]]]  # the others were never looked at
 
-        calls.clear()
+        spy.whole_calls.clear()
         other = (await service.check([upload(jpeg(photo("b0348")), register=False)]))[0].verdict
         assert other is not None and other.label.value == "unique", other
-        closest, rest = calls[0], calls[1]
+        closest, rest = spy.whole_calls[0], spy.whole_calls[1]
         assert len(closest) == 1 and sorted(closest + rest) == sorted(indexed)

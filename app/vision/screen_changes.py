@@ -67,25 +67,31 @@ class ScreenChanges:
 
 
 def screen_like(pixels: np.ndarray) -> bool:
-    """Mostly flat, with its edges on long straight lines: a window, a dialog, a page of an application."""
-    flat, straight = screen_likeness(pixels)
-    return flat >= SCREEN_MIN_FLAT and straight >= SCREEN_MIN_STRAIGHT
+    """Mostly flat, with its edges on long straight lines: a window, a dialog, a page of an application. A photo
+    is seldom flat enough, and then its edges are not looked at (the costlier half: most checks are of photos)."""
+    return _flat_share(pixels) >= SCREEN_MIN_FLAT and _straight_share(pixels) >= SCREEN_MIN_STRAIGHT
 
 
-def screen_likeness(pixels: np.ndarray) -> tuple[float, float]:
-    """(share of flat cells, share of edge pixels on straight runs) of a grey picture."""
+def _flat_share(pixels: np.ndarray) -> float:
+    """The share of the picture's 8 x 8 cells with nothing drawn in them."""
     rows, cols = pixels.shape[0] // CELL, pixels.shape[1] // CELL
     if rows == 0 or cols == 0:
-        return 0.0, 0.0
-    flat = float((_cells(pixels.astype(np.float32), rows, cols).std(axis=2) < FLAT).mean())
+        return 0.0
+    return float((_cells(pixels.astype(np.float32), rows, cols).std(axis=2) < FLAT).mean())
+
+
+def _straight_share(pixels: np.ndarray) -> float:
+    """The share of the picture's edge pixels that lie on straight horizontal or vertical runs."""
+    if pixels.shape[0] < CELL or pixels.shape[1] < CELL:
+        return 0.0
     edges = (cv2.Canny(pixels, 40, 120) > 0).astype(np.uint8)
     total = int(edges.sum())
     if total == 0:
-        return flat, 0.0
+        return 0.0
     # opening by a line keeps exactly the edge pixels on a run of that line's length
     across = cv2.morphologyEx(edges, cv2.MORPH_OPEN, np.ones((1, STRAIGHT_RUN), np.uint8))
     down = cv2.morphologyEx(edges, cv2.MORPH_OPEN, np.ones((STRAIGHT_RUN, 1), np.uint8))
-    return flat, float(np.logical_or(across, down).sum()) / total
+    return float(np.logical_or(across, down).sum()) / total
 
 
 def compare_screens(

@@ -195,3 +195,8 @@ def print_report(report: dict[str, Any]) -> None:
         "service stage latency ms (p50/p95): "
         + ", ".join(f"{name} {v['p50']:.0f}/{v['p95']:.0f} (n={v['n']})" for name, v in stages.items())
     )
+    if slowest := report.get("slowest_stage_ms"):  # reports from before it was kept have none
+        print(
+            f"the slowest {slowest['queries']} queries (1 %), mean ms a stage: "
+            + ", ".join(f"{name} {ms:.0f}" for name, ms in slowest["mean_ms"].items() if round(ms))
+        )

@@ -218,6 +218,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Phase, Phase]:
         # whole images and the second look's parts
         "embedded_per_query": embedded / len(everything),
         "stage_latency_ms": stage_latency,
+        "slowest_stage_ms": slowest_stages(everything),
         "concurrency": args.concurrency,
         "base_of": {str(k): v for k, v in base_of.items()},
         "service_env": args.env,
@@ -225,6 +226,19 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Phase, Phase]:
     if extra:
         report["extra_phase"] = summarise(extra, extra_results, base_of, extra_wall)
     return report, (queries, results), (extra, extra_results)
+
+
+def slowest_stages(results: list[tuple[dict[str, Any], float]], share: float = 0.01) -> dict[str, Any]:
+    """Where the slowest queries' time went, what sets the p99: their count, and the mean milliseconds of each
+    stage over them (a stage a query skipped counts 0), the costliest first."""
+    slowest = sorted(results, key=lambda r: -r[1])[: max(1, round(len(results) * share))]
+    totals: Counter[str] = Counter()
+    for body, _ in slowest:
+        totals.update({name: ms for name, ms in (body.get("timings_ms") or {}).items() if name != "total"})
+    return {
+        "queries": len(slowest),
+        "mean_ms": {name: ms / len(slowest) for name, ms in totals.most_common()},
+    }
 
 
 def write_queries(

@@ -156,7 +156,8 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Phase, Phase]:
     windows = Corpus([], []) if args.no_extra else load_window_states(args.cache)
     extra += windows.queries
     print("  measuring the machine (one thread, before the service starts)", file=sys.stderr, flush=True)
-    machine = describe(sorted((args.corpus / "base").glob("*.jpg")))
+    photos = sorted((args.corpus / "base").glob("*.jpg"))  # what the machine's references are timed on
+    machine = describe(photos)
     with tempfile.TemporaryDirectory(prefix="imgdedup-bench-") as tmp:
         if args.thresholds:  # e.g. fitted by calibrate --from-reviews
             shutil.copy(args.thresholds, Path(tmp) / "thresholds.json")
@@ -195,7 +196,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], Phase, Phase]:
             process.terminate()
             process.wait(30)
     print("  measuring the machine again (the service stopped)", file=sys.stderr, flush=True)
-    machine = measured_again(machine, sorted((args.corpus / "base").glob("*.jpg")))
+    machine = measured_again(machine, photos)
     labels = Counter(body.get("verdict", "error") for body, _ in registered)
     everything = results + extra_results
     latencies = np.array([latency for _, latency in everything]) * 1000

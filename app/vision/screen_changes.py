@@ -81,9 +81,8 @@ def _flat_share(pixels: np.ndarray) -> float:
 
 
 def _straight_share(pixels: np.ndarray) -> float:
-    """The share of the picture's edge pixels that lie on straight horizontal or vertical runs."""
-    if pixels.shape[0] < CELL or pixels.shape[1] < CELL:
-        return 0.0
+    """The share of the picture's edge pixels that lie on straight horizontal or vertical runs (asked only of a
+    picture flat enough, so at least a cell in each direction)."""
     edges = (cv2.Canny(pixels, 40, 120) > 0).astype(np.uint8)
     total = int(edges.sum())
     if total == 0:

@@ -191,6 +191,7 @@ def verify_policy(settings: Settings) -> VerifyPolicy | None:
         min_overlap=v.min_overlap,
         query_side=v.query_side,
         refine_min_inliers=VerifyPolicy.refine_min_inliers if v.refine else None,
+        smooth_max_keypoints=VerifyPolicy.smooth_max_keypoints if v.smooth else 0,
     )
 
 

@@ -150,8 +150,10 @@ def _verification_json(work: ImageWork) -> dict[str, Any]:
             "outcome": v.outcome.value,
             "inliers": v.inliers,
             "base_coverage": v.base_coverage,
-            "disagreement": v.disagreement,
+            # a smooth pair confirmed by its details' correlation was not compared cell by cell
+            "disagreement": v.disagreement if v.correlation is None else None,
             "mirrored": v.mirrored,
+            **({"correlation": v.correlation} if v.correlation is not None else {}),
         }
         for candidate, v in work.verified.items()
     }

@@ -218,6 +218,11 @@ class VerifySettings(BaseModel):
         description="verify a pair again on fine-scale features when the halved detection leaves it in doubt with "
         "5 or more inliers (off: the halved detection alone decides)",
     )
+    smooth: bool = Field(
+        True,
+        description="confirm a copy of a base too smooth for keypoints (a gradient wallpaper) when the two, aligned "
+        "by their intensities, agree in their details at a correlation of 0.9 or more (off: keypoints alone confirm)",
+    )
     second_look: bool = Field(
         True, description="embed and verify the picture inside a frame (screenshot, border) when still in doubt"
     )

@@ -21,6 +21,7 @@ from PIL import Image
 
 from app.domain.models import Verified
 from app.vision.local_features import VERIFY_SIDE, Features, QueryFeatures, features, grey
+from app.vision.smooth_alignment import align_smooth
 
 CELL = 8  # sketch pixels per side of a compared cell
 FLAT = 3.0  # grey-level standard deviation below which a cell is flat
@@ -69,6 +70,15 @@ class VerifyPolicy:
     # dev split (bench/verify_study.py) 92 of the 112 true pairs only fine features confirm have 5 or more
     # halved inliers; 2 % of false pairs have as many (none is confirmed either way). None: never again.
     refine_min_inliers: int | None = 5
+    # A last way, for a base too smooth for keypoints (a gradient wallpaper: under this many of them; 0: never):
+    # the query, aligned onto it by its intensities (app/vision/smooth_alignment.py), agrees with it in its details
+    # (each picture minus its blur) at this correlation or more over at least `min_overlap` of it. Measured on the
+    # dev split and extra (bench/smooth_study.py): no query came above 0.81 with a smooth base not its own (4,731
+    # pairs, the other half of one wallpaper among them; 99.9 % under 0.72), while 392 of the 644 true pairs reach
+    # 0.90, and 63 dev copies that keypoints had left `unique` or `review` became duplicates (docs/benchmark.md).
+    # Windows and dialogs, whose two states agree as closely, have 100 keypoints or more.
+    smooth_max_keypoints: int = 50
+    smooth_min_correlation: float = 0.9
 
 
 @dataclass(frozen=True)
@@ -83,6 +93,8 @@ class Verification:
     compared_cells: int = 0
     # query pixels (as verified, mirrored if `mirrored`) -> base pixels, 2x3 or 3x3: what a closer look warps by
     matrix: np.ndarray | None = field(default=None, compare=False, repr=False)
+    # the correlation of the two pictures' details once aligned by their intensities, when that confirmed them
+    correlation: float | None = None
 
 
 @dataclass(frozen=True)
@@ -315,6 +327,10 @@ def verify(query: QueryFeatures, base: Features, policy: VerifyPolicy) -> Verifi
                 and _agrees(tilted, tilted_looks, policy)
             ):
                 best, looks, confirmed = tilted, tilted_looks, True
+    if not confirmed and len(base.points) < policy.smooth_max_keypoints:
+        smooth = _smooth(query, base, policy)
+        if smooth is not None:
+            return smooth
     if confirmed:
         outcome = Verified.CONFIRMED
     elif best.inliers < policy.reject_below_inliers:
@@ -331,6 +347,27 @@ def verify(query: QueryFeatures, base: Features, policy: VerifyPolicy) -> Verifi
         round(looks.overlap, 4),
         looks.compared,
         best.matrix,
+    )
+
+
+def _smooth(query: QueryFeatures, base: Features, policy: VerifyPolicy) -> Verification | None:
+    """A confirmation of a smooth base by the pictures' intensities, or None."""
+    found = align_smooth(query.direct.sketch, base.sketch, policy.min_overlap)
+    if found.matrix is None or found.correlation < policy.smooth_min_correlation:
+        return None
+    shown = query.mirrored() if found.mirrored else query.direct
+    to_sketch = np.diag([shown.sketch.shape[1] / shown.width, shown.sketch.shape[0] / shown.height, 1.0])
+    from_sketch = np.diag([base.width / base.sketch.shape[1], base.height / base.sketch.shape[0], 1.0])
+    matrix = (from_sketch @ np.vstack([found.matrix, [0.0, 0.0, 1.0]]) @ to_sketch)[:2]
+    return Verification(
+        Verified.CONFIRMED,
+        inliers=0,
+        base_coverage=0.0,
+        query_coverage=0.0,
+        mirrored=found.mirrored,
+        overlap=round(found.overlap, 4),
+        correlation=round(found.correlation, 4),
+        matrix=matrix,
     )
 
 

@@ -15,6 +15,7 @@ from app.config.settings import PolicySettings, Settings, VerifySettings
 from app.domain.models import CheckItem, UploadRef
 from bench.extra_variants import t_phone, t_webpage
 from testkit.images import PHOTOS, busy_page, cropped, jpeg, meme, photo, resized, screenshot, smooth_wallpaper
+from testkit.variants import t_hflip, t_rotate
 from tests.support import running_app, upload
 
 # A wide verification band, as with the benchmark's calibrated thresholds.
@@ -207,8 +208,9 @@ async def test_a_meme_of_a_smooth_wallpaper_is_found_between_its_caption_bands(
     """A smooth wallpaper under white caption bands: the captions' letters are the only SIFT keypoints, so no
     verification can confirm it, and the bands pull the whole image's cosine into the grey band. The picture
     between the bands agrees with the wallpaper by its embedding and its pHash at once: a duplicate. Another
-    smooth wallpaper, captioned the same way, stays apart."""
-    settings = make_settings(policy=BAND, verify=VerifySettings(second_look=second_look))
+    smooth wallpaper, captioned the same way, stays apart. (Without the dense alignment of smooth pictures, which
+    confirms the wallpaper between the bands first, in its own way: tested below.)"""
+    settings = make_settings(policy=BAND, verify=VerifySettings(second_look=second_look, smooth=False))
     async with running_app(settings) as (_, client):
         originals = [(await upload(client, jpeg(smooth_wallpaper(seed)))).json() for seed in (1, 11)]
         await upload(client, jpeg(photo("b0587")))
@@ -281,8 +283,9 @@ async def test_a_smooth_picture_on_a_page_is_found_where_its_candidate_sits(
     """Smooth wallpapers (no keypoints to verify) in a phone feed and on a web page (bench/extra_variants.py, fixed
     draws): no part the frame finders cut agrees with the wallpaper, but the closest candidate's own sketch finds
     where it sits, and the cut there agrees with it by the embedding and the pHash at once. A look-alike wallpaper
-    that was never registered, framed the same way, stays apart."""
-    settings = make_settings(policy=BAND, verify=VerifySettings(locate=locate))
+    that was never registered, framed the same way, stays apart. (Without the dense alignment of smooth pictures,
+    which confirms the framed wallpapers first, in its own way: tested below.)"""
+    settings = make_settings(policy=BAND, verify=VerifySettings(locate=locate, smooth=False))
     feed, _ = t_phone(smooth_wallpaper(1), random.Random("1:0"))
     page, _ = t_webpage(smooth_wallpaper(11), random.Random("11:0"))
     other, _ = t_phone(smooth_wallpaper(3), random.Random("3:0"))
@@ -302,3 +305,32 @@ async def test_a_smooth_picture_on_a_page_is_found_where_its_candidate_sits(
         else:  # the control: the same pipeline without locating the candidate
             assert framed["verdict"] != "duplicate"
     assert look_alike["verdict"] != "duplicate"
+
+
+@pytest.mark.parametrize("smooth", [False, True], ids=["keypoints-only", "smooth"])
+async def test_a_flipped_or_rotated_smooth_wallpaper_is_confirmed_by_its_details(
+    make_settings: Callable[..., Settings], smooth: bool
+) -> None:
+    """Smooth wallpapers have next to no keypoints, so their copies' keypoints confirm nothing (on dev, 63 such
+    copies were `unique` or `review`). Aligned by their intensities, the copy's details (bands, curves) agree with
+    its original's; another wallpaper's do not, though every one of them shades from dark to light alike."""
+    settings = make_settings(policy=BAND, verify=VerifySettings(smooth=smooth))
+    rng = random.Random(5)
+    copies = [t(smooth_wallpaper(seed), rng)[0] for seed in (1, 9) for t in (t_hflip, t_rotate)]
+    async with running_app(settings) as (_, client):
+        await upload(client, jpeg(photo("b0587")))
+        originals = [(await upload(client, jpeg(smooth_wallpaper(seed)))).json() for seed in (1, 9)]
+        found = [(await upload(client, jpeg(copy), register=False)).json() for copy in copies]
+        other = (await upload(client, jpeg(smooth_wallpaper(3)), register=False)).json()
+        kept = (await upload(client, jpeg(copies[0]))).json()  # registered: its explanation is stored
+        evidence = (await client.get(f"/images/{kept['image_id']}")).json()["explanation"]["verification"]
+    if smooth:  # what confirmed it, in the verdict's evidence: the details' correlation, no cells compared
+        found_by = evidence[str(originals[0]["image_id"])]
+        assert found_by["outcome"] == "confirmed" and found_by["correlation"] >= 0.9
+        assert (found_by["inliers"], found_by["disagreement"], found_by["mirrored"]) == (0, None, True)
+    for copy, original in zip(found, [o for o in originals for _ in range(2)], strict=True):
+        if smooth:
+            assert decision(copy) == ("duplicate", "verified", original["image_id"])
+        else:  # the control: keypoints alone
+            assert copy["verdict"] != "duplicate"
+    assert other["verdict"] != "duplicate"

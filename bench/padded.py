@@ -66,6 +66,13 @@ async def run(args: Any) -> list[dict[str, Any]]:
                     }
                     rows.append(row)
                     print(_line(row), flush=True)
+                    for q, (b, _) in zip(queries, results, strict=True):  # what a reader checks by eye
+                        if b.get("verdict") == "duplicate" and base_of.get(b["matched_image_id"]) != q.base_id:
+                            print(
+                                f"    {q.path.name}: a duplicate of image {b['matched_image_id']} "
+                                f"({b.get('decided_by')}, similarity {b.get('similarity')})",
+                                flush=True,
+                            )
         finally:
             process.terminate()
             process.wait(30)

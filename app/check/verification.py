@@ -11,7 +11,7 @@ import functools
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 
 from PIL import Image
@@ -132,8 +132,11 @@ class Verifier:
         # a pair without features on either side (its detection failed) stays unverified: decide() then
         # treats a grey-band candidate as undecided, which is `review`
         checks = [(w, c, q) for w, c in pairs if c in bases and (q := _query_of(w, view, fine)) is not None]
+        # the sketches are the same at both scales: what the halved pass's dense alignment of a smooth pair left
+        # unconfirmed, the fine pass would not confirm either
+        policy = replace(self.policy, smooth_max_keypoints=0) if fine else self.policy
         outcomes = await each_result(
-            [loop.run_in_executor(self._executor, verify, q, bases[c], self.policy) for _, c, q in checks],
+            [loop.run_in_executor(self._executor, verify, q, bases[c], policy) for _, c, q in checks],
             "verifying a pair",
         )
         found = []

@@ -74,7 +74,7 @@ class VerifyPolicy:
     # the query, aligned onto it by its intensities (app/vision/smooth_alignment.py), agrees with it in its details
     # (each picture minus its blur) at this correlation or more over at least `min_overlap` of it. Measured on the
     # dev split and extra (bench/smooth_study.py): no query came above 0.81 with a smooth base not its own (4,731
-    # pairs, the other half of one wallpaper among them; 99.9 % under 0.72), while 392 of the 644 true pairs reach
+    # pairs, the other half of one wallpaper among them; 99.9 % under 0.72), while 391 of the 644 true pairs reach
     # 0.90, and 63 dev copies that keypoints had left `unique` or `review` became duplicates (docs/benchmark.md).
     # Windows and dialogs, whose two states agree as closely, have 100 keypoints or more.
     smooth_max_keypoints: int = 50

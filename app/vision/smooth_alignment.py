@@ -24,6 +24,10 @@ TEMPLATE_SHARES = (0.5, 0.65, 0.8)
 SMALLEST_TEMPLATE = 8  # pixels a side: a smaller template correlates with anything
 MIN_COMPARED = 50  # pixels of the base the aligned query must cover to be compared at all
 DETAIL_SIGMA = 3.0  # sketch pixels: what the details are measured against (the picture's blur at this scale)
+# How much more a placement may stretch the query along one axis than along the other, and the smallest scale
+# (sketch pixels of the base per sketch pixel of the query: a base found at a fifth of a query's side).
+MAX_ANISOTROPY = 1.2
+MIN_SCALE = 0.2
 EDGE_MARGIN = 6  # sketch pixels (two blurs) left out along each picture's edges
 # ECC's iterations on the pictures halved, and at their own size: a start near the place settles within ten; one
 # that does not (most pairs of two unrelated pictures) costs three times less than at thirty, and the same pairs
@@ -129,6 +133,15 @@ def _best_place(image: np.ndarray, template: np.ndarray) -> tuple[float, int, in
     return None if best is None else best[1:]
 
 
+def _like_a_copy(matrix: np.ndarray) -> bool:
+    """Whether a placement is one a copy takes: turned, scaled alike along both axes, within the scales verification
+    accepts. An affine motion may squash a picture flat, and then any straight edges line up with any others: a
+    flag's stripes with a painting's diagonal bands (the padded index's cliparts, at 7 to 100 times more along
+    one axis than the other). The true pairs of bench/smooth_study.py stay under 1.06."""
+    stretches = np.linalg.svd(matrix[:, :2], compute_uv=False)
+    return bool(stretches[1] > 0 and stretches[0] / stretches[1] <= MAX_ANISOTROPY and MIN_SCALE <= stretches[1])
+
+
 def _halved(pixels: np.ndarray) -> np.ndarray:
     h, w = pixels.shape
     return cv2.resize(pixels, (max(1, round(w / 2)), max(1, round(h / 2))), interpolation=cv2.INTER_AREA)
@@ -163,6 +176,8 @@ def _scored(
 ) -> SmoothAlignment:
     """The correlation of the details where the query, placed by `matrix`, covers the base, away from either
     picture's edges: there a blur sees past the picture (a border, a rotation's filled corners)."""
+    if not _like_a_copy(matrix):
+        return NOTHING
     bh, bw = base_details.shape
     warp = matrix.astype(np.float32)
     covered = cv2.warpAffine(_away_from_edges(query_details.shape), warp, (bw, bh), flags=cv2.INTER_NEAREST)

@@ -20,7 +20,7 @@ import numpy as np
 
 # Shares of the other picture's area where a template is looked for: a border or a window around the base puts it
 # at half to four fifths of the query; a crop puts the query at as much of the base.
-TEMPLATE_SHARES = (0.5, 0.65, 0.8)
+TEMPLATE_SHARES = (0.45, 0.52, 0.6, 0.69, 0.8)
 SMALLEST_TEMPLATE = 8  # pixels a side: a smaller template correlates with anything
 MIN_COMPARED = 50  # pixels of the base the aligned query must cover to be compared at all
 DETAIL_SIGMA = 3.0  # sketch pixels: what the details are measured against (the picture's blur at this scale)
@@ -69,9 +69,8 @@ def align_smooth(query: np.ndarray, base: np.ndarray, min_overlap: float) -> Smo
             # each start as it is and fitted on the pictures halved (a quarter of ECC's work); ECC can drift along
             # a smooth gradient, so the start itself may be the better place
             fitted = _ecc(coarse_query, coarse_base, _at_half(start), _COARSE_ECC)
-            for matrix in (start, None if fitted is None else _at_double(fitted)):
-                if matrix is None:
-                    continue
+            fits = [] if fitted is None else [_at_double(fitted), _similar(_at_double(fitted), shown.shape)]
+            for matrix in [start, *fits]:
                 found = _scored(shown_details, base_details, matrix, min_overlap, mirrored)
                 if found.correlation > best.correlation:
                     best = found
@@ -80,9 +79,10 @@ def align_smooth(query: np.ndarray, base: np.ndarray, min_overlap: float) -> Smo
     shown = np.ascontiguousarray(query[:, ::-1] if best.mirrored else query).astype(np.float32)
     refined = _ecc(shown, base_f, best.matrix, _FINE_ECC)
     if refined is not None:
-        found = _scored(_details(shown), base_details, refined, min_overlap, best.mirrored)
-        if found.correlation > best.correlation:
-            best = found
+        for matrix in (refined, _similar(refined, shown.shape)):
+            found = _scored(_details(shown), base_details, matrix, min_overlap, best.mirrored)
+            if found.correlation > best.correlation:
+                best = found
     return best
 
 
@@ -131,6 +131,16 @@ def _best_place(image: np.ndarray, template: np.ndarray) -> tuple[float, int, in
         if best is None or score > best[0]:
             best = (float(score), scale, x, y)
     return None if best is None else best[1:]
+
+
+def _similar(matrix: np.ndarray, query_shape: tuple[int, ...]) -> np.ndarray:
+    """The turn and scale nearest to an affine fit, about the query's centre: ECC on a smooth picture may drift into
+    a squash along its gradient that a copy never takes, while the turn, the mean scale and the place it found hold."""
+    u, stretches, vt = np.linalg.svd(matrix[:, :2])
+    linear = (u @ vt) * float(stretches.mean())
+    centre = np.array([query_shape[1] / 2, query_shape[0] / 2])
+    shift = matrix[:, :2] @ centre + matrix[:, 2] - linear @ centre
+    return np.hstack([linear, shift[:, None]])
 
 
 def _like_a_copy(matrix: np.ndarray) -> bool:

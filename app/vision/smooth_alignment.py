@@ -149,7 +149,7 @@ def _like_a_copy(matrix: np.ndarray) -> bool:
     flag's stripes with a painting's diagonal bands (the padded index's cliparts, at 7 to 100 times more along
     one axis than the other). The true pairs of bench/smooth_study.py stay under 1.06."""
     stretches = np.linalg.svd(matrix[:, :2], compute_uv=False)
-    return bool(stretches[1] > 0 and stretches[0] / stretches[1] <= MAX_ANISOTROPY and MIN_SCALE <= stretches[1])
+    return bool(stretches[1] > 0 and stretches[0] / stretches[1] <= MAX_ANISOTROPY and stretches[1] >= MIN_SCALE)
 
 
 def _halved(pixels: np.ndarray) -> np.ndarray:

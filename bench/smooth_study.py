@@ -1,10 +1,12 @@
 """How the dense alignment of smooth pictures (app/vision/smooth_alignment.py) separates copies from other pictures,
 without the service: every dev and extra query whose base is an indexed base too smooth for keypoints, against
 that base (true pairs), and every query of a smooth base against three other smooth indexed bases drawn at random
-and its neighbours by id (the other half of one wallpaper: false pairs). Prints the detail correlation's
-distribution on both sides and how many true pairs each threshold confirms.
+and its neighbours by id (the other half of one wallpaper: false pairs); and, when the padded index's pictures
+are there (bench/padding_corpus.py), every smooth dev base against the flat ones among 600 of them drawn at random
+(cliparts, flags, sprites: straight edges that an unconstrained alignment lines up with a wallpaper's bands).
+Prints the detail correlation's distribution on each side and how many true pairs each threshold confirms.
 
-python -m bench.smooth_study [--corpus DIR]
+python -m bench.smooth_study [--corpus DIR] [--padding DIR]
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import random
 from collections import Counter
 from multiprocessing import Pool
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -21,6 +24,7 @@ from app.vision.local_features import features, grey
 from app.vision.smooth_alignment import align_smooth
 from app.vision.verify import VerifyPolicy
 from bench.corpus import corpus_arguments, load_corpus, load_extra, parse
+from bench.padding_corpus import load as load_padding
 
 POLICY = VerifyPolicy()
 
@@ -37,7 +41,9 @@ def _correlation(job: tuple[Path, np.ndarray]) -> float:
 
 
 def main() -> None:
-    args = parse(corpus_arguments(__doc__))
+    parser = corpus_arguments(__doc__)
+    parser.add_argument("--padding", type=Path, default=Path(".cache/bench/padding"))
+    args = parse(parser)
     corpus = load_corpus(args.corpus, args.cache)
     queries = corpus.queries + load_extra(args.corpus, args.cache)
     with Pool(2) as pool:
@@ -55,6 +61,9 @@ def main() -> None:
                 for other in sorted(set(neighbours + random.Random(q.path.name).sample(others, 3))):
                     pairs.append((q.path, other, False, q.transform))
         scores = pool.map(_correlation, [(p, bases[b][0]) for p, b, _, _ in pairs], chunksize=16)
+        padding = _flat_padding(pool, args.padding)
+        smooth_bases = [p for p in sorted((args.corpus / "base").glob("*.jpg")) if p.stem in smooth or _sampled(p.stem)]
+        clipart = pool.map(_correlation, [(p, sketch) for p in smooth_bases for sketch in padding], chunksize=16)
     true = np.array([s for s, (_, _, t, _) in zip(scores, pairs, strict=True) if t])
     false = np.array([s for s, (_, _, t, _) in zip(scores, pairs, strict=True) if not t])
     print(
@@ -62,12 +71,27 @@ def main() -> None:
         f"99th percentile {np.percentile(false, 99):.3f}, 99.9th {np.percentile(false, 99.9):.3f}, "
         f"max {false.max():.3f}"
     )
+    if clipart:
+        flat = np.array(clipart)
+        print(
+            f"dev bases against {len(padding)} flat padding pictures: {len(flat)} pairs, 99.9th percentile "
+            f"{np.percentile(flat, 99.9):.3f}, max {flat.max():.3f}"
+        )
     for threshold in (0.8, 0.85, 0.9, 0.93):
         kept = Counter(tr for s, (_, _, t, tr) in zip(scores, pairs, strict=True) if t and s >= threshold)
         print(
             f"  at {threshold}: {sum(kept.values())} true pairs ({dict(sorted(kept.items()))}), "
             f"{int((false >= threshold).sum())} false"
         )
+
+
+def _flat_padding(pool: Any, folder: Path) -> list[np.ndarray]:
+    """The sketches of the padding pictures with under the route's keypoints, among 600 drawn at random."""
+    if not (folder / "manifest.csv").exists():
+        return []
+    drawn = random.Random("smooth-study").sample(load_padding(folder), 600)
+    found = pool.map(_sketch_and_keypoints, drawn, chunksize=16)
+    return [sketch for sketch, keypoints in found if keypoints < POLICY.smooth_max_keypoints]
 
 
 def _sampled(base_id: str) -> bool:

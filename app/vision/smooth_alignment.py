@@ -35,7 +35,7 @@ EDGE_MARGIN = 6  # sketch pixels (two blurs) left out along each picture's edges
 _COARSE_ECC = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 10, 1e-4)
 _FINE_ECC = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 1e-4)
 # A place whose details correlate below this before the last refinement is not refined: of 2,920 false pairs, 6
-# came above it; of the 391 true pairs the refinement brings to 0.9, 1 started below it.
+# came above it; of the 391 true pairs the refinement then brought to 0.9, 1 started below it.
 REFINE_FROM = 0.5
 _NO_MASK = np.zeros(0, np.uint8)
 

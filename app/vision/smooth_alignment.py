@@ -1,14 +1,14 @@
-"""Dense alignment of two small grey sketches (docs/how-it-decides.md, "Smooth pictures"): for a base too smooth
-for keypoints (a gradient wallpaper, a blurred sky), how closely the query, aligned onto it by its intensities,
-agrees with it in its details.
+"""Dense alignment of two small grey sketches (docs/how-it-decides.md, "Verification and thresholds"): for a base
+too smooth for keypoints (a gradient wallpaper, a blurred sky), how closely the query, aligned onto it by its
+intensities, agrees with it in its details.
 
 Verification by keypoints needs keypoints: a smooth wallpaper has a handful, so its flipped, rotated, cropped or
 bordered copies were rejected for want of matches, though their cosine said they were close. Its intensities
 still line up. Starting guesses (the query stretched onto the base, the base found inside the query, the query
-found inside the base, each also mirrored) are refined by ECC (an affine motion), and each place is scored by the
-correlation of the two pictures' details (each minus its own blur) over the part of the base the query covers:
-the raw intensities of any two top-to-bottom gradients correlate at 0.98, their bands and curves do not. Pure:
-pixels in, a result out; CPU work for the pool.
+found inside the base, each also mirrored) are refined by ECC (an affine motion), and each place a copy could
+take (turned, scaled alike along both axes) is scored by the correlation of the two pictures' details (each minus
+its own blur) over the part of the base the query covers: the raw intensities of any two top-to-bottom gradients
+correlate at 0.98, their bands and curves do not. Pure: pixels in, a result out; CPU work for the pool.
 """
 
 from __future__ import annotations

@@ -72,10 +72,8 @@ class VerifyPolicy:
     refine_min_inliers: int | None = 5
     # A last way, for a base too smooth for keypoints (a gradient wallpaper: under this many of them; 0: never):
     # the query, aligned onto it by its intensities (app/vision/smooth_alignment.py), agrees with it in its details
-    # (each picture minus its blur) at this correlation or more over at least `min_overlap` of it. Measured on the
-    # dev split and extra (bench/smooth_study.py): no query came above 0.63 with a smooth base not its own (4,731
-    # pairs, the other half of one wallpaper among them), while 395 of the 644 true pairs reach 0.90.
-    # Windows and dialogs, whose two states agree as closely, have 100 keypoints or more.
+    # at this correlation or more over at least `min_overlap` of it: measured on dev and extra by
+    # bench/smooth_study.py (docs/benchmark.md). Windows and dialogs have 100 keypoints or more.
     smooth_max_keypoints: int = 50
     smooth_min_correlation: float = 0.9
 

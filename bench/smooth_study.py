@@ -35,9 +35,9 @@ def _sketch_and_keypoints(path: Path) -> tuple[np.ndarray, int]:
     return found.sketch, len(found.points)
 
 
-def _correlation(job: tuple[Path, np.ndarray]) -> float:
+def _correlation(job: tuple[np.ndarray, np.ndarray]) -> float:
     query, base = job
-    return align_smooth(_sketch_and_keypoints(query)[0], base, POLICY.min_overlap).correlation
+    return align_smooth(query, base, POLICY.min_overlap).correlation
 
 
 def main() -> None:
@@ -60,10 +60,13 @@ def main() -> None:
                 neighbours = [b for b in others if abs(int(b[1:]) - int(q.base_id[1:])) == 1]
                 for other in sorted(set(neighbours + random.Random(q.path.name).sample(others, 3))):
                     pairs.append((q.path, other, False, q.transform))
-        scores = pool.map(_correlation, [(p, bases[b][0]) for p, b, _, _ in pairs], chunksize=16)
         padding = _flat_padding(pool, args.padding)
         smooth_bases = [p for p in sorted((args.corpus / "base").glob("*.jpg")) if p.stem in smooth or _sampled(p.stem)]
-        clipart = pool.map(_correlation, [(p, sketch) for p in smooth_bases for sketch in padding], chunksize=16)
+        # each query's sketch once, however many bases it is paired with
+        paths = sorted({p for p, _, _, _ in pairs} | (set(smooth_bases) if padding else set()))
+        sketch_of = dict(zip(paths, (s for s, _ in pool.map(_sketch_and_keypoints, paths, chunksize=16)), strict=True))
+        scores = pool.map(_correlation, [(sketch_of[p], bases[b][0]) for p, b, _, _ in pairs], chunksize=16)
+        clipart = pool.map(_correlation, [(sketch_of[p], flat) for p in smooth_bases for flat in padding], chunksize=16)
     true = np.array([s for s, (_, _, t, _) in zip(scores, pairs, strict=True) if t])
     false = np.array([s for s, (_, _, t, _) in zip(scores, pairs, strict=True) if not t])
     print(

@@ -60,11 +60,13 @@ def align_smooth(query: np.ndarray, base: np.ndarray, min_overlap: float) -> Smo
         return NOTHING  # a uniform base: any picture's flat part "aligns" with it
     base_details = _details(base_f)
     coarse_base = _halved(base_f)
-    best = free = NOTHING  # the best placement a copy takes; the best fit of any shape, to refine
+    # the query as it is and mirrored: its pixels, its details, its halved pixels
+    views = {}
     for mirrored in (False, True):
         shown = np.ascontiguousarray(query[:, ::-1] if mirrored else query).astype(np.float32)
-        shown_details = _details(shown)
-        coarse_query = _halved(shown)
+        views[mirrored] = (shown, _details(shown), _halved(shown))
+    best = free = NOTHING  # the best placement a copy takes; the best fit of any shape, to refine
+    for mirrored, (shown, shown_details, coarse_query) in views.items():
         for start in _starts(shown, base_f):
             # each start as it is and fitted on the pictures halved (a quarter of ECC's work); ECC can drift along
             # a smooth gradient, so the start itself may be the better place
@@ -78,14 +80,16 @@ def align_smooth(query: np.ndarray, base: np.ndarray, min_overlap: float) -> Smo
                 loose = _scored(shown_details, base_details, fits[0], min_overlap, mirrored, any_shape=True)
                 if loose.correlation > free.correlation:
                     free = loose
-    for place in (best, free) if free.matrix is not None and free is not best else (best,):
+    # the same fit is refined once, when the best placement is the best fit too
+    places = [best] if free.matrix is best.matrix else [best, free]
+    for place in places:
         if place.matrix is None or place.correlation < REFINE_FROM:
             continue
-        shown = np.ascontiguousarray(query[:, ::-1] if place.mirrored else query).astype(np.float32)
+        shown, shown_details, _ = views[place.mirrored]
         refined = _ecc(shown, base_f, place.matrix, _FINE_ECC)
         if refined is not None:
             for matrix in (refined, _similar(refined, shown.shape)):
-                found = _scored(_details(shown), base_details, matrix, min_overlap, place.mirrored)
+                found = _scored(shown_details, base_details, matrix, min_overlap, place.mirrored)
                 if found.correlation > best.correlation:
                     best = found
     return best
